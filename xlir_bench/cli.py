@@ -1,0 +1,183 @@
+"""The ``xlir-bench`` command line: a thin click layer over suites, plugins, the runner and reports."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__, plugins, provenance, results, suites
+from .errors import XlirError
+from .evaluate import SETTINGS
+from .report import FORMATS, Report
+
+# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="xlir-bench")
+def cli() -> None:
+    """Benchmark encoders on cross-lingual and multilingual retrieval with exact metrics."""
+
+
+@cli.command("models")
+def models_cmd() -> None:
+    """List model plugins found through the xlir_bench.models entry points."""
+    table = Table(title="model plugins (entry-point group xlir_bench.models)")
+    for col in ("model", "provided by", "entry point", "status"):
+        table.add_column(col)
+    infos = plugins.discover(check=True)
+    for info in infos:
+        status = "[green]ok[/]" if info.error is None else f"[red]broken: {info.error}[/]"
+        table.add_row(info.name, info.distribution, info.target, status)
+    out.print(table)
+    if not infos:
+        err.print("no model plugins installed; `pip install -e .` registers the built-in ones")
+
+
+@cli.command("suites")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder laid out like shared/data (else XLIR_BENCH_DATA).")
+def suites_cmd(data_dir: str | None) -> None:
+    """List suites, their languages and sizes (counted from the data when it is available)."""
+    table = Table(title="suites")
+    for col in ("suite", "languages", "questions", "queries", "candidates", "license"):
+        table.add_column(col)
+    for name, suite in suites.SUITES.items():
+        try:
+            data = suite.load(data_dir)
+            groups = len({q.group_id for q in data.queries})
+            sizes = (str(groups), str(len(data.queries)), str(len(data.docs)))
+        except XlirError as exc:
+            sizes = ("?", "?", f"data unavailable: {exc}")
+        table.add_row(name, f"{len(suite.languages)}: {' '.join(suite.languages)}", *sizes, suite.license)
+    out.print(table)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+
+
+@cli.command("run")
+@click.option("--model", "models", multiple=True, required=True, help="Model plugin name (repeatable); see `xlir-bench models`.")
+@click.option("--suite", "suite_names", multiple=True, default=("all",), show_default=True, help="xquad-r, mlqa-r or all (repeatable).")
+@click.option("--setting", "settings", multiple=True, type=click.Choice(SETTINGS), help="Only these settings (default: all three).")
+@click.option("--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else results/).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder laid out like shared/data (else XLIR_BENCH_DATA, else download).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Encoder batch size.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Option passed to the model plugin (repeatable).")
+@click.option("--save-run", is_flag=True, help="Also write TREC runs (top --run-depth per query) and qrels per setting.")
+@click.option("--run-depth", default=100, show_default=True, type=click.IntRange(1), help="Depth of saved runs (1000 on XQuAD-R cross-lingual is ~9 GB).")
+@click.option("--seed", default=0, show_default=True, help="Seed for any randomness in plugins (numpy, torch).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run_cmd(models, suite_names, settings, results_dir, data_dir, device, batch_size, model_args, save_run, run_depth, seed, quiet) -> None:
+    """Evaluate models on suites and write one result JSON per (model, suite)."""
+    from .runner import evaluate_model, save_runs
+
+    root = results.results_dir(results_dir)
+    names = suites.resolve(suite_names)
+    options = plugins.parse_model_args(model_args)
+    resolved_device = provenance.resolve_device(device)
+    results.ensure_writable(root)
+    _seed_everything(seed)
+    loaded = {name: suites.load(name, data_dir) for name in names}  # data problems surface before any model work
+    written = []
+    with _progress(quiet) as progress:
+        for model_name in models:
+            model = plugins.load_model(model_name, device=resolved_device, options=options)
+            for suite_name in names:
+                result, runs = evaluate_model(
+                    model,
+                    loaded[suite_name],
+                    device=resolved_device,
+                    batch_size=batch_size,
+                    settings=tuple(s for s in SETTINGS if not settings or s in settings),
+                    run_depth=run_depth if save_run else None,
+                    seed=seed,
+                    progress=progress,
+                )
+                path = results.write_result(root, result)
+                written.append(result)
+                progress.console.print(f"wrote {path}")
+                if save_run:
+                    for p in save_runs(root, model, loaded[suite_name], runs):
+                        progress.console.print(f"wrote {p}")
+    out.print(Report.from_results(written).rich_table(title="this run"))
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+@cli.command("leaderboard")
+@click.option("--results-dir", help="Where results are (else XLIR_BENCH_RESULTS, else results/).")
+@click.option("--suite", type=click.Choice(list(suites.SUITES)), help="Only this suite.")
+@click.option("--setting", type=click.Choice(SETTINGS), help="Only this setting.")
+@click.option("--model", help="Only this model.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def leaderboard_cmd(results_dir, suite, setting, model, fmt) -> None:
+    """Show every result as one table (terminal, Markdown, CSV, LaTeX or JSON)."""
+    loaded = results.load_results(results.results_dir(results_dir))
+    for warning in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    report = Report.from_results(loaded.results, suite=suite, setting=setting, model=model)
+    if fmt == "table":
+        if not report.records:
+            err.print("no results to show")
+        else:
+            out.print(report.rich_table(title="xlir-bench leaderboard"))
+    else:
+        click.echo(report.render(fmt))
+
+
+def main() -> None:
+    """Entry point: every user-facing problem is one line on stderr and exit status 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except XlirError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted; results already written are intact")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug: one line by default, the traceback on request
+        if os.environ.get("XLIR_BENCH_DEBUG"):
+            traceback.print_exc()
+        else:
+            err.print(f"[red]error:[/] internal error {type(exc).__name__}: {exc} (set XLIR_BENCH_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

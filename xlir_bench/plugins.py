@@ -1,0 +1,180 @@
+"""Model plugins: the two protocols a model can implement, and discovery through entry points.
+
+A plugin is an entry point in the group ``xlir_bench.models``; its name is the ``--model`` value and it loads a
+callable (a class or a factory). The harness calls it with keyword options only (``device=`` and the user's
+``--model-arg key=value`` pairs), so plugins should accept ``**kwargs``. Nothing is imported until a model is
+listed or used: discovery reads distribution metadata only.
+
+The returned object implements one of two protocols:
+
+* :class:`Encoder` (dense): ``encode_queries`` / ``encode_corpus`` return (n, d) float arrays; scores are cosine
+  similarity unless ``similarity = "dot"``.
+* :class:`Retriever` (scoring, e.g. BM25): ``build_index(docs)`` returns an index whose
+  ``score(queries, *, language)`` gives the (n_queries, n_docs) score matrix against the indexed docs.
+
+Both may carry a ``metadata`` dict (name, revision, dimension, license, ...) that is copied into results.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import XlirError
+
+GROUP = "xlir_bench.models"
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    def encode_queries(self, texts: list[str], *, language: str, batch_size: int) -> np.ndarray: ...
+
+    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int) -> np.ndarray: ...
+
+
+class ScoringIndex(Protocol):
+    def score(self, queries: list[str], *, language: str) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    def build_index(self, docs: list[dict]) -> ScoringIndex: ...
+
+
+@dataclass
+class PluginInfo:
+    """One discovered entry point, and whether it loads."""
+
+    name: str
+    target: str
+    distribution: str
+    error: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A constructed plugin plus what the harness needs to know about it."""
+
+    name: str
+    plugin: Any
+    kind: str  # "dense" or "scoring"
+    similarity: str
+    info: PluginInfo
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metadata(self) -> dict:
+        meta = getattr(self.plugin, "metadata", None)
+        return dict(meta) if isinstance(meta, dict) else {}
+
+    def call(self, method: str, *args, target: Any = None, **kwargs):
+        """Call ``method`` on the plugin (or on ``target``, an object it returned, such as an index).
+
+        Any exception becomes one line naming the plugin and the method.
+        """
+        try:
+            return getattr(self.plugin if target is None else target, method)(*args, **kwargs)
+        except XlirError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin may raise anything
+            raise XlirError(f"model plugin {self.name!r} failed in {method}: {type(exc).__name__}: {exc}") from None
+
+
+def _entry_points() -> dict[str, importlib_metadata.EntryPoint]:
+    found: dict[str, importlib_metadata.EntryPoint] = {}
+    for ep in importlib_metadata.entry_points(group=GROUP):
+        found.setdefault(ep.name, ep)  # first on sys.path wins, as for console scripts
+    return found
+
+
+def _distribution(ep: importlib_metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.metadata['Name']} {dist.version}" if dist is not None else "unknown"
+
+
+def discover(check: bool = True) -> list[PluginInfo]:
+    """Every plugin in the entry-point group; with ``check`` each is imported so broken ones are reported."""
+    infos = []
+    for name, ep in sorted(_entry_points().items()):
+        info = PluginInfo(name, ep.value, _distribution(ep))
+        if check:
+            try:
+                target = ep.load()
+                if not callable(target):
+                    info.error = f"{ep.value} is not callable"
+            except Exception as exc:  # noqa: BLE001 - report, never crash the listing
+                info.error = f"{type(exc).__name__}: {exc}"
+        infos.append(info)
+    return infos
+
+
+def parse_model_args(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``key=value`` pairs to keyword options; values read as Python literals when they are one (1, 0.5, True)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise XlirError(f"bad --model-arg {pair!r}; write it as key=value, e.g. --model-arg k1=1.2")
+        lowered = raw.strip().lower()
+        if lowered in ("true", "false"):
+            value: Any = lowered == "true"
+        else:
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw
+        options[key.strip()] = value
+    return options
+
+
+def load_model(name: str, *, device: str, options: dict[str, Any] | None = None) -> LoadedModel:
+    """Construct the plugin registered as ``name`` and check which protocol it implements."""
+    options = dict(options or {})
+    eps = _entry_points()
+    if name not in eps:
+        valid = ", ".join(sorted(eps)) or "none installed"
+        raise XlirError(f"unknown model {name!r}; installed model plugins: {valid} (see `xlir-bench models`)")
+    ep = eps[name]
+    info = PluginInfo(name, ep.value, _distribution(ep))
+    try:
+        factory: Callable[..., Any] = ep.load()
+        plugin = factory(device=device, **options)
+    except XlirError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise XlirError(f"model plugin {name!r} ({info.distribution}) failed to load: {type(exc).__name__}: {exc}") from None
+    if isinstance(plugin, Encoder):
+        kind = "dense"
+        similarity = str(getattr(plugin, "similarity", "cosine"))
+        if similarity not in ("cosine", "dot"):
+            raise XlirError(f"model plugin {name!r} has similarity={similarity!r}; use 'cosine' or 'dot'")
+    elif isinstance(plugin, Retriever):
+        kind, similarity = "scoring", "score"
+    else:
+        raise XlirError(
+            f"model plugin {name!r} returned {type(plugin).__name__}, which has neither encode_queries/encode_corpus "
+            "nor build_index; see the plugin protocol in the README"
+        )
+    return LoadedModel(name, plugin, kind, similarity, info, options)
+
+
+def check_matrix(value: Any, rows: int, model: str, what: str, cols: int | None = None) -> np.ndarray:
+    """Validate a plugin's output: a finite 2-D float array with the expected shape."""
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001
+        raise XlirError(f"model plugin {model!r}: {what} returned {type(value).__name__}, not an array ({exc})") from None
+    if array.ndim != 2 or array.shape[0] != rows or (cols is not None and array.shape[1] != cols):
+        want = f"({rows}, {cols if cols is not None else 'd'})"
+        raise XlirError(f"model plugin {model!r}: {what} returned shape {array.shape}, expected {want}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise XlirError(f"model plugin {model!r}: {what} returned dtype {array.dtype}, expected floats")
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise XlirError(f"model plugin {model!r}: {what} returned {bad} NaN/inf values")
+    return array

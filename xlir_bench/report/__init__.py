@@ -1,0 +1,96 @@
+"""One Report over many results, rendered as a terminal table, Markdown, CSV, LaTeX or JSON.
+
+A report is a list of flat records, one per (model, suite, setting): the headline measures, plus the bias
+measures on multilingual records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+
+from tabulate import tabulate
+
+from ..evaluate import SETTINGS
+from ..metrics import MEASURES
+
+BIAS_COLUMNS = ("rank_distance", "lang_pref@1")
+FORMATS = ("table", "markdown", "csv", "latex", "json")
+
+
+def records_of(result: dict) -> list[dict]:
+    rows = []
+    for setting in SETTINGS:
+        block = result["settings"].get(setting)
+        if not block:
+            continue
+        row = {"model": result["model"]["name"], "suite": result["suite"]["name"], "setting": setting}
+        row.update({name: block["metrics"].get(name) for name in MEASURES})
+        if setting == "multilingual" and "bias" in block:
+            row.update({name: block["bias"].get(name) for name in BIAS_COLUMNS})
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class Report:
+    records: list[dict]
+
+    @classmethod
+    def from_results(
+        cls, results: list[dict], suite: str | None = None, setting: str | None = None, model: str | None = None
+    ) -> Report:
+        rows = [r for res in results for r in records_of(res)]
+        rows = [
+            r for r in rows
+            if (suite is None or r["suite"] == suite)
+            and (setting is None or r["setting"] == setting)
+            and (model is None or r["model"] == model)
+        ]
+        rows.sort(key=lambda r: (r["suite"], SETTINGS.index(r["setting"]), -(r.get("mAP") or 0.0), r["model"]))
+        return cls(rows)
+
+    @property
+    def columns(self) -> list[str]:
+        cols = ["model", "suite", "setting", *MEASURES]
+        if any(r["setting"] == "multilingual" for r in self.records):
+            cols += list(BIAS_COLUMNS)
+        return cols
+
+    def rows(self, digits: int = 4) -> list[list[str]]:
+        return [[_fmt(r.get(c), c, digits) for c in self.columns] for r in self.records]
+
+    def render(self, fmt: str) -> str:
+        if fmt == "json":
+            return json.dumps(self.records, indent=1, ensure_ascii=False)
+        if fmt == "csv":
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(self.columns)
+            writer.writerows([["" if r.get(c) is None else r.get(c) for c in self.columns] for r in self.records])
+            return out.getvalue()
+        if fmt == "markdown":
+            return tabulate(self.rows(), headers=self.columns, tablefmt="github", disable_numparse=True)
+        if fmt == "latex":
+            return tabulate(self.rows(), headers=self.columns, tablefmt="latex_booktabs", disable_numparse=True)
+        raise ValueError(fmt)
+
+    def rich_table(self, title: str | None = None):
+        from rich.table import Table
+
+        table = Table(title=title)
+        for col in self.columns:
+            table.add_column(col, justify="left" if col in ("model", "suite", "setting") else "right")
+        for row in self.rows():
+            table.add_row(*row)
+        return table
+
+
+def _fmt(value, column: str, digits: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.1f}" if column == "rank_distance" else f"{value:.{digits}f}"
+    return str(value)
