@@ -6,7 +6,15 @@ import ir_measures
 import numpy as np
 import pytest
 
-from xlir_bench.metrics import MEASURES, compute_all, descending_id_order, pad_relevant, relevant_ranks, top_1, top_k
+from xlir_bench.metrics import (
+    MEASURES,
+    compute_all,
+    descending_id_order,
+    pad_relevant,
+    relevant_ranks,
+    top_1,
+    top_k,
+)
 
 
 def ours(scores: np.ndarray, rel: list[np.ndarray], doc_ids: list[str], gains=None) -> dict[str, np.ndarray]:
@@ -19,9 +27,7 @@ def ours(scores: np.ndarray, rel: list[np.ndarray], doc_ids: list[str], gains=No
 def reference(scores, rel, doc_ids, gains=None) -> dict[str, dict[str, float]]:
     """Per-query values from pytrec_eval through ir-measures, on the complete run (every doc of the pool)."""
     gains = gains or [np.ones(len(r)) for r in rel]
-    qrels = {
-        f"q{i}": {doc_ids[j]: int(g) for j, g in zip(r, gs)} for i, (r, gs) in enumerate(zip(rel, gains))
-    }
+    qrels = {f"q{i}": {doc_ids[j]: int(g) for j, g in zip(r, gs)} for i, (r, gs) in enumerate(zip(rel, gains))}
     run = {f"q{i}": {d: float(s) for d, s in zip(doc_ids, row)} for i, row in enumerate(scores)}
     measures = [ir_measures.parse_measure(m.ir_measures_name) for m in MEASURES.values()]
     out: dict[str, dict[str, float]] = {m.name: {} for m in MEASURES.values()}

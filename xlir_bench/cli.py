@@ -8,7 +8,14 @@ import traceback
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from . import __version__, plugins, provenance, results, suites
@@ -43,7 +50,9 @@ def models_cmd() -> None:
 
 
 @cli.command("suites")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder laid out like shared/data (else XLIR_BENCH_DATA).")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Folder laid out like shared/data (else XLIR_BENCH_DATA)."
+)
 def suites_cmd(data_dir: str | None) -> None:
     """List suites, their languages and sizes (counted from the data when it is available)."""
     table = Table(title="suites")
@@ -74,19 +83,65 @@ def _progress(quiet: bool) -> Progress:
 
 
 @cli.command("run")
-@click.option("--model", "models", multiple=True, required=True, help="Model plugin name (repeatable); see `xlir-bench models`.")
-@click.option("--suite", "suite_names", multiple=True, default=("all",), show_default=True, help="xquad-r, mlqa-r or all (repeatable).")
-@click.option("--setting", "settings", multiple=True, type=click.Choice(SETTINGS), help="Only these settings (default: all three).")
+@click.option(
+    "--model", "models", multiple=True, required=True, help="Model plugin name (repeatable); see `xlir-bench models`."
+)
+@click.option(
+    "--suite",
+    "suite_names",
+    multiple=True,
+    default=("all",),
+    show_default=True,
+    help="xquad-r, mlqa-r or all (repeatable).",
+)
+@click.option(
+    "--setting",
+    "settings",
+    multiple=True,
+    type=click.Choice(SETTINGS),
+    help="Only these settings (default: all three).",
+)
 @click.option("--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else results/).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder laid out like shared/data (else XLIR_BENCH_DATA, else download).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Folder laid out like shared/data (else XLIR_BENCH_DATA, else download).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Encoder batch size.")
-@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Option passed to the model plugin (repeatable).")
-@click.option("--save-run", is_flag=True, help="Also write TREC runs (top --run-depth per query) and qrels per setting.")
-@click.option("--run-depth", default=100, show_default=True, type=click.IntRange(1), help="Depth of saved runs (1000 on XQuAD-R cross-lingual is ~9 GB).")
+@click.option(
+    "--model-arg",
+    "model_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option passed to the model plugin (repeatable).",
+)
+@click.option(
+    "--save-run", is_flag=True, help="Also write TREC runs (top --run-depth per query) and qrels per setting."
+)
+@click.option(
+    "--run-depth",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Depth of saved runs (1000 on XQuAD-R cross-lingual is ~9 GB).",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed for any randomness in plugins (numpy, torch).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run_cmd(models, suite_names, settings, results_dir, data_dir, device, batch_size, model_args, save_run, run_depth, seed, quiet) -> None:
+def run_cmd(
+    models,
+    suite_names,
+    settings,
+    results_dir,
+    data_dir,
+    device,
+    batch_size,
+    model_args,
+    save_run,
+    run_depth,
+    seed,
+    quiet,
+) -> None:
     """Evaluate models on suites and write one result JSON per (model, suite)."""
     from .runner import evaluate_model, save_runs
 
@@ -175,7 +230,11 @@ def main() -> None:
         if os.environ.get("XLIR_BENCH_DEBUG"):
             traceback.print_exc()
         else:
-            err.print(f"[red]error:[/] internal error {type(exc).__name__}: {exc} (set XLIR_BENCH_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+            err.print(
+                f"[red]error:[/] internal error {type(exc).__name__}: {exc} (set XLIR_BENCH_DEBUG=1 for the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
         sys.exit(1)
 
 

@@ -188,7 +188,11 @@ class Evaluator:
         return {"query_ids": [q.query_id for q in self.suite.queries], "AP": out}
 
     def evaluate(self, settings: tuple[str, ...] = SETTINGS) -> dict[str, dict]:
-        runners = {"monolingual": self.monolingual, "cross-lingual": self.cross_lingual, "multilingual": self.multilingual}
+        runners = {
+            "monolingual": self.monolingual,
+            "cross-lingual": self.cross_lingual,
+            "multilingual": self.multilingual,
+        }
         return {name: runners[name]() for name in settings}
 
 

@@ -147,7 +147,9 @@ def load_model(name: str, *, device: str, options: dict[str, Any] | None = None)
     except XlirError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise XlirError(f"model plugin {name!r} ({info.distribution}) failed to load: {type(exc).__name__}: {exc}") from None
+        raise XlirError(
+            f"model plugin {name!r} ({info.distribution}) failed to load: {type(exc).__name__}: {exc}"
+        ) from None
     if isinstance(plugin, Encoder):
         kind = "dense"
         similarity = str(getattr(plugin, "similarity", "cosine"))
@@ -168,7 +170,9 @@ def check_matrix(value: Any, rows: int, model: str, what: str, cols: int | None 
     try:
         array = np.asarray(value)
     except Exception as exc:  # noqa: BLE001
-        raise XlirError(f"model plugin {model!r}: {what} returned {type(value).__name__}, not an array ({exc})") from None
+        raise XlirError(
+            f"model plugin {model!r}: {what} returned {type(value).__name__}, not an array ({exc})"
+        ) from None
     if array.ndim != 2 or array.shape[0] != rows or (cols is not None and array.shape[1] != cols):
         want = f"({rows}, {cols if cols is not None else 'd'})"
         raise XlirError(f"model plugin {model!r}: {what} returned shape {array.shape}, expected {want}")

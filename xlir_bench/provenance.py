@@ -9,8 +9,18 @@ import sys
 from importlib import metadata as importlib_metadata
 
 PACKAGES = (
-    "xlir-bench", "numpy", "bm25s", "PyStemmer", "ir-datasets", "ir-measures", "pytrec-eval-terrier",
-    "torch", "transformers", "sentence-transformers", "faiss-cpu", "faiss-gpu",
+    "xlir-bench",
+    "numpy",
+    "bm25s",
+    "PyStemmer",
+    "ir-datasets",
+    "ir-measures",
+    "pytrec-eval-terrier",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "faiss-cpu",
+    "faiss-gpu",
 )
 
 

@@ -41,7 +41,9 @@ def ensure_writable(root: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise XlirError(f"results directory {root} is not writable ({exc.strerror or exc}); pass --results-dir DIR") from None
+        raise XlirError(
+            f"results directory {root} is not writable ({exc.strerror or exc}); pass --results-dir DIR"
+        ) from None
 
 
 def _umask() -> int:

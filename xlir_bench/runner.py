@@ -29,10 +29,14 @@ def evaluate_model(
     evaluator = Evaluator(source, suite, run_depth=run_depth)
     if progress is not None:
         task = progress.add_task(f"{model.name} / {suite.name}: prepare", total=source.work_items())
-        source.prepare(lambda label, n: progress.update(task, advance=n, description=f"{model.name} / {suite.name}: {label}"))
+        source.prepare(
+            lambda label, n: progress.update(task, advance=n, description=f"{model.name} / {suite.name}: {label}")
+        )
         total = evaluator.total_work() if set(settings) == set(SETTINGS) else None
         progress.update(task, completed=0, total=total)
-        evaluator.advance = lambda label, n: progress.update(task, advance=n, description=f"{model.name} / {suite.name}: {label}")
+        evaluator.advance = lambda label, n: progress.update(
+            task, advance=n, description=f"{model.name} / {suite.name}: {label}"
+        )
     else:
         source.prepare(lambda label, n: None)
     outcome = evaluator.evaluate(settings)

@@ -21,7 +21,13 @@ Advance = Callable[[str, int], None]  # (task label, items done)
 
 
 def _doc_dict(doc) -> dict:
-    return {"text": doc.text, "title": doc.title, "context": doc.context, "language": doc.language, "doc_id": doc.doc_id}
+    return {
+        "text": doc.text,
+        "title": doc.title,
+        "context": doc.context,
+        "language": doc.language,
+        "doc_id": doc.doc_id,
+    }
 
 
 class ScoreSource:
@@ -43,7 +49,9 @@ class ScoreSource:
 
     def work_items(self) -> int:
         """How many texts :meth:`prepare` will handle (for a progress bar)."""
-        return len(self.suite.queries) + len(self.suite.docs) if self.model.kind == "dense" else len(self.suite.docs) * 2
+        return (
+            len(self.suite.queries) + len(self.suite.docs) if self.model.kind == "dense" else len(self.suite.docs) * 2
+        )
 
     def prepare(self, advance: Advance) -> None:
         start = time.perf_counter()
@@ -96,6 +104,8 @@ class ScoreSource:
         else:
             texts = [self.suite.queries[i].text for i in query_idx]
             raw = self.model.call("score", texts, language=language, target=self._indexes[pool])
-            out = check_matrix(raw, len(texts), self.model.name, f"score(language={language!r})", len(self._pools[pool]))
+            out = check_matrix(
+                raw, len(texts), self.model.name, f"score(language={language!r})", len(self._pools[pool])
+            )
         self.score_seconds += time.perf_counter() - start
         return out

@@ -12,9 +12,7 @@ from .ranks import descending_id_order, pad_relevant, relevant_ranks, top_1, top
 from .recall import Recall
 from .rr import RR
 
-MEASURES: dict[str, Measure] = {
-    m.name: m for m in (AP(), Recall(1), Recall(10), Recall(100), NDCG(10), RR())
-}
+MEASURES: dict[str, Measure] = {m.name: m for m in (AP(), Recall(1), Recall(10), Recall(100), NDCG(10), RR())}
 
 
 def compute_all(ranks, gains) -> dict:

@@ -13,13 +13,23 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import Stemmer
 
 SNOWBALL = {
-    "ar": "arabic", "de": "german", "el": "greek", "en": "english", "es": "spanish", "fa": "persian",
-    "fi": "finnish", "fr": "french", "hi": "hindi", "id": "indonesian", "ru": "russian", "tr": "turkish",
+    "ar": "arabic",
+    "de": "german",
+    "el": "greek",
+    "en": "english",
+    "es": "spanish",
+    "fa": "persian",
+    "fi": "finnish",
+    "fr": "french",
+    "hi": "hindi",
+    "id": "indonesian",
+    "ru": "russian",
+    "tr": "turkish",
 }
 _NO_SPACE = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _SEGMENTS = re.compile(f"([{_NO_SPACE}]+)")
@@ -35,7 +45,7 @@ def _separator_table() -> dict[int, str]:
     }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stemmer(language: str):
     name = SNOWBALL.get(language)
     return Stemmer.Stemmer(name) if name else None

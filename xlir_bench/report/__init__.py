@@ -44,7 +44,8 @@ class Report:
     ) -> Report:
         rows = [r for res in results for r in records_of(res)]
         rows = [
-            r for r in rows
+            r
+            for r in rows
             if (suite is None or r["suite"] == suite)
             and (setting is None or r["setting"] == setting)
             and (model is None or r["model"] == model)

@@ -81,9 +81,7 @@ def _read_language(
                 context = paragraph["context"]
                 breaks = [(int(s), int(e)) for s, e in paragraph["sentence_breaks"]]
                 ids = [f"{lang}-{paragraph_no:04d}-{i:02d}" for i in range(len(breaks))]
-                docs.extend(
-                    SuiteDoc(doc_id, context[s:e], title, context, lang) for doc_id, (s, e) in zip(ids, breaks)
-                )
+                docs.extend(SuiteDoc(doc_id, context[s:e], title, context, lang) for doc_id, (s, e) in zip(ids, breaks))
                 for qa in paragraph["qas"]:
                     start = int(qa["answers"][0]["answer_start"])
                     hit = next((i for i, (s, e) in enumerate(breaks) if s <= start < e), None)
@@ -97,4 +95,6 @@ def _read_language(
                 paragraph_no += 1
         return outside
     except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise XlirError(f"corrupt suite file {path}: {type(exc).__name__}: {exc}; replace it with the original") from None
+        raise XlirError(
+            f"corrupt suite file {path}: {type(exc).__name__}: {exc}; replace it with the original"
+        ) from None

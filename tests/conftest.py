@@ -1,0 +1,109 @@
+"""Shared fixtures: the real evaluation data (XLIR_BENCH_DATA, default ../shared/data) and fake plugins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from xlir_bench import suites
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("XLIR_BENCH_DATA") or ROOT.parent / "shared" / "data").resolve()
+
+
+def pytest_configure(config):
+    if not (DATA / "xquad-r" / "en.json").is_file():
+        raise pytest.UsageError(f"evaluation data not found at {DATA}; set XLIR_BENCH_DATA to the shared data folder")
+    os.environ["XLIR_BENCH_DATA"] = str(DATA)
+
+
+@pytest.fixture(scope="session")
+def xquad():
+    return suites.load("xquad-r", DATA)
+
+
+@pytest.fixture(scope="session")
+def mlqa():
+    return suites.load("mlqa-r", DATA)
+
+
+FAKE_PLUGINS = textwrap.dedent(
+    '''
+    import numpy as np
+
+    class Raises:
+        def __init__(self, **kw): pass
+        def encode_queries(self, texts, *, language, batch_size): raise RuntimeError("GPU on fire")
+        def encode_corpus(self, docs, *, language, batch_size): raise RuntimeError("GPU on fire")
+
+    class WrongShape:
+        def __init__(self, **kw): pass
+        def encode_queries(self, texts, *, language, batch_size): return np.ones((len(texts) + 1, 4))
+        def encode_corpus(self, docs, *, language, batch_size): return np.ones((len(docs), 4))
+
+    class MakesNaN:
+        def __init__(self, **kw): pass
+        def encode_queries(self, texts, *, language, batch_size): return np.full((len(texts), 4), np.nan)
+        def encode_corpus(self, docs, *, language, batch_size): return np.ones((len(docs), 4))
+
+    class NotAModel:
+        def __init__(self, **kw): pass
+
+    class BadInit:
+        def __init__(self, **kw): raise ValueError("needs weights")
+
+    class Random:
+        """Seeded random vectors in call order. ``integer``: small integers scored by dot product, so every
+        score is exact in float32 and an independent implementation can reproduce ranks bit for bit."""
+        def __init__(self, seed=0, dim=32, integer=False, **kw):
+            self.rng = np.random.default_rng(int(seed)); self.dim = int(dim); self.integer = bool(integer)
+            self.similarity = "dot" if self.integer else "cosine"
+            self.metadata = {"name": "random", "dimension": self.dim}
+        def _draw(self, n):
+            if self.integer:
+                return self.rng.integers(-1024, 1025, size=(n, self.dim)).astype(np.float32)
+            return self.rng.standard_normal((n, self.dim))
+        def encode_queries(self, texts, *, language, batch_size): return self._draw(len(texts))
+        def encode_corpus(self, docs, *, language, batch_size): return self._draw(len(docs))
+    '''
+)
+
+ENTRY_POINTS = """[xlir_bench.models]
+raises = xlir_test_plugins:Raises
+wrong-shape = xlir_test_plugins:WrongShape
+makes-nan = xlir_test_plugins:MakesNaN
+not-a-model = xlir_test_plugins:NotAModel
+bad-init = xlir_test_plugins:BadInit
+random = xlir_test_plugins:Random
+broken-import = xlir_test_no_such_module:Thing
+"""
+
+
+@pytest.fixture(scope="session")
+def fake_plugin_path(tmp_path_factory) -> Path:
+    """A folder holding a fake installed distribution with test plugins (put it on sys.path / PYTHONPATH)."""
+    site = tmp_path_factory.mktemp("fake-site")
+    (site / "xlir_test_plugins.py").write_text(FAKE_PLUGINS)
+    info = site / "xlir_test_plugins-0.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xlir-test-plugins\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    return site
+
+
+@pytest.fixture
+def with_fake_plugins(fake_plugin_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(fake_plugin_path))
+    return fake_plugin_path
+
+
+def run_cli(*args: str, env_extra: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "xlir_bench.cli", *args], capture_output=True, text=True, env=env, cwd=cwd or ROOT
+    )

@@ -1,0 +1,194 @@
+"""The command line: real runs, leaderboard formats, and one-line errors that never damage results."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from conftest import DATA, ROOT, run_cli
+
+from xlir_bench import plugins
+from xlir_bench.errors import XlirError
+
+
+def one_line_error(proc, *fragments: str, code: int = 2) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:") and "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def bm25_results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    proc = run_cli("run", "--model", "bm25", "--suite", "all", "--results-dir", str(root), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    return root
+
+
+def test_bm25_run_writes_results_with_provenance(bm25_results):
+    for suite in ("xquad-r", "mlqa-r"):
+        result = json.loads((bm25_results / suite / "bm25.json").read_text())
+        assert set(result["settings"]) == {"monolingual", "cross-lingual", "multilingual"}
+        prov = result["provenance"]
+        assert prov["command"].startswith("xlir-bench run --model bm25")
+        assert prov["packages"]["bm25s"] and prov["device"].startswith("cpu")
+        assert prov["seconds"]["encode"] > 0 and prov["seconds"]["score"] > 0
+        assert len(result["suite"]["checksums_md5"]) == len(result["suite"]["languages"])
+        if suite == "xquad-r":
+            assert len(result["settings"]["cross-lingual"]["per_pair"]) == 110
+
+
+def test_committed_results_reproduce(bm25_results):
+    """results/ in the repository must be what a fresh run gives, to the last digit."""
+    fresh = json.loads(run_cli("leaderboard", "--results-dir", str(bm25_results), "--format", "json").stdout)
+    committed = json.loads(
+        run_cli("leaderboard", "--results-dir", str(ROOT / "results"), "--model", "bm25", "--format", "json").stdout
+    )
+    assert fresh == committed and len(fresh) == 6
+
+
+def test_leaderboard_json_records(bm25_results):
+    records = json.loads(run_cli("leaderboard", "--results-dir", str(bm25_results), "--format", "json").stdout)
+    multi = [r for r in records if r["setting"] == "multilingual"]
+    assert {r["suite"] for r in multi} == {"xquad-r", "mlqa-r"}
+    for r in records:
+        assert {"model", "suite", "setting", "mAP", "R@1", "R@10"} <= set(r)
+        assert 0 <= r["mAP"] <= 1
+    assert all("rank_distance" in r and "lang_pref@1" in r for r in multi)
+
+
+@pytest.mark.parametrize(
+    "fmt,marker",
+    [("markdown", "| model"), ("csv", "model,suite,setting"), ("latex", "\\toprule"), ("table", "leaderboard")],
+)
+def test_leaderboard_formats(bm25_results, fmt, marker):
+    proc = run_cli("leaderboard", "--results-dir", str(bm25_results), "--format", fmt, "--suite", "xquad-r")
+    assert proc.returncode == 0 and marker in proc.stdout
+    assert "mlqa-r" not in proc.stdout
+
+
+def test_corrupt_result_is_skipped_with_a_warning(bm25_results, tmp_path):
+    root = tmp_path / "r"
+    shutil.copytree(bm25_results, root)
+    (root / "xquad-r" / "broken.json").write_text('{"schema_version": 1, "model": ')
+    proc = run_cli("leaderboard", "--results-dir", str(root), "--format", "json")
+    assert proc.returncode == 0
+    assert "skipped" in proc.stderr and "broken.json" in proc.stderr
+    assert len(json.loads(proc.stdout)) == 6
+
+
+@pytest.mark.parametrize(
+    "model,fragments",
+    [
+        ("raises", ["'raises'", "encode_queries", "RuntimeError: GPU on fire"]),
+        ("wrong-shape", ["'wrong-shape'", "shape", "expected"]),
+        ("makes-nan", ["'makes-nan'", "NaN"]),
+        ("not-a-model", ["'not-a-model'", "neither encode_queries"]),
+        ("bad-init", ["'bad-init'", "failed to load", "needs weights"]),
+        ("broken-import", ["'broken-import'", "ModuleNotFoundError"]),
+        ("no-such-model", ["unknown model 'no-such-model'", "bm25"]),
+    ],
+)
+def test_bad_plugins_fail_in_one_line_and_keep_results(bm25_results, fake_plugin_path, tmp_path, model, fragments):
+    root = tmp_path / "r"
+    shutil.copytree(bm25_results, root)
+    before = {p: p.read_bytes() for p in root.rglob("*.json")}
+    env = {"PYTHONPATH": os.pathsep.join([str(fake_plugin_path), os.environ.get("PYTHONPATH", "")])}
+    proc = run_cli("run", "--model", model, "--suite", "xquad-r", "--results-dir", str(root), "--quiet", env_extra=env)
+    one_line_error(proc, *fragments)
+    assert {p: p.read_bytes() for p in root.rglob("*.json")} == before
+    assert not list(root.rglob("*.tmp"))
+
+
+def test_unknown_suite(tmp_path):
+    proc = run_cli("run", "--model", "bm25", "--suite", "xquad", "--results-dir", str(tmp_path))
+    one_line_error(proc, "unknown suite 'xquad'", "xquad-r, mlqa-r")
+
+
+def test_missing_data(tmp_path):
+    proc = run_cli(
+        "run", "--model", "bm25", "--suite", "mlqa-r", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path)
+    )
+    one_line_error(proc, "missing data file", "XLIR_BENCH_DATA")
+
+
+def test_checksum_mismatch(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "mlqa-r", data / "mlqa-r")
+    (data / "mlqa-r" / "vi.json").chmod(0o644)
+    with open(data / "mlqa-r" / "vi.json", "ab") as handle:
+        handle.write(b" ")
+    proc = run_cli(
+        "run", "--model", "bm25", "--suite", "mlqa-r", "--data-dir", str(data), "--results-dir", str(tmp_path / "r")
+    )
+    one_line_error(proc, "checksum mismatch", "vi.json")
+
+
+def test_unwritable_results_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = run_cli("run", "--model", "bm25", "--suite", "mlqa-r", "--results-dir", str(blocker / "sub"))
+    one_line_error(proc, "not writable", "--results-dir")
+
+
+def test_bad_model_arg_and_device(tmp_path):
+    one_line_error(run_cli("run", "--model", "bm25", "--model-arg", "k1", "--results-dir", str(tmp_path)), "key=value")
+    one_line_error(
+        run_cli("run", "--model", "bm25", "--device", "tpu", "--results-dir", str(tmp_path)), "unknown device"
+    )
+
+
+def test_models_lists_plugins_and_reports_broken_ones(fake_plugin_path):
+    env = {"PYTHONPATH": os.pathsep.join([str(fake_plugin_path), os.environ.get("PYTHONPATH", "")])}
+    proc = run_cli("models", env_extra=env)
+    assert proc.returncode == 0
+    assert "bm25" in proc.stdout and "xlir-bench-hashgram" in proc.stdout  # third-party distribution
+    assert "broken-import" in proc.stdout and "broken" in proc.stdout and "random" in proc.stdout
+
+
+def test_suites_command():
+    proc = run_cli("suites")
+    assert proc.returncode == 0
+    assert "13014" in proc.stdout and "20534" in proc.stdout and "1190" in proc.stdout
+
+
+def test_third_party_plugin_runs(tmp_path):
+    proc = run_cli(
+        "run",
+        "--model",
+        "hashgram",
+        "--suite",
+        "mlqa-r",
+        "--setting",
+        "monolingual",
+        "--results-dir",
+        str(tmp_path),
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "mlqa-r" / "hashgram.json").read_text())
+    assert result["model"]["distribution"] == "xlir-bench-hashgram 0.1.0"
+    assert result["model"]["kind"] == "dense" and 0.2 < result["settings"]["monolingual"]["metrics"]["mAP"] < 1
+
+
+def test_parse_model_args():
+    assert plugins.parse_model_args(["k1=1.2", "name=x", "flag=true", "n=3"]) == {
+        "k1": 1.2,
+        "name": "x",
+        "flag": True,
+        "n": 3,
+    }
+    with pytest.raises(XlirError):
+        plugins.parse_model_args(["=3"])
+
+
+def test_discovery_in_process(with_fake_plugins):
+    infos = {i.name: i for i in plugins.discover()}
+    assert infos["bm25"].error is None
+    assert infos["broken-import"].error.startswith("ModuleNotFoundError")
+    assert infos["random"].distribution == "xlir-test-plugins 0.0.1"
