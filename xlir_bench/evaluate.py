@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -68,7 +69,9 @@ class Evaluator:
         lang = self.suite.doc_lang
         return np.array([q for q in query_idx if np.any(lang[self.suite.rel_docs[q]] == pool)], dtype=np.int64)
 
+    @cached_property
     def pairs(self) -> list[tuple[str, str, np.ndarray]]:
+        """Ordered language pairs (X, Y) with the queries of X that have a relevant candidate in Y."""
         langs = self.suite.languages
         out = []
         for x in langs:
@@ -80,9 +83,14 @@ class Evaluator:
                         out.append((x, y, kept))
         return out
 
-    def total_work(self) -> int:
-        n = len(self.suite.queries)
-        return 2 * n + sum(len(q) for _, _, q in self.pairs())
+    def total_work(self, settings: tuple[str, ...] = SETTINGS) -> int:
+        """Queries to evaluate over ``settings`` (the progress bar's total)."""
+        work = {
+            "monolingual": sum(len(self._in_pool(self.suite.query_ids_in(x), x)) for x in self.suite.languages),
+            "cross-lingual": sum(len(q) for _, _, q in self.pairs),
+            "multilingual": len(self.suite.queries),
+        }
+        return sum(work[s] for s in settings)
 
     # -- core -----------------------------------------------------------------------------------------------
     def run_block(self, query_idx: np.ndarray, pool: str, language: str, label: str) -> Block:
@@ -128,7 +136,7 @@ class Evaluator:
 
     def cross_lingual(self) -> dict:
         per_pair = {}
-        for x, y, queries in self.pairs():
+        for x, y, queries in self.pairs:
             block = self.run_block(queries, y, x, f"cross-lingual {x}->{y}")
             per_pair[f"{x}-{y}"] = _means(block)
             self.per_query["cross-lingual"][y][block.query_idx] = block.values["mAP"]

@@ -32,8 +32,7 @@ def evaluate_model(
         source.prepare(
             lambda label, n: progress.update(task, advance=n, description=f"{model.name} / {suite.name}: {label}")
         )
-        total = evaluator.total_work() if set(settings) == set(SETTINGS) else None
-        progress.update(task, completed=0, total=total)
+        progress.update(task, completed=0, total=evaluator.total_work(settings))
         evaluator.advance = lambda label, n: progress.update(
             task, advance=n, description=f"{model.name} / {suite.name}: {label}"
         )
