@@ -127,6 +127,7 @@ def _progress(quiet: bool) -> Progress:
     help="Depth of saved runs (1000 on XQuAD-R cross-lingual is ~9 GB).",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed for any randomness in plugins (numpy, torch).")
+@click.option("--no-cache", is_flag=True, help="Encode everything afresh; read and write no cached embeddings.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_cmd(
     models,
@@ -140,6 +141,7 @@ def run_cmd(
     save_run,
     run_depth,
     seed,
+    no_cache,
     quiet,
 ) -> None:
     """Evaluate models on suites and write one result JSON per (model, suite)."""
@@ -166,6 +168,7 @@ def run_cmd(
                     run_depth=run_depth if save_run else None,
                     seed=seed,
                     progress=progress,
+                    use_cache=not no_cache,
                 )
                 path = results.write_result(root, result)
                 written.append(result)
@@ -185,6 +188,36 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed)
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(seed)
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """Inspect or clear the embedding cache (XLIR_BENCH_CACHE, default ~/.cache/xlir-bench)."""
+
+
+@cache_group.command("info")
+def cache_info() -> None:
+    """Size of the embedding cache, per model identity."""
+    from . import cache
+
+    table = Table(title=f"embedding cache: {cache.embeddings_root()}")
+    for col in ("model", "revision", "vectors", "MiB", "folder"):
+        table.add_column(col)
+    found = cache.entries()
+    for e in found:
+        table.add_row(e.model, e.revision, str(e.vectors), f"{e.bytes / 2**20:.1f}", e.folder.name)
+    out.print(table)
+    out.print(f"total: {sum(e.bytes for e in found) / 2**20:.1f} MiB in {len(found)} model folder(s)")
+
+
+@cache_group.command("clear")
+@click.option("--model", help="Only this model's vectors (default: everything).")
+def cache_clear(model: str | None) -> None:
+    """Delete cached embeddings."""
+    from . import cache
+
+    removed = cache.clear(model=model)
+    out.print(f"removed {removed} model folder(s) from {cache.embeddings_root()}")
 
 
 @cli.command("leaderboard")

@@ -5,6 +5,9 @@ callable (a class or a factory). The harness calls it with keyword options only 
 ``--model-arg key=value`` pairs), so plugins should accept ``**kwargs``. Nothing is imported until a model is
 listed or used: discovery reads distribution metadata only.
 
+A name ``prefix:argument`` that is not itself registered calls the plugin ``prefix`` with
+``name_or_path=argument`` (``--model hf:intfloat/multilingual-e5-base``, ``--model st:/models/my-encoder``).
+
 The returned object implements one of two protocols:
 
 * :class:`Encoder` (dense): ``encode_queries`` / ``encode_corpus`` return (n, d) float arrays; scores are cosine
@@ -136,10 +139,16 @@ def load_model(name: str, *, device: str, options: dict[str, Any] | None = None)
     """Construct the plugin registered as ``name`` and check which protocol it implements."""
     options = dict(options or {})
     eps = _entry_points()
-    if name not in eps:
+    prefix, sep, argument = name.partition(":")
+    if name not in eps and sep and prefix in eps:
+        # "hf:org/model" -> the "hf" plugin called with name_or_path="org/model"
+        options["name_or_path"] = argument
+        ep = eps[prefix]
+    elif name not in eps:
         valid = ", ".join(sorted(eps)) or "none installed"
         raise XlirError(f"unknown model {name!r}; installed model plugins: {valid} (see `xlir-bench models`)")
-    ep = eps[name]
+    else:
+        ep = eps[name]
     info = PluginInfo(name, ep.value, _distribution(ep))
     try:
         factory: Callable[..., Any] = ep.load()

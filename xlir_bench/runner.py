@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from . import provenance, results
+from .cache import EmbeddingCache
 from .evaluate import SETTINGS, Evaluator
 from .plugins import LoadedModel
 from .scoring import ALL, ScoreSource
@@ -22,10 +23,12 @@ def evaluate_model(
     run_depth: int | None = None,
     seed: int = 0,
     progress=None,
+    use_cache: bool = False,
 ) -> tuple[dict, dict[str, list]]:
     """Return the result document and, when ``run_depth`` is set, the TREC runs per setting."""
     started, clock = provenance.now(), time.perf_counter()
-    source = ScoreSource(model, suite, batch_size)
+    identity = model_identity(model) if use_cache else None
+    source = ScoreSource(model, suite, batch_size, EmbeddingCache(identity) if identity else None)
     evaluator = Evaluator(source, suite, run_depth=run_depth)
     if progress is not None:
         task = progress.add_task(f"{model.name} / {suite.name}: prepare", total=source.work_items())
@@ -65,6 +68,7 @@ def evaluate_model(
             "command": provenance.command_line(),
             "device": provenance.device_description(device),
             "batch_size": batch_size,
+            "embedding_cache": {"used": identity is not None, "hits": source.cache_hits},
             "seed": seed,
             "packages": provenance.package_versions(),
             "host": provenance.host(),
@@ -78,6 +82,20 @@ def evaluate_model(
         },
     }
     return result, evaluator.runs
+
+
+def model_identity(model: LoadedModel) -> dict | None:
+    """What makes a dense model's vectors what they are; None (no caching) without a declared revision."""
+    if model.kind != "dense" or not model.metadata.get("revision") or model.metadata.get("revision") == "unknown":
+        return None
+    return {
+        "model": model.name,
+        "entry_point": model.info.target,
+        "distribution": model.info.distribution,
+        "similarity": model.similarity,
+        "metadata": model.metadata,
+        "options": {k: repr(v) for k, v in sorted(model.options.items())},
+    }
 
 
 def save_runs(root: Path, model: LoadedModel, suite: SuiteData, runs: dict[str, list]) -> list[Path]:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .cache import EmbeddingCache, text_key
+from .errors import XlirError
 from .plugins import LoadedModel, check_matrix
 from .suites.records import SuiteData
 
@@ -33,8 +35,11 @@ def _doc_dict(doc) -> dict:
 class ScoreSource:
     """Scores of query blocks against pools for one (model, suite)."""
 
-    def __init__(self, model: LoadedModel, suite: SuiteData, batch_size: int) -> None:
-        self.model, self.suite, self.batch_size = model, suite, batch_size
+    def __init__(
+        self, model: LoadedModel, suite: SuiteData, batch_size: int, cache: EmbeddingCache | None = None
+    ) -> None:
+        self.model, self.suite, self.batch_size, self.cache = model, suite, batch_size, cache
+        self.cache_hits = 0
         self.encode_seconds = 0.0
         self.score_seconds = 0.0
         self._pools: dict[str, np.ndarray] = {ALL: np.arange(len(suite.docs))}
@@ -77,14 +82,31 @@ class ScoreSource:
                 for lo in range(0, len(idx), ENCODE_CHUNK):
                     chunk = idx[lo : lo + ENCODE_CHUNK]
                     items = [texts_of(i) for i in chunk]
-                    out = self.model.call(method, items, language=lang, batch_size=self.batch_size)
-                    out = check_matrix(out, len(items), self.model.name, f"{method}(language={lang!r})", dim)
-                    dim = out.shape[1]
+                    vectors, dim = self._encode_chunk(kind, method, lang, items, dim)
                     for row, i in enumerate(chunk):
-                        parts[int(i)] = out[row]
+                        parts[int(i)] = vectors[row]
                     advance(f"encode {kind} {lang}", len(items))
         self._q = self._stack(q_parts, len(suite.queries), dim)
         self._d = self._stack(d_parts, len(suite.docs), dim)
+
+    def _encode_chunk(self, kind: str, method: str, lang: str, items: list, dim: int | None):
+        """Vectors for ``items``: cached ones from disk, the rest from the plugin (then cached)."""
+        keys = [text_key(lang, item) for item in items] if self.cache is not None else []
+        hits, missing = self.cache.lookup(kind, keys) if self.cache is not None else ({}, list(range(len(items))))
+        self.cache_hits += len(hits)
+        rows: dict[int, np.ndarray] = dict(hits)
+        if missing:
+            todo = [items[i] for i in missing]
+            out = self.model.call(method, todo, language=lang, batch_size=self.batch_size)
+            out = check_matrix(out, len(todo), self.model.name, f"{method}(language={lang!r})", dim)
+            if self.cache is not None:
+                self.cache.store(kind, [keys[i] for i in missing], out)
+            rows.update(zip(missing, out))
+        dims = {len(v) for v in rows.values()}
+        if len(dims) > 1 or (dim is not None and dims != {dim}):
+            found = sorted(dims | ({dim} if dim else set()))
+            raise XlirError(f"model plugin {self.model.name!r} returned vectors of different dimensions {found}")
+        return [rows[i] for i in range(len(items))], dims.pop()
 
     def _stack(self, parts: dict[int, np.ndarray], n: int, dim: int | None) -> np.ndarray:
         matrix = np.zeros((n, dim or 1), dtype=np.float32)

