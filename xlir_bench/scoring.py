@@ -22,7 +22,8 @@ ENCODE_CHUNK = 2048  # texts per plugin call: progress granularity, large enough
 Advance = Callable[[str, int], None]  # (task label, items done)
 
 
-def _doc_dict(doc) -> dict:
+def doc_dict(doc) -> dict:
+    """What an encoder or index sees of a candidate."""
     return {
         "text": doc.text,
         "title": doc.title,
@@ -65,7 +66,7 @@ class ScoreSource:
         else:
             for name in [*self.suite.languages, ALL]:
                 advance(f"index {name}", 0)
-                docs = [_doc_dict(self.suite.docs[i]) for i in self._pools[name]]
+                docs = [doc_dict(self.suite.docs[i]) for i in self._pools[name]]
                 self._indexes[name] = self.model.call("build_index", docs)
                 advance(f"index {name}", len(docs))
         self.encode_seconds += time.perf_counter() - start
@@ -77,7 +78,7 @@ class ScoreSource:
         for lang in suite.languages:
             for kind, idx, texts_of, method, parts in (
                 ("queries", suite.query_ids_in(lang), lambda i: suite.queries[i].text, "encode_queries", q_parts),
-                ("corpus", suite.doc_ids_in(lang), lambda i: _doc_dict(suite.docs[i]), "encode_corpus", d_parts),
+                ("corpus", suite.doc_ids_in(lang), lambda i: doc_dict(suite.docs[i]), "encode_corpus", d_parts),
             ):
                 for lo in range(0, len(idx), ENCODE_CHUNK):
                     chunk = idx[lo : lo + ENCODE_CHUNK]

