@@ -1,0 +1,75 @@
+"""Batch composition of the mono / cross / hybrid samplers on real XQuAD-R and MLQA-R groups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xlir_bench.training.data import from_suite
+from xlir_bench.training.samplers import HybridBatchSampler
+
+
+@pytest.fixture(scope="module")
+def xquad_groups(xquad):
+    return from_suite(xquad)
+
+
+@pytest.fixture(scope="module")
+def mlqa_groups(mlqa):
+    return from_suite(mlqa)
+
+
+def test_groups_from_suite(xquad_groups, mlqa_groups):
+    assert len(xquad_groups.groups) == 1190 and all(len(g.languages) == 11 for g in xquad_groups.groups)
+    assert len(mlqa_groups.groups) == 1148 and {len(g.languages) for g in mlqa_groups.groups} == {2, 3, 4}
+    group = xquad_groups.groups[0]
+    assert group.passages["en"] not in group.negatives["en"] and len(group.negatives["en"]) >= 1
+
+
+def test_mono_batches_are_one_language(mlqa_groups):
+    sampler = HybridBatchSampler(mlqa_groups, "mono", 32, seed=1, steps_per_epoch=50)
+    for batch in sampler:
+        langs = {p.query_language for p in batch} | {p.passage_language for p in batch}
+        assert len(langs) == 1
+        assert all(langs <= set(mlqa_groups.groups[p.group].languages) for p in batch)
+
+
+def test_cross_batches_draw_languages_independently(xquad_groups):
+    sampler = HybridBatchSampler(xquad_groups, "cross", 32, seed=2, steps_per_epoch=100)
+    pairs = [p for batch in sampler for p in batch]
+    same = np.mean([p.query_language == p.passage_language for p in pairs])
+    assert abs(same - 1 / 11) < 0.02  # independent uniform draws over 11 languages
+    assert len({p.query_language for p in pairs}) == 11
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
+def test_hybrid_mono_share_follows_alpha(xquad_groups, alpha):
+    sampler = HybridBatchSampler(xquad_groups, "hybrid", 8, alpha=alpha, seed=3, steps_per_epoch=2000)
+    kinds = [kind for kind, _ in sampler.global_batches()]
+    share = kinds.count("mono") / len(kinds)
+    assert abs(share - alpha) < 0.035  # ~3 standard deviations at 2,000 batches
+
+
+@pytest.mark.parametrize("strategy", ["mono", "cross", "hybrid"])
+def test_no_question_twice_in_a_batch(mlqa_groups, strategy):
+    for batch in HybridBatchSampler(mlqa_groups, strategy, 64, seed=4, steps_per_epoch=40):
+        assert len({p.group for p in batch}) == len(batch) == 64
+
+
+def test_deterministic_per_seed_and_epoch(xquad_groups):
+    a = list(HybridBatchSampler(xquad_groups, "hybrid", 16, seed=5, steps_per_epoch=20))
+    b = list(HybridBatchSampler(xquad_groups, "hybrid", 16, seed=5, steps_per_epoch=20))
+    c = list(HybridBatchSampler(xquad_groups, "hybrid", 16, seed=6, steps_per_epoch=20))
+    assert a == b and a != c
+    sampler = HybridBatchSampler(xquad_groups, "hybrid", 16, seed=5, steps_per_epoch=20)
+    sampler.set_epoch(1)
+    assert list(sampler) != a
+
+
+def test_ranks_share_one_global_batch(xquad_groups):
+    ranks = [
+        HybridBatchSampler(xquad_groups, "hybrid", 8, seed=7, steps_per_epoch=30, rank=r, world_size=2) for r in (0, 1)
+    ]
+    single = HybridBatchSampler(xquad_groups, "hybrid", 16, seed=7, steps_per_epoch=30)
+    for left, right, whole in zip(*ranks, single):
+        assert left + right == whole  # same batch type on both ranks, disjoint halves, no duplicate groups

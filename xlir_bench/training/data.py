@@ -1,0 +1,77 @@
+"""Parallel question/passage pairs for training: every question group with its text in each language.
+
+A *group* is one question in all the languages where it exists (LAReQA's question id; mMARCO's shared query id).
+For each language the group holds the question, its gold passage and optional hard negatives (for LAReQA:
+the other sentences of the gold paragraph, natural near-misses). Samplers draw (group, query language, passage
+language) triples from this table, so the choice of languages is theirs alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..suites.records import SuiteData
+
+
+@dataclass
+class ParallelGroup:
+    group_id: str
+    queries: dict[str, str]  # language -> question
+    passages: dict[str, str]  # language -> gold passage
+    negatives: dict[str, list[str]] = field(default_factory=dict)  # language -> hard negatives
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted(set(self.queries) & set(self.passages))
+
+
+@dataclass
+class ParallelData:
+    groups: list[ParallelGroup]
+    languages: list[str]
+    source: str
+
+    def split(self, validation_fraction: float, seed: int) -> tuple[ParallelData, ParallelData]:
+        """Split by group (never by translation), so no question leaks between train and validation."""
+        import numpy as np
+
+        order = np.random.default_rng(seed).permutation(len(self.groups))
+        n_val = max(1, int(round(len(order) * validation_fraction))) if validation_fraction > 0 else 0
+        val = [self.groups[i] for i in sorted(order[:n_val])]
+        train = [self.groups[i] for i in sorted(order[n_val:])]
+        return ParallelData(train, self.languages, self.source), ParallelData(val, self.languages, self.source)
+
+
+def from_suite(suite: SuiteData, languages: list[str] | None = None) -> ParallelData:
+    """LAReQA suite -> parallel groups: question and gold sentence per language, paragraph siblings as negatives."""
+    keep = set(languages or suite.languages)
+    groups: dict[str, ParallelGroup] = {}
+    for q, rel in zip(suite.queries, suite.rel_docs):
+        if q.language not in keep:
+            continue
+        group = groups.setdefault(q.group_id, ParallelGroup(q.group_id, {}, {}, {}))
+        group.queries[q.language] = q.text
+        for i in rel:
+            doc = suite.docs[i]
+            if doc.language == q.language:
+                group.passages[doc.language] = doc.text
+                siblings = _paragraph_siblings(suite, i)
+                group.negatives[doc.language] = [suite.docs[j].text for j in siblings]
+    kept = [g for g in groups.values() if len(g.languages) >= 1]
+    return ParallelData(kept, sorted(keep), suite.name)
+
+
+def _paragraph_siblings(suite: SuiteData, doc_index: int) -> list[int]:
+    """Other sentences of the same paragraph (doc ids share ``<lang>-<paragraph>-``)."""
+    doc_id = suite.docs[doc_index].doc_id
+    prefix = doc_id.rsplit("-", 1)[0] + "-"
+    out = []
+    for j in (doc_index - k for k in range(1, 64)):
+        if j < 0 or not suite.docs[j].doc_id.startswith(prefix):
+            break
+        out.append(j)
+    for j in (doc_index + k for k in range(1, 64)):
+        if j >= len(suite.docs) or not suite.docs[j].doc_id.startswith(prefix):
+            break
+        out.append(j)
+    return sorted(out)

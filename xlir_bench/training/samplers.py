@@ -1,0 +1,95 @@
+"""Batch samplers: X-X-mono, X-Y and hybrid batches of (group, query language, passage language) triples.
+
+* ``mono`` (X-X-mono): one language per batch, drawn uniformly; every pair is query and passage in it.
+* ``cross`` (X-Y): for every pair, the query language and the passage language are drawn independently from
+  the group's languages, so most pairs are cross-lingual.
+* ``hybrid``: each batch is X-X-mono with probability ``alpha``, X-Y otherwise (arXiv 2408.10536, alpha 0.5).
+
+A batch never holds two versions of one question (translations would be false in-batch negatives). The draw
+is a pure function of (seed, epoch): every rank of a distributed run generates the same global batch and keeps
+its own slice, so all ranks see the same batch type at every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import ParallelData
+
+STRATEGIES = ("mono", "cross", "hybrid")
+
+
+@dataclass(frozen=True)
+class Pair:
+    group: int  # index into ParallelData.groups
+    query_language: str
+    passage_language: str
+
+
+class HybridBatchSampler:
+    """Yields lists of :class:`Pair` (one list per step for this rank); a torch-style batch sampler."""
+
+    def __init__(
+        self,
+        data: ParallelData,
+        strategy: str,
+        batch_size: int,
+        *,
+        alpha: float = 0.5,
+        seed: int = 0,
+        steps_per_epoch: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha={alpha} must lie in [0, 1]")
+        self.data, self.strategy, self.alpha, self.seed = data, strategy, float(alpha), int(seed)
+        self.batch_size, self.rank, self.world_size = int(batch_size), int(rank), int(world_size)
+        self.global_batch = self.batch_size * self.world_size
+        self.by_language = {
+            lang: np.array([i for i, g in enumerate(data.groups) if lang in g.languages]) for lang in data.languages
+        }
+        self.by_language = {k: v for k, v in self.by_language.items() if len(v) >= self.global_batch}
+        if not self.by_language:
+            raise ValueError(f"no language has {self.global_batch} training groups; lower the batch size")
+        self.steps_per_epoch = steps_per_epoch or max(1, len(data.groups) // self.global_batch)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def batch_kind(self, rng: np.random.Generator) -> str:
+        if self.strategy == "hybrid":
+            return "mono" if rng.random() < self.alpha else "cross"
+        return self.strategy
+
+    def global_batches(self) -> Iterator[tuple[str, list[Pair]]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        languages = sorted(self.by_language)
+        every_group = np.arange(len(self.data.groups))
+        for _ in range(self.steps_per_epoch):
+            kind = self.batch_kind(rng)
+            if kind == "mono":
+                lang = languages[rng.integers(len(languages))]
+                groups = rng.choice(self.by_language[lang], size=self.global_batch, replace=False)
+                pairs = [Pair(int(g), lang, lang) for g in groups]
+            else:
+                groups = rng.choice(every_group, size=self.global_batch, replace=False)
+                pairs = []
+                for g in groups:
+                    langs = self.data.groups[g].languages
+                    pairs.append(Pair(int(g), langs[rng.integers(len(langs))], langs[rng.integers(len(langs))]))
+            yield kind, pairs
+
+    def __iter__(self) -> Iterator[list[Pair]]:
+        lo = self.rank * self.batch_size
+        for _, pairs in self.global_batches():
+            yield pairs[lo : lo + self.batch_size]
