@@ -190,6 +190,57 @@ def _seed_everything(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
+@cli.command("train")
+@click.option("--base", required=True, help="e5-small, xlmr, labse, me5-small, me5-base or hf:<id or folder>.")
+@click.option("--strategy", type=click.Choice(["mono", "cross", "hybrid"]), required=True)
+@click.option(
+    "--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Share of mono batches (hybrid)."
+)
+@click.option("--train-data", required=True, help="A suite (xquad-r, mlqa-r) or an ir_datasets template with {lang}.")
+@click.option("--langs", help="Comma-separated training languages (default: all of the data's).")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2))
+@click.option("--max-steps", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=3e-5, show_default=True, type=float)
+@click.option("--max-length", default=64, show_default=True, type=click.IntRange(8))
+@click.option("--hard-negatives", is_flag=True, help="Add one hard negative per pair (a sibling sentence).")
+@click.option("--eval-every", default=25, show_default=True, type=click.IntRange(1), help="Steps between validations.")
+@click.option("--patience", default=4, show_default=True, type=click.IntRange(1), help="Validations without gain.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--name", help="Model name (default <strategy>-<base>); it becomes a --model name.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Suite data folder (else XLIR_BENCH_DATA).")
+@click.option("--quiet", is_flag=True)
+def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, lr, max_length, hard_negatives,
+              eval_every, patience, seed, name, data_dir, quiet) -> None:  # fmt: skip
+    """Fine-tune a dual encoder with mono, cross-lingual or hybrid batches (arXiv 2408.10536)."""
+    from .training import bases, data
+    from .training.trainer import TrainConfig, Trainer, models_dir
+
+    chosen = bases.resolve(base)
+    languages = [x.strip() for x in langs.split(",")] if langs else None
+    if train_data in suites.SUITES:
+        parallel = data.from_suite(suites.load(train_data, data_dir), languages)
+    elif "{lang}" in train_data:
+        if not languages:
+            raise XlirError("an ir_datasets template needs --langs, e.g. --langs en,de,fr")
+        parallel = data.from_ir_datasets(train_data, languages)
+    else:
+        raise XlirError(
+            f"unknown --train-data {train_data!r}; use {', '.join(suites.SUITES)} or a template with {{lang}}"
+        )
+    config = TrainConfig(
+        base=base, base_path=chosen.path, strategy=strategy, alpha=alpha, batch_size=batch_size,
+        max_steps=max_steps, lr=lr, max_length=max_length, hard_negatives=hard_negatives,
+        query_prefix=chosen.query_prefix, passage_prefix=chosen.passage_prefix, seed=seed,
+        eval_every=eval_every, patience=patience, checkpoint_every=eval_every, data=train_data,
+        languages=parallel.languages,
+    )  # fmt: skip
+    out = models_dir() / results.slug(name or f"{strategy}-{base}")
+    with _progress(quiet) as progress:
+        card = Trainer(config, parallel, out, progress=progress).train()
+    out_text = f"saved {out} ({card['steps']} steps, best validation loss {card['best_validation_loss']:.4f})"
+    err.print(out_text, highlight=False)
+
+
 @cli.group("cache")
 def cache_group() -> None:
     """Inspect or clear the embedding cache (XLIR_BENCH_CACHE, default ~/.cache/xlir-bench)."""

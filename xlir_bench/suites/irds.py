@@ -55,9 +55,26 @@ class _Source:
         ]
 
 
+class _DocStore:
+    """``docs_store()``: documents by id, as ir_datasets' stores offer them."""
+
+    def __init__(self, docs: list[SuiteDoc]) -> None:
+        self._by_id = {d.doc_id: d for d in docs}
+
+    def get(self, doc_id: str, field: str | None = None):
+        doc = self._by_id[doc_id]
+        return getattr(doc, field) if field else doc
+
+    def get_many(self, doc_ids) -> dict:
+        return {d: self._by_id[d] for d in doc_ids if d in self._by_id}
+
+
 class _Docs(BaseDocs):
     def __init__(self, source: _Source) -> None:
         self._source = source
+
+    def docs_store(self) -> _DocStore:
+        return _DocStore(self._source.docs())
 
     def docs_iter(self):
         return iter(self._source.docs())

@@ -75,3 +75,31 @@ def _paragraph_siblings(suite: SuiteData, doc_index: int) -> list[int]:
             break
         out.append(j)
     return sorted(out)
+
+
+def from_ir_datasets(template: str, languages: list[str]) -> ParallelData:
+    """Parallel groups from ir_datasets collections whose translations share query ids across languages.
+
+    ``template`` holds ``{lang}``, e.g. ``mmarco/v2/{lang}/train`` (the setting of arXiv 2408.10536; needs network
+    the first time). A query id may carry a ``<lang>-`` prefix (as the xlir-bench datasets do); it is removed to
+    find the group. The passage is the query's first relevant document; ids without one are skipped.
+    """
+    import ir_datasets
+
+    groups: dict[str, ParallelGroup] = {}
+    for lang in languages:
+        dataset = ir_datasets.load(template.format(lang=lang))
+        queries = {q.query_id: q.default_text() for q in dataset.queries_iter()}
+        positive: dict[str, str] = {}
+        for qrel in dataset.qrels_iter():
+            if qrel.relevance > 0 and qrel.query_id not in positive:
+                positive[qrel.query_id] = qrel.doc_id
+        store = dataset.docs_store()
+        for qid, doc_id in positive.items():
+            if qid not in queries:
+                continue
+            key = qid[len(lang) + 1 :] if qid.startswith(f"{lang}-") else qid
+            group = groups.setdefault(key, ParallelGroup(key, {}, {}, {}))
+            group.queries[lang] = queries[qid]
+            group.passages[lang] = store.get(doc_id).default_text()
+    return ParallelData(list(groups.values()), sorted(languages), template)

