@@ -241,6 +241,42 @@ def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, l
     err.print(out_text, highlight=False)
 
 
+@cli.group("experiment")
+def experiment_group() -> None:
+    """Experiments that answer research questions end to end."""
+
+
+@experiment_group.command("domain-shift")
+@click.option("--base", default="e5-small", show_default=True, help="Base model to fine-tune.")
+@click.option("--train", "train_suite", default="mlqa-r", show_default=True, type=click.Choice(list(suites.SUITES)))
+@click.option("--eval", "eval_suite", default="xquad-r", show_default=True, type=click.Choice(list(suites.SUITES)))
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--max-steps", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2))
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--max-length", default=64, show_default=True, type=click.IntRange(8))
+@click.option("--hard-negatives", is_flag=True)
+@click.option("--allow-overlap", is_flag=True, help="Run even when training texts occur in the evaluation suite.")
+@click.option("--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else results/).")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option("--quiet", is_flag=True)
+def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size, alpha, max_length, hard_negatives,
+                     allow_overlap, results_dir, data_dir, quiet) -> None:  # fmt: skip
+    """Train mono / cross / hybrid on one suite, evaluate zero-shot on the other, summarise over seeds."""
+    from .training.experiment import run_domain_shift
+
+    with _progress(quiet) as progress:
+        paths = run_domain_shift(
+            base=base, train=train_suite, evaluate=eval_suite, seeds=seeds, max_steps=max_steps,
+            batch_size=batch_size, alpha=alpha, max_length=max_length, hard_negatives=hard_negatives,
+            allow_overlap=allow_overlap, data_dir=data_dir, results_root=results.results_dir(results_dir),
+            progress=progress, command=provenance.command_line(),
+        )  # fmt: skip
+    for path in paths:
+        err.print(f"wrote {path}", highlight=False)
+    out.print(paths[1].read_text())
+
+
 @cli.group("cache")
 def cache_group() -> None:
     """Inspect or clear the embedding cache (XLIR_BENCH_CACHE, default ~/.cache/xlir-bench)."""

@@ -1,0 +1,59 @@
+"""The domain-shift experiment's safeguards and summary, and the paired randomization test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xlir_bench.errors import XlirError
+from xlir_bench.metrics.significance import paired_randomization
+from xlir_bench.training.data import ParallelData, ParallelGroup, from_suite
+from xlir_bench.training.experiment import (
+    Overlap,
+    check_overlap,
+    measure_overlap,
+    render_markdown,
+    summarise,
+)
+
+
+def test_real_suites_barely_overlap(xquad, mlqa):
+    overlap = measure_overlap(from_suite(mlqa), xquad)
+    assert overlap.query_count == 0 and overlap.candidate_count == 2  # two short sentences occur in both
+    check_overlap(overlap, allow=False)  # below the 1% threshold: runs
+
+
+def test_overlapping_training_data_is_refused(xquad):
+    leaked = [ParallelGroup("g", {"en": q.text}, {"en": "x"}) for q in xquad.queries[:200]]
+    overlap = measure_overlap(ParallelData(leaked, ["en"], "leak"), xquad)
+    assert overlap.query_count == 200
+    with pytest.raises(XlirError, match="overlap the evaluation suite: 200 queries"):
+        check_overlap(overlap, allow=False)
+    check_overlap(overlap, allow=True)
+
+
+def test_summary_means_stds_and_markdown():
+    rows = [
+        {"strategy": s, "seed": seed, "setting": "multilingual", "mAP": m, "rank_distance": 10.0, "lang_pref@1": 0.5}
+        for s, seed, m in [("hybrid", 0, 0.5), ("hybrid", 1, 0.7), ("mono", 0, 0.4), ("mono", 1, 0.4)]
+    ]
+    per_query = {"hybrid": [0.9, 0.8, 0.7, 0.9], "mono": [0.1, 0.2, 0.1, 0.3]}
+    summary = summarise(rows, per_query)
+    assert summary["table"]["hybrid"]["multilingual"]["mAP"] == {"mean": 0.6, "std": pytest.approx(0.1), "n": 2}
+    test = summary["paired_tests_multilingual_AP"]["hybrid vs mono"]
+    assert test["mean_difference"] == pytest.approx(0.65) and test["p_value"] == 0.125  # 2/16 sign vectors
+    meta = {"base": "b", "train": "mlqa-r", "eval": "xquad-r", "command": "c", "seeds": 2, "max_steps": 1,
+            "batch_size": 2, "alpha": 0.5, "overlap": Overlap(0, 0, 0, 0).as_dict()}  # fmt: skip
+    text = render_markdown(summary, meta)
+    assert "| hybrid | 0.6000 ± 0.1000 |" in text and "p = 0.1250" in text
+
+
+def test_paired_randomization():
+    rng = np.random.default_rng(0)
+    a = rng.random(500)
+    assert paired_randomization(a, a + 0.2)["p_value"] < 0.001
+    noise = paired_randomization(a, a + rng.normal(0, 0.1, 500))
+    assert noise["p_value"] > 0.01
+    assert paired_randomization([1, 2, 3], [1, 2, 3])["p_value"] == 1.0
+    with pytest.raises(ValueError):
+        paired_randomization([1], [1, 2])
