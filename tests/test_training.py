@@ -95,3 +95,27 @@ def test_trained_model_becomes_a_plugin(tiny_base, small_parallel, tmp_path, mon
     assert model.plugin.encode_queries(["hello"], language="en", batch_size=1).shape == (1, 32)
     card = json.loads((tmp_path / "hybrid-e5-small" / "card.json").read_text())
     assert card["versions"]["torch"]
+
+
+def test_ddp_two_processes_keep_identical_weights(tiny_base, tmp_path):
+    """torchrun, gloo backend, 2 CPU processes: after a few steps both ranks hold the same weights."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    worker = Path(__file__).with_name("ddp_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={port}", str(worker), str(tiny_base), str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 3
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    assert card["world_size"] == 2

@@ -77,14 +77,14 @@ def quiet_transformers():
 
 def load_pretrained(name_or_path: str, *, trust_remote_code: bool = False):
     """(tokenizer, model, revision) from a local folder or the hub cache, with one clear error when neither works."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     local = Path(name_or_path).expanduser()
     source = str(local) if local.is_dir() else name_or_path
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-            model = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code)
+            model = load_encoder_weights(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         if local.is_dir():
             raise XlirError(f"cannot load a transformers model from {local}: {exc}".splitlines()[0]) from None
@@ -94,6 +94,17 @@ def load_pretrained(name_or_path: str, *, trust_remote_code: bool = False):
         ) from None
     revision = getattr(model.config, "_commit_hash", None) or (weights_digest(local) if local.is_dir() else "unknown")
     return tokenizer, model, revision
+
+
+def load_encoder_weights(source, **kwargs):
+    """AutoModel without the pooler head where the architecture has one: sentence embeddings never use it, and
+    an unused head would leave DistributedDataParallel with parameters that get no gradient."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(source, add_pooling_layer=False, **kwargs)
+    except TypeError:
+        return AutoModel.from_pretrained(source, **kwargs)
 
 
 def resolve_torch_device(device: str) -> str:

@@ -61,22 +61,29 @@ def _versions() -> dict[str, str]:
 class Trainer:
     def __init__(self, config: TrainConfig, data: ParallelData, out: Path, progress=None) -> None:
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        from ..models.transformers_encoder import quiet_transformers
+        from ..models.transformers_encoder import load_encoder_weights, quiet_transformers
 
         self.config, self.out, self.progress = config, Path(out), progress
         self.torch = torch
+        self.rank, self.world_size = _distributed_setup(torch)
+        if self.rank != 0:
+            self.progress = None
         torch.manual_seed(config.seed)
         self.train_data, self.val_data = data.split(config.validation_fraction, config.seed)
         with quiet_transformers():
             self.tokenizer = AutoTokenizer.from_pretrained(config.base_path)
-            self.model = AutoModel.from_pretrained(config.base_path)
+            self.model = load_encoder_weights(config.base_path)
         self.model.train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        if config.batch_size % self.world_size:
+            raise XlirError(f"--batch-size {config.batch_size} does not split over {self.world_size} processes")
         self.sampler = HybridBatchSampler(
-            self.train_data, config.strategy, config.batch_size, alpha=config.alpha, seed=config.seed
-        )
+            self.train_data, config.strategy, config.batch_size // self.world_size, alpha=config.alpha,
+            seed=config.seed, rank=self.rank, world_size=self.world_size,
+        )  # fmt: skip
+        self.engine = self._wrap(self.model)
         self.step, self.epoch = 0, 0
         self.losses: list[float] = []
         self.curve: list[dict] = []
@@ -90,7 +97,7 @@ class Trainer:
         batch = self.tokenizer(
             texts, truncation=True, max_length=self.config.max_length, padding=True, return_tensors="pt"
         )
-        hidden = self.model(**batch).last_hidden_state
+        hidden = self.engine(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
@@ -99,15 +106,17 @@ class Trainer:
         groups = [data.groups[p.group] for p in pairs]
         queries = [cfg.query_prefix + g.queries[p.query_language] for g, p in zip(groups, pairs)]
         passages = [cfg.passage_prefix + g.passages[p.passage_language] for g, p in zip(groups, pairs)]
-        negatives = None
+        negatives: list[str] = []
         if cfg.hard_negatives:
-            picks = []
             for g, p in zip(groups, pairs):
                 pool = g.negatives.get(p.passage_language) or []
                 which = (zlib.crc32(g.group_id.encode()) + self.step) % len(pool) if pool else 0
-                picks.append(cfg.passage_prefix + (pool[which] if pool else ""))
-            negatives = self.embed(picks)
-        return info_nce(self.embed(queries), self.embed(passages), negatives, cfg.scale)
+                negatives.append(cfg.passage_prefix + (pool[which] if pool else ""))
+        # One forward pass for queries, passages and negatives: DistributedDataParallel expects one per step.
+        vectors = self.embed(queries + passages + negatives)
+        n = len(queries)
+        hard = vectors[2 * n :] if negatives else None
+        return info_nce(vectors[:n], vectors[n : 2 * n], hard, cfg.scale)
 
     def validation_loss(self) -> float:
         sampler = HybridBatchSampler(
@@ -120,8 +129,16 @@ class Trainer:
         self.model.train()
         return float(np.mean(losses))
 
+    def _wrap(self, model):
+        """DistributedDataParallel when launched by torchrun with several processes, else the model itself."""
+        if self.world_size == 1:
+            return model
+        return self.torch.nn.parallel.DistributedDataParallel(model)
+
     # -- checkpoints ----------------------------------------------------------------------------------------
     def _save_model(self, folder: Path) -> None:
+        if self.rank != 0:
+            return
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp)
@@ -131,6 +148,10 @@ class Trainer:
         os.replace(tmp, folder)
 
     def save_checkpoint(self) -> None:
+        if self.world_size > 1:
+            self.torch.distributed.barrier()
+        if self.rank != 0:
+            return
         folder = self.out / "checkpoint"
         tmp = self.out / ".checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -149,14 +170,13 @@ class Trainer:
         folder = self.out / "checkpoint"
         if not (folder / "state.json").is_file():
             return False
-        from transformers import AutoModel
-
-        from ..models.transformers_encoder import quiet_transformers
+        from ..models.transformers_encoder import load_encoder_weights, quiet_transformers
 
         state = json.loads((folder / "state.json").read_text())
         with quiet_transformers():
-            self.model = AutoModel.from_pretrained(folder / "model")
+            self.model = load_encoder_weights(folder / "model")
         self.model.train()
+        self.engine = self._wrap(self.model)
         self.optimizer = self.torch.optim.AdamW(
             self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
@@ -224,10 +244,13 @@ class Trainer:
         return self._finish(resumed, stopped_early)
 
     def _finish(self, resumed: bool, stopped_early: bool) -> dict:
+        if self.world_size > 1:
+            self.torch.distributed.barrier()
         best = self.out / "best"
-        for item in best.iterdir():  # the best model becomes the folder's model
-            os.replace(item, self.out / item.name)
-        best.rmdir()
+        if self.rank == 0:
+            for item in best.iterdir():  # the best model becomes the folder's model
+                os.replace(item, self.out / item.name)
+            best.rmdir()
         card = {
             **asdict(self.config),
             "steps": self.step,
@@ -241,8 +264,22 @@ class Trainer:
             "sampler_share_of_step_time": self.sampler_seconds / max(self.step_seconds, 1e-9),
             "versions": _versions(),
         }
-        (self.out / "card.json").write_text(json.dumps(card, indent=1))
+        card["world_size"] = self.world_size
+        if self.rank == 0:
+            (self.out / "card.json").write_text(json.dumps(card, indent=1))
         return card
+
+
+def _distributed_setup(torch) -> tuple[int, int]:
+    """(rank, world size): torchrun's environment initialises a process group (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
 
 
 def models_dir() -> Path:
