@@ -203,6 +203,7 @@ def _seed_everything(seed: int) -> None:
 @click.option("--lr", default=3e-5, show_default=True, type=float)
 @click.option("--max-length", default=64, show_default=True, type=click.IntRange(8))
 @click.option("--hard-negatives", is_flag=True, help="Add one hard negative per pair (a sibling sentence).")
+@click.option("--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU).")
 @click.option("--eval-every", default=25, show_default=True, type=click.IntRange(1), help="Steps between validations.")
 @click.option("--patience", default=4, show_default=True, type=click.IntRange(1), help="Validations without gain.")
 @click.option("--seed", default=0, show_default=True)
@@ -210,7 +211,7 @@ def _seed_everything(seed: int) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Suite data folder (else XLIR_BENCH_DATA).")
 @click.option("--quiet", is_flag=True)
 def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, lr, max_length, hard_negatives,
-              eval_every, patience, seed, name, data_dir, quiet) -> None:  # fmt: skip
+              freeze_embeddings, eval_every, patience, seed, name, data_dir, quiet) -> None:  # fmt: skip
     """Fine-tune a dual encoder with mono, cross-lingual or hybrid batches (arXiv 2408.10536)."""
     from .training import bases, data
     from .training.trainer import TrainConfig, Trainer, models_dir
@@ -230,7 +231,8 @@ def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, l
     config = TrainConfig(
         base=base, base_path=chosen.path, strategy=strategy, alpha=alpha, batch_size=batch_size,
         max_steps=max_steps, lr=lr, max_length=max_length, hard_negatives=hard_negatives,
-        query_prefix=chosen.query_prefix, passage_prefix=chosen.passage_prefix, seed=seed,
+        freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix, passage_prefix=chosen.passage_prefix,
+        seed=seed,
         eval_every=eval_every, patience=patience, checkpoint_every=eval_every, data=train_data,
         languages=parallel.languages,
     )  # fmt: skip
@@ -256,12 +258,13 @@ def experiment_group() -> None:
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--max-length", default=64, show_default=True, type=click.IntRange(8))
 @click.option("--hard-negatives", is_flag=True)
+@click.option("--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU).")
 @click.option("--allow-overlap", is_flag=True, help="Run even when training texts occur in the evaluation suite.")
 @click.option("--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else results/).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
 def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size, alpha, max_length, hard_negatives,
-                     allow_overlap, results_dir, data_dir, quiet) -> None:  # fmt: skip
+                     freeze_embeddings, allow_overlap, results_dir, data_dir, quiet) -> None:  # fmt: skip
     """Train mono / cross / hybrid on one suite, evaluate zero-shot on the other, summarise over seeds."""
     from .training.experiment import run_domain_shift
 
@@ -269,7 +272,8 @@ def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size
         paths = run_domain_shift(
             base=base, train=train_suite, evaluate=eval_suite, seeds=seeds, max_steps=max_steps,
             batch_size=batch_size, alpha=alpha, max_length=max_length, hard_negatives=hard_negatives,
-            allow_overlap=allow_overlap, data_dir=data_dir, results_root=results.results_dir(results_dir),
+            freeze_embeddings=freeze_embeddings, allow_overlap=allow_overlap, data_dir=data_dir,
+            results_root=results.results_dir(results_dir),
             progress=progress, command=provenance.command_line(),
         )  # fmt: skip
     for path in paths:

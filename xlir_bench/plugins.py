@@ -71,6 +71,15 @@ class LoadedModel:
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def label(self) -> str:
+        """The name results and tables use: the model name plus any user options, e.g. ``e5-small[dtype=bf16]``,
+        so runs of one model with different options never overwrite each other."""
+        shown = {k: v for k, v in sorted(self.options.items()) if k != "name_or_path"}
+        if not shown:
+            return self.name
+        return self.name + "[" + ",".join(f"{k}={v}" for k, v in shown.items()) + "]"
+
+    @property
     def metadata(self) -> dict:
         meta = getattr(self.plugin, "metadata", None)
         return dict(meta) if isinstance(meta, dict) else {}

@@ -31,13 +31,13 @@ def evaluate_model(
     source = ScoreSource(model, suite, batch_size, EmbeddingCache(identity) if identity else None)
     evaluator = Evaluator(source, suite, run_depth=run_depth)
     if progress is not None:
-        task = progress.add_task(f"{model.name} / {suite.name}: prepare", total=source.work_items())
+        task = progress.add_task(f"{model.label} / {suite.name}: prepare", total=source.work_items())
         source.prepare(
-            lambda label, n: progress.update(task, advance=n, description=f"{model.name} / {suite.name}: {label}")
+            lambda label, n: progress.update(task, advance=n, description=f"{model.label} / {suite.name}: {label}")
         )
         progress.update(task, completed=0, total=evaluator.total_work(settings))
         evaluator.advance = lambda label, n: progress.update(
-            task, advance=n, description=f"{model.name} / {suite.name}: {label}"
+            task, advance=n, description=f"{model.label} / {suite.name}: {label}"
         )
     else:
         source.prepare(lambda label, n: None)
@@ -45,7 +45,8 @@ def evaluate_model(
     result = {
         "schema_version": results.SCHEMA_VERSION,
         "model": {
-            "name": model.name,
+            "name": model.label,
+            "plugin": model.name,
             "entry_point": model.info.target,
             "distribution": model.info.distribution,
             "kind": model.kind,
@@ -100,7 +101,7 @@ def model_identity(model: LoadedModel) -> dict | None:
 
 def save_runs(root: Path, model: LoadedModel, suite: SuiteData, runs: dict[str, list]) -> list[Path]:
     """Write each setting's TREC run and matching qrels under ``root/runs/<suite>/<model>/``."""
-    folder = root / "runs" / suite.name / results.slug(model.name)
+    folder = root / "runs" / suite.name / results.slug(model.label)
     paths = []
     doc_ids = [d.doc_id for d in suite.docs]
     for setting, rows in runs.items():
@@ -113,7 +114,7 @@ def save_runs(root: Path, model: LoadedModel, suite: SuiteData, runs: dict[str, 
             for d, g in zip(suite.rel_docs[q], suite.rel_gains[q])
             if pool == ALL or suite.doc_lang[d] == pool
         ]
-        results.write_run(folder / f"{setting}.run", trec_rows, results.slug(model.name))
+        results.write_run(folder / f"{setting}.run", trec_rows, results.slug(model.label))
         results.write_qrels(folder / f"{setting}.qrels", qrels)
         paths += [folder / f"{setting}.run", folder / f"{setting}.qrels"]
     return paths

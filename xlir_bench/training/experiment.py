@@ -101,7 +101,7 @@ def render_markdown(summary: dict, meta: dict) -> str:
         "",
         f"Command: `{meta['command']}`  ",
         f"Seeds: {meta['seeds']}; steps per model: {meta['max_steps']}; batch {meta['batch_size']}; "
-        f"alpha {meta['alpha']}  ",
+        f"alpha {meta['alpha']}; frozen token embeddings: {meta.get('freeze_embeddings', False)}  ",
         f"Overlap of training texts with the evaluation suite: queries {meta['overlap']['queries']:.2%}, "
         f"candidates {meta['overlap']['candidates']:.2%}",
         "",
@@ -148,7 +148,8 @@ def write_summary(root: Path, stem: str, summary: dict, meta: dict) -> tuple[Pat
 
 def run_domain_shift(
     *, base: str, train: str, evaluate: str, seeds: int, max_steps: int, batch_size: int, alpha: float,
-    max_length: int, hard_negatives: bool, allow_overlap: bool, data_dir, results_root: Path, progress, command: str,
+    max_length: int, hard_negatives: bool, freeze_embeddings: bool, allow_overlap: bool, data_dir,
+    results_root: Path, progress, command: str,
 ) -> tuple[Path, Path]:  # fmt: skip
     """Train (or resume) every strategy for every seed, evaluate all models plus the base, write the summary."""
     from ..plugins import load_model
@@ -183,7 +184,8 @@ def run_domain_shift(
             config = TrainConfig(
                 base=base, base_path=chosen.path, strategy=strategy, alpha=alpha, batch_size=batch_size,
                 max_steps=max_steps, max_length=max_length, hard_negatives=hard_negatives,
-                query_prefix=chosen.query_prefix, passage_prefix=chosen.passage_prefix, seed=seed,
+                freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix,
+                passage_prefix=chosen.passage_prefix, seed=seed,
                 eval_every=max(1, max_steps // 8), checkpoint_every=max(1, max_steps // 8), patience=4,
                 data=train, languages=train_data.languages,
             )  # fmt: skip
@@ -194,6 +196,7 @@ def run_domain_shift(
     meta = {
         "base": base, "train": train, "eval": evaluate, "seeds": seeds, "max_steps": max_steps,
         "batch_size": batch_size, "alpha": alpha, "max_length": max_length, "hard_negatives": hard_negatives,
+        "freeze_embeddings": freeze_embeddings,
         "overlap": overlap.as_dict(), "command": command,
     }  # fmt: skip
     summary = summarise(rows, per_query)
