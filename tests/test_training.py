@@ -119,3 +119,12 @@ def test_ddp_two_processes_keep_identical_weights(tiny_base, tmp_path):
     assert ranks[0]["digest"] == ranks[1]["digest"]
     card = json.loads((tmp_path / "model" / "card.json").read_text())
     assert card["world_size"] == 2
+
+
+def test_freeze_embeddings_keeps_the_token_matrix(tiny_base, small_parallel, tmp_path):
+    trainer = Trainer(config(tiny_base, max_steps=3, freeze_embeddings=True), small_parallel, tmp_path / "f")
+    before = trainer.model.get_input_embeddings().weight.detach().clone()
+    layer_before = trainer.model.encoder.layer[0].output.dense.weight.detach().clone()
+    trainer.train()
+    assert torch.equal(trainer.model.get_input_embeddings().weight, before)
+    assert not torch.equal(trainer.model.encoder.layer[0].output.dense.weight, layer_before)
