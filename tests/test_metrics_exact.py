@@ -94,3 +94,15 @@ def test_ap_by_hand():
     assert got["mAP"][0] == pytest.approx((1 + 2 / 3) / 2, abs=1e-15)
     assert got["R@1"][0] == 0.5
     assert got["MRR"][0] == 1.0
+
+
+def test_parallel_row_slices_match_one_pass():
+    from xlir_bench.metrics import ranks as ranks_module
+
+    rng = np.random.default_rng(11)
+    scores = rng.integers(0, 50, size=(300, 4000)).astype(np.float32)  # 1.2M elements: the threaded path
+    rel = np.stack([rng.choice(4000, 5, replace=False) for _ in range(300)])
+    rel[::7, -1] = -1
+    key = descending_id_order([f"d{i}" for i in range(4000)])
+    assert scores.size >= ranks_module.PARALLEL_MIN_ELEMENTS
+    np.testing.assert_array_equal(relevant_ranks(scores, rel, key), ranks_module._ranks_rows(scores, rel, key))
