@@ -119,3 +119,10 @@ def test_freeze_embeddings_keeps_the_token_matrix(tiny_base, small_parallel, tmp
     trainer.train()
     assert torch.equal(trainer.model.get_input_embeddings().weight, before)
     assert not torch.equal(trainer.model.encoder.layer[0].output.dense.weight, layer_before)
+
+
+def test_finished_model_is_not_overwritten(tiny_base, small_parallel, tmp_path):
+    Trainer(config(tiny_base, max_steps=2), small_parallel, tmp_path / "done").train()
+    assert not (tmp_path / "done" / "checkpoint").exists()
+    with pytest.raises(XlirError, match="already holds a trained model"):
+        Trainer(config(tiny_base, max_steps=2), small_parallel, tmp_path / "done").train()

@@ -149,10 +149,13 @@ class Trainer:
     def _save_model(self, folder: Path) -> None:
         if self.rank != 0:
             return
+        from ..models.transformers_encoder import quiet_transformers
+
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
+        with quiet_transformers():
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -166,7 +169,10 @@ class Trainer:
         tmp = self.out / ".checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.model.save_pretrained(tmp / "model")
+        from ..models.transformers_encoder import quiet_transformers
+
+        with quiet_transformers():
+            self.model.save_pretrained(tmp / "model")
         self.torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         state = {
             "step": self.step, "epoch": self.epoch, "losses": self.losses, "curve": self.curve,
@@ -212,6 +218,8 @@ class Trainer:
 
     def train(self) -> dict:
         cfg = self.config
+        if (self.out / "card.json").is_file():
+            raise XlirError(f"{self.out} already holds a trained model; choose another --name or delete it")
         self.out.mkdir(parents=True, exist_ok=True)
         resumed = self.resume()
         task = None
@@ -275,6 +283,7 @@ class Trainer:
         card["world_size"] = self.world_size
         if self.rank == 0:
             (self.out / "card.json").write_text(json.dumps(card, indent=1))
+            shutil.rmtree(self.out / "checkpoint", ignore_errors=True)  # finished: the model and card are the output
         return card
 
 
