@@ -75,25 +75,40 @@ def quiet_transformers():
         hf_logging.enable_progress_bar()
 
 
-def load_pretrained(name_or_path: str, *, trust_remote_code: bool = False):
-    """(tokenizer, model, revision) from a local folder or the hub cache, with one clear error when neither works."""
-    from transformers import AutoTokenizer
-
+def resolve_source(name_or_path: str) -> tuple[str, Path | None]:
+    """(what to hand to from_pretrained, the local folder if it is one)."""
     local = Path(name_or_path).expanduser()
-    source = str(local) if local.is_dir() else name_or_path
+    return (str(local), local) if local.is_dir() else (name_or_path, None)
+
+
+def read_config(name_or_path: str, *, trust_remote_code: bool = False):
+    """(config, revision) without loading weights: enough to identify the model, e.g. for the embedding cache."""
+    from transformers import AutoConfig
+
+    source, local = resolve_source(name_or_path)
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-            model = load_encoder_weights(source, trust_remote_code=trust_remote_code)
+            config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        if local.is_dir():
-            raise XlirError(f"cannot load a transformers model from {local}: {exc}".splitlines()[0]) from None
+        if local is not None:
+            raise XlirError(f"cannot load a transformers model from {local}: {str(exc).splitlines()[0]}") from None
         raise XlirError(
             f"model {name_or_path!r} is not in the local Hugging Face cache and could not be downloaded; "
             "pass a local folder (hf:/path/to/model) or download it once online (HF_HOME sets the cache)"
         ) from None
-    revision = getattr(model.config, "_commit_hash", None) or (weights_digest(local) if local.is_dir() else "unknown")
-    return tokenizer, model, revision
+    revision = getattr(config, "_commit_hash", None) or (weights_digest(local) if local is not None else "unknown")
+    return config, revision
+
+
+def load_pretrained(name_or_path: str, *, trust_remote_code: bool = False):
+    """(tokenizer, model) from a local folder or the hub cache."""
+    from transformers import AutoTokenizer
+
+    source, _ = resolve_source(name_or_path)
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = load_encoder_weights(source, trust_remote_code=trust_remote_code)
+    return tokenizer, model
 
 
 def load_encoder_weights(source, **kwargs):
@@ -136,20 +151,17 @@ class TransformersEncoder:
             raise XlirError("the hf plugin needs a model: --model hf:<hub id or local folder>")
         if pooling not in POOLINGS:
             raise XlirError(f"pooling={pooling!r}; use one of {', '.join(POOLINGS)}")
-        torch = _torch()
         self.device = resolve_torch_device(device)
         dtype = dtype or ("bf16" if self.device.startswith("cuda") else "fp32")
         if dtype not in DTYPES:
             raise XlirError(f"dtype={dtype!r}; use one of {', '.join(DTYPES)}")
         if dtype == "int8" and self.device != "cpu":
             raise XlirError("dtype=int8 (dynamic quantization) runs on CPU only; use bf16 or fp16 on CUDA")
-        self.tokenizer, model, revision = load_pretrained(str(name_or_path), trust_remote_code=bool(trust_remote_code))
-        model.eval()
-        if dtype == "int8":
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.model = model.to(self.device)
-        if self.device == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+        # Only the config is read now; weights load on the first encode call, so a run served entirely from the
+        # embedding cache never loads the model.
+        self.source, self.trust_remote_code = str(name_or_path), bool(trust_remote_code)
+        config, revision = read_config(self.source, trust_remote_code=self.trust_remote_code)
+        self.model = self.tokenizer = None
         self.pooling, self.normalize, self.dtype = pooling, bool(normalize), dtype
         self.query_prefix, self.passage_prefix = str(query_prefix), str(passage_prefix)
         self.max_length = int(max_length)
@@ -158,7 +170,7 @@ class TransformersEncoder:
             "name": display_name or str(name_or_path),
             "model": str(name_or_path),
             "revision": revision,
-            "dimension": int(model.config.hidden_size),
+            "dimension": int(config.hidden_size),
             "pooling": self.pooling,
             "normalize": self.normalize,
             "query_prefix": self.query_prefix,
@@ -191,8 +203,22 @@ class TransformersEncoder:
             start += rows
         return out
 
+    def load(self) -> None:
+        """Load tokenizer and weights (once), quantized or moved to the device as configured."""
+        if self.model is not None:
+            return
+        torch = _torch()
+        if self.device == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+        self.tokenizer, model = load_pretrained(self.source, trust_remote_code=self.trust_remote_code)
+        model.eval()
+        if self.dtype == "int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = model.to(self.device)
+
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         torch = _torch()
+        self.load()
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, add_special_tokens=True)
         ids = encoded["input_ids"]
         out = np.zeros((len(texts), self.metadata["dimension"]), dtype=np.float32)

@@ -94,13 +94,14 @@ class Trainer:
         self.step_seconds = 0.0
 
     # -- model ----------------------------------------------------------------------------------------------
-    def embed(self, texts: list[str]):
-        batch = self.tokenizer(
-            texts, truncation=True, max_length=self.config.max_length, padding=True, return_tensors="pt"
-        )
-        hidden = self.engine(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    def embed(self, *groups: list[str]):
+        """Mean-pooled embeddings of each group of texts; each group is padded to its own longest text."""
+        batches = [
+            self.tokenizer(texts, truncation=True, max_length=self.config.max_length, padding=True, return_tensors="pt")
+            for texts in groups
+            if texts
+        ]
+        return self.engine(batches)
 
     def batch_loss(self, pairs: list[Pair], data: ParallelData):
         cfg = self.config
@@ -113,11 +114,11 @@ class Trainer:
                 pool = g.negatives.get(p.passage_language) or []
                 which = (zlib.crc32(g.group_id.encode()) + self.step) % len(pool) if pool else 0
                 negatives.append(cfg.passage_prefix + (pool[which] if pool else ""))
-        # One forward pass for queries, passages and negatives: DistributedDataParallel expects one per step.
-        vectors = self.embed(queries + passages + negatives)
-        n = len(queries)
-        hard = vectors[2 * n :] if negatives else None
-        return info_nce(vectors[:n], vectors[n : 2 * n], hard, cfg.scale)
+        # Queries, passages and negatives go through one module call (DistributedDataParallel expects one forward
+        # per step) but are padded separately: short questions are not padded to passage length.
+        vectors = self.embed(queries, passages, negatives)
+        hard = vectors[2] if negatives else None
+        return info_nce(vectors[0], vectors[1], hard, cfg.scale)
 
     def validation_loss(self) -> float:
         sampler = HybridBatchSampler(
@@ -140,10 +141,11 @@ class Trainer:
         return self.torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def _wrap(self, model):
-        """DistributedDataParallel when launched by torchrun with several processes, else the model itself."""
+        """The dual encoder, under DistributedDataParallel when torchrun launched several processes."""
+        dual = _dual_encoder(self.torch)(model)
         if self.world_size == 1:
-            return model
-        return self.torch.nn.parallel.DistributedDataParallel(model)
+            return dual
+        return self.torch.nn.parallel.DistributedDataParallel(dual)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def _save_model(self, folder: Path) -> None:
@@ -285,6 +287,25 @@ class Trainer:
             (self.out / "card.json").write_text(json.dumps(card, indent=1))
             shutil.rmtree(self.out / "checkpoint", ignore_errors=True)  # finished: the model and card are the output
         return card
+
+
+def _dual_encoder(torch):
+    class DualEncoder(torch.nn.Module):
+        """Shared-weight encoder: one forward call embeds several tokenized batches (mean pooling)."""
+
+        def __init__(self, encoder) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, batches):
+            out = []
+            for batch in batches:
+                hidden = self.encoder(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                out.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
+            return out
+
+    return DualEncoder
 
 
 def _distributed_setup(torch) -> tuple[int, int]:
