@@ -36,3 +36,12 @@ def test_dumps_result_round_trips():
 
 def test_slug():
     assert results.slug("hf:org/model name") == "hf_org_model_name"
+
+
+def test_experiment_and_run_folders_are_not_results(tmp_path):
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "summary.json").write_text('{"meta": {}}')
+    (tmp_path / "xquad-r").mkdir()
+    (tmp_path / "xquad-r" / "bad.json").write_text("{")
+    loaded = results.load_results(tmp_path)
+    assert loaded.results == [] and len(loaded.warnings) == 1 and "bad.json" in loaded.warnings[0]

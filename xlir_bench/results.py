@@ -18,6 +18,7 @@ from pathlib import Path
 from .errors import XlirError
 
 SCHEMA_VERSION = 1
+RESERVED_FOLDERS = ("runs", "experiments")  # beside the per-suite result folders; not results themselves
 REQUIRED_KEYS = ("schema_version", "model", "suite", "settings")
 
 
@@ -117,6 +118,8 @@ def load_results(root: Path) -> Loaded:
     if not root.is_dir():
         return Loaded(results, [f"no results directory at {root}; run `xlir-bench run` first"])
     for path in sorted(root.glob("*/*.json")):
+        if path.parent.name in RESERVED_FOLDERS:
+            continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             missing = [k for k in REQUIRED_KEYS if not isinstance(data, dict) or k not in data]
