@@ -138,7 +138,10 @@ class Trainer:
         if self.config.freeze_embeddings:
             self.model.get_input_embeddings().weight.requires_grad_(False)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        return self.torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        try:  # the fused kernel (CPU and CUDA in current torch) is what transformers' Trainer uses by default
+            return self.torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=True)
+        except (RuntimeError, TypeError):
+            return self.torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def _wrap(self, model):
         """The dual encoder, under DistributedDataParallel when torchrun launched several processes."""
