@@ -32,20 +32,52 @@ def test_overlapping_training_data_is_refused(xquad):
     check_overlap(overlap, allow=True)
 
 
-def test_summary_means_stds_and_markdown():
+def test_summary_means_stds_seed_gaps_and_markdown():
     rows = [
         {"strategy": s, "seed": seed, "setting": "multilingual", "mAP": m, "rank_distance": 10.0, "lang_pref@1": 0.5}
-        for s, seed, m in [("hybrid", 0, 0.5), ("hybrid", 1, 0.7), ("mono", 0, 0.4), ("mono", 1, 0.4)]
+        for s, seed, m in [("hybrid", 0, 0.5), ("hybrid", 1, 0.7), ("mono", 0, 0.4), ("mono", 1, 0.8)]
     ]
-    per_query = {"hybrid": [0.9, 0.8, 0.7, 0.9], "mono": [0.1, 0.2, 0.1, 0.3]}
+    # per strategy, one list of per-query AP per seed; the tests average them over seeds first
+    per_query = {"hybrid": [[0.9, 0.8, 0.7, 0.9], [0.7, 0.8, 0.9, 0.9]], "mono": [[0.1, 0.2, 0.1, 0.3]] * 2}
     summary = summarise(rows, per_query)
     assert summary["table"]["hybrid"]["multilingual"]["mAP"] == {"mean": 0.6, "std": pytest.approx(0.1), "n": 2}
+    assert summary["seed_gaps_multilingual_mAP"]["hybrid - mono"] == pytest.approx([0.1, -0.1])
     test = summary["paired_tests_multilingual_AP"]["hybrid vs mono"]
     assert test["mean_difference"] == pytest.approx(0.65) and test["p_value"] == 0.125  # 2/16 sign vectors
+    assert test["seeds"] == 2
     meta = {"base": "b", "train": "mlqa-r", "eval": "xquad-r", "command": "c", "seeds": 2, "max_steps": 1,
             "batch_size": 2, "alpha": 0.5, "overlap": Overlap(0, 0, 0, 0).as_dict()}  # fmt: skip
     text = render_markdown(summary, meta)
     assert "| hybrid | 0.6000 ± 0.1000 |" in text and "p = 0.1250" in text
+    assert "- hybrid - mono: +0.1000, -0.1000 (hybrid ahead in 1 of 2 seeds)" in text
+    assert "averaged over 2 seed(s)" in text and "unseen" not in text
+
+
+def test_unseen_language_columns(xquad):  # per_language as Evaluator writes it
+    """Languages of the evaluation suite absent from training get their own mean, in rows and in the table."""
+    from xlir_bench.training.experiment import records_for
+
+    rng = np.random.default_rng(0)
+    per_language = {
+        lang: {"mAP": float(m), "rank_distance": float(d)}
+        for lang, m, d in zip(xquad.languages, rng.random(11), rng.random(11) * 100)
+    }
+    result = {
+        "model": {"name": "m"}, "suite": {"name": "xquad-r"},
+        "settings": {"multilingual": {"metrics": {"mAP": 0.5}, "per_language": per_language,
+                                      "bias": {"rank_distance": 1.0, "lang_pref@1": 0.2}}},
+    }  # fmt: skip
+    unseen = ["el", "ru", "th", "tr"]
+    (row,) = records_for(result, "hybrid", 0, unseen)
+    assert row["unseen_mAP"] == pytest.approx(np.mean([per_language[x]["mAP"] for x in unseen]))
+    assert row["unseen_rank_distance"] == pytest.approx(np.mean([per_language[x]["rank_distance"] for x in unseen]))
+    summary = summarise([row], {})
+    meta = {"base": "b", "train": "mlqa-r", "eval": "xquad-r", "command": "c", "seeds": 1, "max_steps": 1,
+            "batch_size": 2, "alpha": 0.5, "overlap": Overlap(0, 0, 0, 0).as_dict()}  # fmt: skip
+    meta["unseen_languages"] = unseen
+    text = render_markdown(summary, meta)
+    assert "multilingual mAP, unseen (el/ru/th/tr) |" in text
+    assert f"| {row['unseen_mAP']:.4f} |" in text
 
 
 def test_paired_randomization():

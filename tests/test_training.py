@@ -126,3 +126,25 @@ def test_finished_model_is_not_overwritten(tiny_base, small_parallel, tmp_path):
     assert not (tmp_path / "done" / "checkpoint").exists()
     with pytest.raises(XlirError, match="already holds a trained model"):
         Trainer(config(tiny_base, max_steps=2), small_parallel, tmp_path / "done").train()
+
+
+def test_device_and_precision_choices():
+    from xlir_bench.training.trainer import autocast_dtype, training_device
+
+    cpu = training_device(torch, "cpu")
+    assert cpu.type == "cpu"
+    assert autocast_dtype(torch, cpu, "auto") is None and autocast_dtype(torch, cpu, "fp32") is None
+    assert autocast_dtype(torch, cpu, "bf16") is torch.bfloat16
+    with pytest.raises(XlirError, match="unknown precision 'fp8'"):
+        autocast_dtype(torch, cpu, "fp8")
+    if not torch.cuda.is_available():
+        with pytest.raises(XlirError, match="no CUDA GPU is available"):
+            training_device(torch, "cuda")
+
+
+def test_bf16_autocast_training_records_its_device(tiny_base, small_parallel, tmp_path):
+    """The autocast path (bf16 on GPUs by default) trains too; the loss stays fp32 and finite."""
+    settings = config(tiny_base, max_steps=4, precision="bf16", device="cpu")
+    card = Trainer(settings, small_parallel, tmp_path / "m").train()
+    assert card["autocast"] == "bfloat16" and card["device_used"].startswith("cpu")
+    assert all(np.isfinite(card["losses"])) and card["train_seconds"] > 0

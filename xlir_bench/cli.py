@@ -190,6 +190,17 @@ def _seed_everything(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
+def _training_device_options(command):
+    """--device and --precision, shared by train and experiment."""
+    command = click.option(
+        "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+        help="auto: bf16 autocast on a GPU with bf16, fp32 on CPU.",
+    )(command)  # fmt: skip
+    return click.option(
+        "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (torchrun: one GPU per rank)."
+    )(command)
+
+
 @cli.command("train")
 @click.option("--base", required=True, help="e5-small, xlmr, labse, me5-small, me5-base or hf:<id or folder>.")
 @click.option("--strategy", type=click.Choice(["mono", "cross", "hybrid"]), required=True)
@@ -208,10 +219,12 @@ def _seed_everything(seed: int) -> None:
 @click.option("--patience", default=4, show_default=True, type=click.IntRange(1), help="Validations without gain.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--name", help="Model name (default <strategy>-<base>); it becomes a --model name.")
+@_training_device_options
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Suite data folder (else XLIR_BENCH_DATA).")
 @click.option("--quiet", is_flag=True)
 def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, lr, max_length, hard_negatives,
-              freeze_embeddings, eval_every, patience, seed, name, data_dir, quiet) -> None:  # fmt: skip
+              freeze_embeddings, eval_every, patience, seed, name, device, precision, data_dir,
+              quiet) -> None:  # fmt: skip
     """Fine-tune a dual encoder with mono, cross-lingual or hybrid batches (arXiv 2408.10536)."""
     from .training import bases, data
     from .training.trainer import TrainConfig, Trainer, models_dir
@@ -234,7 +247,7 @@ def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, l
         freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix, passage_prefix=chosen.passage_prefix,
         seed=seed,
         eval_every=eval_every, patience=patience, checkpoint_every=eval_every, data=train_data,
-        languages=parallel.languages,
+        languages=parallel.languages, device=provenance.resolve_device(device), precision=precision,
     )  # fmt: skip
     out = models_dir() / results.slug(name or f"{strategy}-{base}")
     with _progress(quiet) as progress:
@@ -260,11 +273,13 @@ def experiment_group() -> None:
 @click.option("--hard-negatives", is_flag=True)
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU).")
 @click.option("--allow-overlap", is_flag=True, help="Run even when training texts occur in the evaluation suite.")
+@_training_device_options
 @click.option("--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else results/).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
 def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size, alpha, max_length, hard_negatives,
-                     freeze_embeddings, allow_overlap, results_dir, data_dir, quiet) -> None:  # fmt: skip
+                     freeze_embeddings, allow_overlap, device, precision, results_dir, data_dir,
+                     quiet) -> None:  # fmt: skip
     """Train mono / cross / hybrid on one suite, evaluate zero-shot on the other, summarise over seeds."""
     from .training.experiment import run_domain_shift
 
@@ -273,6 +288,7 @@ def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size
             base=base, train=train_suite, evaluate=eval_suite, seeds=seeds, max_steps=max_steps,
             batch_size=batch_size, alpha=alpha, max_length=max_length, hard_negatives=hard_negatives,
             freeze_embeddings=freeze_embeddings, allow_overlap=allow_overlap, data_dir=data_dir,
+            device=provenance.resolve_device(device), precision=precision,
             results_root=results.results_dir(results_dir),
             progress=progress, command=provenance.command_line(),
         )  # fmt: skip

@@ -25,6 +25,7 @@ from .data import ParallelData
 
 MAX_OVERLAP = 0.01
 STRATEGIES = ("mono", "cross", "hybrid")
+SUMMARY_KEYS = ("mAP", "rank_distance", "lang_pref@1", "unseen_mAP", "unseen_rank_distance")
 
 
 def _norm(text: str) -> str:
@@ -68,13 +69,16 @@ def model_name(base: str, train: str, strategy: str, seed: int, steps: int) -> s
     return results.slug(f"ds-{base}-{train}-{strategy}-{steps}st-s{seed}")
 
 
-def summarise(rows: list[dict], per_query: dict[str, list[float]]) -> dict:
-    """Mean and std over seeds per (strategy, setting), plus paired tests against hybrid on multilingual AP."""
+def summarise(rows: list[dict], per_query: dict[str, list[list[float]]]) -> dict:
+    """Mean and std over seeds per (strategy, setting); seed-by-seed gaps; paired tests against hybrid.
+
+    ``per_query`` holds, per strategy, one list of per-query multilingual AP per seed. The paired tests run on
+    per-query AP averaged over the seeds, so they speak about query sampling for the seed-averaged systems; the
+    per-seed gaps show whether a difference survives a change of seed, which the tests cannot.
+    """
     table: dict = {}
     for row in rows:
-        cell = table.setdefault(row["strategy"], {}).setdefault(
-            row["setting"], {"mAP": [], "rank_distance": [], "lang_pref@1": []}
-        )
+        cell = table.setdefault(row["strategy"], {}).setdefault(row["setting"], {k: [] for k in SUMMARY_KEYS})
         for key in cell:
             if row.get(key) is not None:
                 cell[key].append(row[key])
@@ -87,12 +91,35 @@ def summarise(rows: list[dict], per_query: dict[str, list[float]]) -> dict:
         }
         for strategy, settings in table.items()
     }
+    return {
+        "table": summary,
+        "seed_gaps_multilingual_mAP": seed_gaps(rows),
+        "paired_tests_multilingual_AP": paired_tests(per_query),
+    }
+
+
+def seed_gaps(rows: list[dict]) -> dict[str, list[float]]:
+    """Multilingual mAP of hybrid minus each other trained strategy, one value per seed that has both."""
+    by = {(r["strategy"], r["seed"]): r["mAP"] for r in rows if r["setting"] == "multilingual"}
+    seeds = sorted({seed for strategy, seed in by if strategy == "hybrid"})
+    return {
+        f"hybrid - {other}": [by[("hybrid", s)] - by[(other, s)] for s in seeds if (other, s) in by]
+        for other in STRATEGIES
+        if other != "hybrid" and any((other, s) in by for s in seeds)
+    }
+
+
+def paired_tests(per_query: dict[str, list[list[float]]]) -> dict:
+    if "hybrid" not in per_query:
+        return {}
+    averaged = {name: np.mean(np.asarray(runs, dtype=np.float64), axis=0) for name, runs in per_query.items()}
     tests = {}
-    if "hybrid" in per_query:
-        for other, values in per_query.items():
-            if other != "hybrid":
-                tests[f"hybrid vs {other}"] = paired_randomization(per_query["hybrid"], values)
-    return {"table": summary, "paired_tests_multilingual_AP": tests}
+    for other, values in averaged.items():
+        if other != "hybrid":
+            test = paired_randomization(averaged["hybrid"], values)
+            seeds = {"seeds": len(per_query["hybrid"]), "other_seeds": len(per_query[other])}
+            tests[f"hybrid vs {other}"] = {**test, **seeds}
+    return tests
 
 
 def render_markdown(summary: dict, meta: dict) -> str:
@@ -105,9 +132,12 @@ def render_markdown(summary: dict, meta: dict) -> str:
         f"Overlap of training texts with the evaluation suite: queries {meta['overlap']['queries']:.2%}, "
         f"candidates {meta['overlap']['candidates']:.2%}",
         "",
-        "| model | multilingual mAP | monolingual mAP | cross-lingual mAP | rank distance | lang_pref@1 |",
-        "|---|---|---|---|---|---|",
     ]
+    unseen = meta.get("unseen_languages") or []
+    header = "| model | multilingual mAP | monolingual mAP | cross-lingual mAP | rank distance | lang_pref@1 |"
+    if unseen:
+        header += f" multilingual mAP, unseen ({'/'.join(unseen)}) |"
+    lines += [header, "|---" * (header.count("|") - 1) + "|"]
 
     def cell(strategy, setting, key, digits=4):
         value = summary["table"].get(strategy, {}).get(setting, {}).get(key)
@@ -118,24 +148,52 @@ def render_markdown(summary: dict, meta: dict) -> str:
 
     for strategy in ("base", *STRATEGIES):
         if strategy in summary["table"]:
-            lines.append(
+            line = (
                 f"| {strategy} | {cell(strategy, 'multilingual', 'mAP')} | {cell(strategy, 'monolingual', 'mAP')} | "
                 f"{cell(strategy, 'cross-lingual', 'mAP')} | {cell(strategy, 'multilingual', 'rank_distance', 1)} | "
                 f"{cell(strategy, 'multilingual', 'lang_pref@1', 3)} |"
             )
-    if summary["paired_tests_multilingual_AP"]:
-        lines += ["", "Paired sign-flip randomization tests on per-query multilingual AP (first seed):", ""]
-        for name, test in summary["paired_tests_multilingual_AP"].items():
+            if unseen:
+                line += f" {cell(strategy, 'multilingual', 'unseen_mAP')} |"
+            lines.append(line)
+    gaps = summary.get("seed_gaps_multilingual_mAP") or {}
+    if gaps:
+        lines += ["", "Multilingual mAP gap per seed (seed 0, 1, ...):", ""]
+        for name, values in gaps.items():
+            ahead = sum(v > 0 for v in values)
+            shown = ", ".join(f"{v:+.4f}" for v in values)
+            lines.append(f"- {name}: {shown} (hybrid ahead in {ahead} of {len(values)} seeds)")
+    tests = summary["paired_tests_multilingual_AP"]
+    if tests:
+        seeds = next(iter(tests.values())).get("seeds", 1)
+        lines += [
+            "",
+            f"Paired sign-flip randomization tests on per-query multilingual AP (averaged over {seeds} seed(s); "
+            "query sampling only, not seed variance):",
+            "",
+        ]
+        for name, test in tests.items():
             lines.append(
                 f"- {name}: mean difference {test['mean_difference']:+.4f}, p = {test['p_value']:.4f} (n = {test['n']})"
             )
     return "\n".join(lines) + "\n"
 
 
-def records_for(result: dict, strategy: str, seed: int) -> list[dict]:
+def records_for(result: dict, strategy: str, seed: int, unseen: list[str] = ()) -> list[dict]:
+    """Leaderboard rows of one result, tagged with strategy and seed; the multilingual row also gets the mean
+    over the query languages never seen in training (``unseen``) of their mAP and rank distance."""
     from ..report import records_of
 
-    return [{**r, "strategy": strategy, "seed": seed} for r in records_of(result)]
+    rows = [{**r, "strategy": strategy, "seed": seed} for r in records_of(result)]
+    per_language = result["settings"].get("multilingual", {}).get("per_language", {})
+    present = [lang for lang in unseen if lang in per_language]
+    for row in rows:
+        if row["setting"] == "multilingual" and present:
+            row["unseen_mAP"] = float(np.mean([per_language[lang]["mAP"] for lang in present]))
+            distances = [per_language[lang].get("rank_distance") for lang in present]
+            if all(d is not None for d in distances):
+                row["unseen_rank_distance"] = float(np.mean(distances))
+    return rows
 
 
 def write_summary(root: Path, stem: str, summary: dict, meta: dict) -> tuple[Path, Path]:
@@ -149,7 +207,7 @@ def write_summary(root: Path, stem: str, summary: dict, meta: dict) -> tuple[Pat
 def run_domain_shift(
     *, base: str, train: str, evaluate: str, seeds: int, max_steps: int, batch_size: int, alpha: float,
     max_length: int, hard_negatives: bool, freeze_embeddings: bool, allow_overlap: bool, data_dir,
-    results_root: Path, progress, command: str,
+    results_root: Path, progress, command: str, device: str = "cpu", precision: str = "auto",
 ) -> tuple[Path, Path]:  # fmt: skip
     """Train (or resume) every strategy for every seed, evaluate all models plus the base, write the summary."""
     from ..plugins import load_model
@@ -167,15 +225,16 @@ def run_domain_shift(
     check_overlap(overlap, allow_overlap)
     results.ensure_writable(results_root)
 
-    rows, per_query = [], {}
+    unseen = sorted(set(eval_suite.languages) - set(train_data.languages))
+    rows: list[dict] = []
+    per_query: dict[str, list[list[float]]] = {}
 
     def evaluate_one(name: str, strategy: str, seed: int) -> None:
-        model = load_model(name, device="cpu")
-        result, _ = evaluate_model(model, eval_suite, device="cpu", batch_size=64, progress=progress, use_cache=True)
+        model = load_model(name, device=device)
+        result, _ = evaluate_model(model, eval_suite, device=device, batch_size=64, progress=progress, use_cache=True)
         results.write_result(results_root, result)
-        rows.extend(records_for(result, strategy, seed))
-        if seed == 0:
-            per_query[strategy] = [v for v in result["per_query"]["AP"]["multilingual"]]
+        rows.extend(records_for(result, strategy, seed, unseen))
+        per_query.setdefault(strategy, []).append(list(result["per_query"]["AP"]["multilingual"]))
 
     evaluate_one(base, "base", 0)
     for seed in range(seeds):
@@ -187,7 +246,7 @@ def run_domain_shift(
                 freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix,
                 passage_prefix=chosen.passage_prefix, seed=seed,
                 eval_every=max(1, max_steps // 8), checkpoint_every=max(1, max_steps // 8), patience=4,
-                data=train, languages=train_data.languages,
+                data=train, languages=train_data.languages, device=device, precision=precision,
             )  # fmt: skip
             folder = models_dir() / name
             if not (folder / "card.json").is_file():
@@ -196,8 +255,9 @@ def run_domain_shift(
     meta = {
         "base": base, "train": train, "eval": evaluate, "seeds": seeds, "max_steps": max_steps,
         "batch_size": batch_size, "alpha": alpha, "max_length": max_length, "hard_negatives": hard_negatives,
-        "freeze_embeddings": freeze_embeddings,
-        "overlap": overlap.as_dict(), "command": command,
+        "freeze_embeddings": freeze_embeddings, "train_languages": list(train_data.languages),
+        "unseen_languages": unseen, "overlap": overlap.as_dict(), "command": command,
+        "device": device, "precision": precision,
     }  # fmt: skip
     summary = summarise(rows, per_query)
     summary["rows"] = rows

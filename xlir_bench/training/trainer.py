@@ -51,6 +51,8 @@ class TrainConfig:
     checkpoint_every: int = 25
     data: str = ""
     languages: list[str] = field(default_factory=list)
+    device: str = "auto"  # auto: this process's CUDA GPU when torch sees one (cuda:LOCAL_RANK under torchrun), else CPU
+    precision: str = "auto"  # auto: bf16 autocast on a CUDA GPU that supports it, fp32 elsewhere; or fp32 / bf16
 
 
 def _versions() -> dict[str, str]:
@@ -71,11 +73,13 @@ class Trainer:
         self.rank, self.world_size = _distributed_setup(torch)
         if self.rank != 0:
             self.progress = None
+        self.device = training_device(torch, config.device)
+        self.autocast = autocast_dtype(torch, self.device, config.precision)
         torch.manual_seed(config.seed)
         self.train_data, self.val_data = data.split(config.validation_fraction, config.seed)
         with quiet_transformers():
             self.tokenizer = AutoTokenizer.from_pretrained(config.base_path)
-            self.model = load_encoder_weights(config.base_path)
+            self.model = load_encoder_weights(config.base_path).to(self.device)
         self.model.train()
         self.optimizer = self._optimizer()
         if config.batch_size % self.world_size:
@@ -92,6 +96,7 @@ class Trainer:
         self.stale = 0
         self.sampler_seconds = 0.0
         self.step_seconds = 0.0
+        self.wall_seconds = 0.0
 
     # -- model ----------------------------------------------------------------------------------------------
     def embed(self, *groups: list[str]):
@@ -101,7 +106,10 @@ class Trainer:
             for texts in groups
             if texts
         ]
-        return self.engine(batches)
+        batches = [{k: v.to(self.device) for k, v in batch.items()} for batch in batches]
+        with self.torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            vectors = self.engine(batches)
+        return [v.float() for v in vectors]  # the loss in fp32 whatever the forward ran in
 
     def batch_loss(self, pairs: list[Pair], data: ParallelData):
         cfg = self.config
@@ -148,6 +156,8 @@ class Trainer:
         dual = _dual_encoder(self.torch)(model)
         if self.world_size == 1:
             return dual
+        if self.device.type == "cuda":
+            return self.torch.nn.parallel.DistributedDataParallel(dual, device_ids=[self.device.index])
         return self.torch.nn.parallel.DistributedDataParallel(dual)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
@@ -182,7 +192,10 @@ class Trainer:
         state = {
             "step": self.step, "epoch": self.epoch, "losses": self.losses, "curve": self.curve,
             "best": self.best, "stale": self.stale, "torch_rng": self.torch.get_rng_state().tolist(),
+            "wall_seconds": self.wall_seconds + time.perf_counter() - self._started,
         }  # fmt: skip
+        if self.device.type == "cuda":
+            state["cuda_rng"] = self.torch.cuda.get_rng_state(self.device).tolist()
         (tmp / "state.json").write_text(json.dumps(state))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -195,14 +208,18 @@ class Trainer:
 
         state = json.loads((folder / "state.json").read_text())
         with quiet_transformers():
-            self.model = load_encoder_weights(folder / "model")
+            self.model = load_encoder_weights(folder / "model").to(self.device)
         self.model.train()
         self.engine = self._wrap(self.model)
         self.optimizer = self._optimizer()
-        self.optimizer.load_state_dict(self.torch.load(folder / "optimizer.pt", weights_only=True))
+        optimizer_state = self.torch.load(folder / "optimizer.pt", weights_only=True, map_location=self.device)
+        self.optimizer.load_state_dict(optimizer_state)
         self.step, self.epoch = state["step"], state["epoch"]
         self.losses, self.curve, self.best, self.stale = state["losses"], state["curve"], state["best"], state["stale"]
+        self.wall_seconds = state.get("wall_seconds", 0.0)
         self.torch.set_rng_state(self.torch.tensor(state["torch_rng"], dtype=self.torch.uint8))
+        if self.device.type == "cuda" and state.get("cuda_rng"):
+            self.torch.cuda.set_rng_state(self.torch.tensor(state["cuda_rng"], dtype=self.torch.uint8), self.device)
         return True
 
     # -- loop -----------------------------------------------------------------------------------------------
@@ -226,6 +243,7 @@ class Trainer:
         if (self.out / "card.json").is_file():
             raise XlirError(f"{self.out} already holds a trained model; choose another --name or delete it")
         self.out.mkdir(parents=True, exist_ok=True)
+        self._started = time.perf_counter()
         resumed = self.resume()
         task = None
         if self.progress is not None:
@@ -283,6 +301,9 @@ class Trainer:
             "train_groups": len(self.train_data.groups),
             "validation_groups": len(self.val_data.groups),
             "sampler_share_of_step_time": self.sampler_seconds / max(self.step_seconds, 1e-9),
+            "train_seconds": round(self.wall_seconds + time.perf_counter() - self._started, 1),
+            "device_used": _describe(self.device),
+            "autocast": str(self.autocast).replace("torch.", "") if self.autocast is not None else "fp32",
             "versions": _versions(),
         }
         card["world_size"] = self.world_size
@@ -290,6 +311,39 @@ class Trainer:
             (self.out / "card.json").write_text(json.dumps(card, indent=1))
             shutil.rmtree(self.out / "checkpoint", ignore_errors=True)  # finished: the model and card are the output
         return card
+
+
+def training_device(torch, requested: str = "auto"):
+    """The torch device this process trains on: under torchrun each rank takes the GPU of its LOCAL_RANK."""
+    from ..provenance import resolve_device
+
+    resolved = resolve_device(requested)
+    if resolved == "cuda":
+        resolved = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % max(torch.cuda.device_count(), 1)}"
+    device = torch.device(resolved)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def autocast_dtype(torch, device, precision: str = "auto"):
+    """bf16 autocast (fp32 master weights, fp32 loss) on GPUs with bf16 support; fp32 on CPU, where torch's bf16
+    autocast did not speed e5-small up on the development machine."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise XlirError("--precision bf16: this GPU has no bf16 support; use --precision fp32")
+        return torch.bfloat16
+    if precision != "auto":
+        raise XlirError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
+    return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+
+
+def _describe(device) -> str:
+    from ..provenance import device_description
+
+    return device_description(str(device))
 
 
 def _dual_encoder(torch):
