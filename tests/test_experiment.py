@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
@@ -89,3 +92,24 @@ def test_paired_randomization():
     assert paired_randomization([1, 2, 3], [1, 2, 3])["p_value"] == 1.0
     with pytest.raises(ValueError):
         paired_randomization([1], [1, 2])
+
+
+def test_other_configurations_get_other_names(tmp_path):
+    from xlir_bench.training.experiment import check_reusable, model_name, variant
+    from xlir_bench.training.trainer import TrainConfig
+
+    assert variant(32, True, 0.5, 64, False) == ""  # the committed CPU run keeps its names
+    assert model_name("e5-small", "mlqa-r", "hybrid", 0, 60) == "ds-e5-small-mlqa-r-hybrid-60st-s0"
+    gpu = variant(100, False, 0.4, 128, True)
+    assert gpu == "-b100-full-a0.4-len128-hn"
+    assert (
+        model_name("e5-small", "mlqa-r", "mono", 2, 500, gpu)
+        == "ds-e5-small-mlqa-r-mono-500st-b100-full-a0.4-len128-hn-s2"
+    )
+
+    trained = TrainConfig(base="e5-small", base_path="x", strategy="hybrid", batch_size=32, max_steps=60, data="mlqa-r")
+    (tmp_path / "card.json").write_text(json.dumps(dataclasses.asdict(trained)))
+    check_reusable(tmp_path, trained)
+    asked = dataclasses.replace(trained, batch_size=100)
+    with pytest.raises(XlirError, match=r"trained with batch_size=32 \(this run: 100\)"):
+        check_reusable(tmp_path, asked)

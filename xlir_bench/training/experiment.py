@@ -65,8 +65,52 @@ def check_overlap(overlap: Overlap, allow: bool) -> None:
         )
 
 
-def model_name(base: str, train: str, strategy: str, seed: int, steps: int) -> str:
-    return results.slug(f"ds-{base}-{train}-{strategy}-{steps}st-s{seed}")
+# The configuration of the committed CPU run; other settings are spelled out in model and summary names, so runs
+# with another configuration (the paper's batch 100 on a GPU, say) never reuse or overwrite these models.
+REFERENCE = {
+    "max_steps": 60,
+    "batch_size": 32,
+    "freeze_embeddings": True,
+    "alpha": 0.5,
+    "max_length": 64,
+    "hard_negatives": False,
+}
+
+
+def variant(batch_size: int, freeze_embeddings: bool, alpha: float, max_length: int, hard_negatives: bool) -> str:
+    """Name suffix for the settings that differ from ``REFERENCE`` ("" for the reference configuration)."""
+    parts = []
+    if batch_size != REFERENCE["batch_size"]:
+        parts.append(f"b{batch_size}")
+    if not freeze_embeddings:
+        parts.append("full")
+    if alpha != REFERENCE["alpha"]:
+        parts.append(f"a{alpha:g}")
+    if max_length != REFERENCE["max_length"]:
+        parts.append(f"len{max_length}")
+    if hard_negatives:
+        parts.append("hn")
+    return "".join(f"-{p}" for p in parts)
+
+
+def model_name(base: str, train: str, strategy: str, seed: int, steps: int, suffix: str = "") -> str:
+    return results.slug(f"ds-{base}-{train}-{strategy}-{steps}st{suffix}-s{seed}")
+
+
+CARD_FIELDS = ("base", "strategy", "seed", "data", "max_steps", "batch_size", "alpha", "max_length", "lr",
+               "hard_negatives", "freeze_embeddings")  # fmt: skip
+
+
+def check_reusable(folder: Path, config) -> None:
+    """A trained model is reused only if its card says it was trained the way this run asks."""
+    card = json.loads((folder / "card.json").read_text())
+    wanted = {k: getattr(config, k) for k in CARD_FIELDS}
+    differ = [f"{k}={card.get(k)!r} (this run: {v!r})" for k, v in wanted.items() if card.get(k) != v]
+    if differ:
+        raise XlirError(
+            f"{folder} holds a model trained with {', '.join(differ)}; delete it or set XLIR_BENCH_MODELS to "
+            "another folder"
+        )
 
 
 def summarise(rows: list[dict], per_query: dict[str, list[list[float]]]) -> dict:
@@ -237,9 +281,10 @@ def run_domain_shift(
         per_query.setdefault(strategy, []).append(list(result["per_query"]["AP"]["multilingual"]))
 
     evaluate_one(base, "base", 0)
+    suffix = variant(batch_size, freeze_embeddings, alpha, max_length, hard_negatives)
     for seed in range(seeds):
         for strategy in STRATEGIES:
-            name = model_name(base, train, strategy, seed, max_steps)
+            name = model_name(base, train, strategy, seed, max_steps, suffix)
             config = TrainConfig(
                 base=base, base_path=chosen.path, strategy=strategy, alpha=alpha, batch_size=batch_size,
                 max_steps=max_steps, max_length=max_length, hard_negatives=hard_negatives,
@@ -249,7 +294,9 @@ def run_domain_shift(
                 data=train, languages=train_data.languages, device=device, precision=precision,
             )  # fmt: skip
             folder = models_dir() / name
-            if not (folder / "card.json").is_file():
+            if (folder / "card.json").is_file():
+                check_reusable(folder, config)
+            else:
                 Trainer(config, train_data, folder, progress=progress).train()
             evaluate_one(f"trained:{name}", strategy, seed)
     meta = {
@@ -261,4 +308,7 @@ def run_domain_shift(
     }  # fmt: skip
     summary = summarise(rows, per_query)
     summary["rows"] = rows
-    return write_summary(results_root, f"domain-shift-{results.slug(base)}-{train}-to-{evaluate}", summary, meta)
+    stem = f"domain-shift-{results.slug(base)}-{train}-to-{evaluate}"
+    if suffix or max_steps != REFERENCE["max_steps"]:
+        stem += f"-{max_steps}st{suffix}"
+    return write_summary(results_root, stem, summary, meta)
