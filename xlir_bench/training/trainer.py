@@ -70,10 +70,10 @@ class Trainer:
 
         self.config, self.out, self.progress = config, Path(out), progress
         self.torch = torch
+        self.device = training_device(torch, config.device)  # before the process group: NCCL wants the GPU set
         self.rank, self.world_size = _distributed_setup(torch)
         if self.rank != 0:
             self.progress = None
-        self.device = training_device(torch, config.device)
         self.autocast = autocast_dtype(torch, self.device, config.precision)
         torch.manual_seed(config.seed)
         self.train_data, self.val_data = data.split(config.validation_fraction, config.seed)
