@@ -58,11 +58,16 @@ class SentenceTransformerEncoder:
             "name": display_name or str(name_or_path),
             "model": str(name_or_path),
             "revision": revision or "unknown",
-            "dimension": int(self.model.get_sentence_embedding_dimension()),
+            "dimension": int(self._dimension()),
             "prompts": dict(getattr(self.model, "prompts", {}) or {}),
             "max_seq_length": int(self.model.max_seq_length),
             "similarity": self.similarity,
         }
+
+    def _dimension(self) -> int:
+        """sentence-transformers renamed the method (6.x warns on the old name, older releases lack the new one)."""
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return getter()
 
     def encode_queries(self, texts: list[str], *, language: str, batch_size: int) -> np.ndarray:
         return self.model.encode_query(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
