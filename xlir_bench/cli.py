@@ -92,7 +92,7 @@ def _progress(quiet: bool) -> Progress:
     multiple=True,
     default=("all",),
     show_default=True,
-    help="xquad-r, mlqa-r or all (repeatable).",
+    help="xquad-r, mlqa-r, all (= both), miracl or miracl:<lang,...> (repeatable).",
 )
 @click.option(
     "--setting",
@@ -128,6 +128,18 @@ def _progress(quiet: bool) -> Progress:
 )
 @click.option("--seed", default=0, show_default=True, help="Seed for any randomness in plugins (numpy, torch).")
 @click.option("--no-cache", is_flag=True, help="Encode everything afresh; read and write no cached embeddings.")
+@click.option(
+    "--shard-size",
+    type=click.IntRange(1),
+    help="MIRACL: passages per embedding shard (default 100,000); memory is bounded by it, whatever the corpus.",
+)
+@click.option(
+    "--shard-dtype",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="MIRACL: how corpus vectors are stored (float16 halves the disk; scores are exact for the stored vectors).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_cmd(
     models,
@@ -142,41 +154,66 @@ def run_cmd(
     run_depth,
     seed,
     no_cache,
+    shard_size,
+    shard_dtype,
     quiet,
 ) -> None:
-    """Evaluate models on suites and write one result JSON per (model, suite)."""
-    from .runner import evaluate_model, save_runs
+    """Evaluate models on suites and write one result JSON per (model, suite).
+
+    Under torchrun (MIRACL) every rank encodes and scores its share of the corpus shards; rank 0 writes the result.
+    """
+    from .distributed import current as current_world
+    from .runner import evaluate_model, evaluate_stream, save_runs, save_stream_runs
 
     root = results.results_dir(results_dir)
     names = suites.resolve(suite_names)
     options = plugins.parse_model_args(model_args)
     resolved_device = provenance.resolve_device(device)
-    results.ensure_writable(root)
+    world = current_world(resolved_device) if any(suites.is_miracl(n) for n in names) else None
+    if world is not None and world.size > 1 and resolved_device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        resolved_device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    main_rank = world is None or world.is_main
+    if main_rank:
+        results.ensure_writable(root)
     _seed_everything(seed)
     loaded = {name: suites.load(name, data_dir) for name in names}  # data problems surface before any model work
     written = []
-    with _progress(quiet) as progress:
+    with _progress(quiet or not main_rank) as progress:
         for model_name in models:
             model = plugins.load_model(model_name, device=resolved_device, options=options)
             for suite_name in names:
-                result, runs = evaluate_model(
-                    model,
-                    loaded[suite_name],
-                    device=resolved_device,
-                    batch_size=batch_size,
-                    settings=tuple(s for s in SETTINGS if not settings or s in settings),
-                    run_depth=run_depth if save_run else None,
-                    seed=seed,
-                    progress=progress,
-                    use_cache=not no_cache,
-                )
+                wanted = tuple(settings) or None
+                if suites.is_miracl(suite_name):
+                    from .streaming import SETTINGS as STREAM_SETTINGS
+
+                    result, evaluator = evaluate_stream(
+                        model, loaded[suite_name], device=resolved_device, batch_size=batch_size,
+                        settings=tuple(s for s in STREAM_SETTINGS if not wanted or s in wanted),
+                        run_depth=run_depth if save_run else None, seed=seed, progress=progress,
+                        use_cache=not no_cache, shard_size=shard_size, shard_dtype=shard_dtype, world=world,
+                    )  # fmt: skip
+                    if result is None:
+                        continue
+                    runs_writer = lambda: save_stream_runs(root, model, evaluator)  # noqa: E731
+                else:
+                    result, runs = evaluate_model(
+                        model, loaded[suite_name], device=resolved_device, batch_size=batch_size,
+                        settings=tuple(s for s in SETTINGS if not wanted or s in wanted),
+                        run_depth=run_depth if save_run else None, seed=seed, progress=progress,
+                        use_cache=not no_cache,
+                    )  # fmt: skip
+                    runs_writer = lambda: save_runs(root, model, loaded[suite_name], runs)  # noqa: E731
                 path = results.write_result(root, result)
                 written.append(result)
                 progress.console.print(f"wrote {path}")
                 if save_run:
-                    for p in save_runs(root, model, loaded[suite_name], runs):
+                    for p in runs_writer():
                         progress.console.print(f"wrote {p}")
-    out.print(Report.from_results(written).rich_table(title="this run"))
+    if main_rank:
+        out.print(Report.from_results(written).rich_table(title="this run"))
 
 
 def _seed_everything(seed: int) -> None:

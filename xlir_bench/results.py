@@ -32,7 +32,7 @@ def slug(name: str) -> str:
 
 
 def result_path(root: Path, model: str, suite: str) -> Path:
-    return root / suite / f"{slug(model)}.json"
+    return root / slug(suite) / f"{slug(model)}.json"
 
 
 def ensure_writable(root: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from . import provenance, results
 from .cache import EmbeddingCache
-from .evaluate import SETTINGS, Evaluator
+from .evaluate import PER_QUERY_DECIMALS, SETTINGS, Evaluator
 from .plugins import LoadedModel
 from .scoring import ALL, ScoreSource
 from .suites.records import SuiteData
@@ -44,16 +44,7 @@ def evaluate_model(
     outcome = evaluator.evaluate(settings)
     result = {
         "schema_version": results.SCHEMA_VERSION,
-        "model": {
-            "name": model.label,
-            "plugin": model.name,
-            "entry_point": model.info.target,
-            "distribution": model.info.distribution,
-            "kind": model.kind,
-            "similarity": model.similarity,
-            "options": {k: v if isinstance(v, (int, float, str, bool)) else repr(v) for k, v in model.options.items()},
-            "metadata": model.metadata,
-        },
+        "model": model_section(model),
         "suite": {
             "name": suite.name,
             "languages": suite.languages,
@@ -65,24 +56,141 @@ def evaluate_model(
         "settings": outcome,
         "per_query": evaluator.per_query_ap(settings),
         "tie_rule": "equal scores ordered by doc id descending (trec_eval)",
-        "provenance": {
-            "command": provenance.command_line(),
-            "device": provenance.device_description(device),
-            "batch_size": batch_size,
-            "embedding_cache": {"used": identity is not None, "hits": source.cache_hits},
-            "seed": seed,
-            "packages": provenance.package_versions(),
-            "host": provenance.host(),
-            "started": started,
-            "finished": provenance.now(),
-            "seconds": {
-                "encode": round(source.encode_seconds, 3),
-                "score": round(source.score_seconds, 3),
-                "total": round(time.perf_counter() - clock, 3),
-            },
-        },
+        "provenance": provenance_section(
+            device,
+            batch_size,
+            seed,
+            started,
+            clock,
+            source.encode_seconds,
+            source.score_seconds,
+            embedding_cache={"used": identity is not None, "hits": source.cache_hits},
+        ),  # fmt: skip
     }
     return result, evaluator.runs
+
+
+def model_section(model: LoadedModel) -> dict:
+    return {
+        "name": model.label,
+        "plugin": model.name,
+        "entry_point": model.info.target,
+        "distribution": model.info.distribution,
+        "kind": model.kind,
+        "similarity": model.similarity,
+        "options": {k: v if isinstance(v, (int, float, str, bool)) else repr(v) for k, v in model.options.items()},
+        "metadata": model.metadata,
+    }
+
+
+def provenance_section(device, batch_size, seed, started, clock, encode_s, score_s, **extra) -> dict:
+    return {
+        "command": provenance.command_line(),
+        "device": provenance.device_description(device),
+        "batch_size": batch_size,
+        **extra,
+        "seed": seed,
+        "packages": provenance.package_versions(),
+        "host": provenance.host(),
+        "started": started,
+        "finished": provenance.now(),
+        "seconds": {
+            "encode": round(encode_s, 3),
+            "score": round(score_s, 3),
+            "total": round(time.perf_counter() - clock, 3),
+        },
+    }
+
+
+def evaluate_stream(
+    model: LoadedModel,
+    data,
+    *,
+    device: str,
+    batch_size: int,
+    settings: tuple[str, ...],
+    run_depth: int | None = None,
+    seed: int = 0,
+    progress=None,
+    use_cache: bool = False,
+    shard_size: int | None = None,
+    shard_dtype: str = "float32",
+    world=None,
+):
+    """MIRACL: the streaming evaluation; returns (result or None off rank 0, the evaluator for runs)."""
+    from .distributed import World
+    from .streaming import DEFAULT_SHARD_SIZE, StreamEvaluator
+
+    world = world or World()
+    started, clock = provenance.now(), time.perf_counter()
+    advance = lambda label, n: None  # noqa: E731
+    if progress is not None and world.is_main:
+        task = progress.add_task(f"{model.label} / {data.name}", total=None)
+
+        def advance(label: str, n: int) -> None:
+            progress.update(task, advance=n, description=f"{model.label} / {data.name}: {label}")
+
+    identity = model_identity(model)
+    evaluator = StreamEvaluator(
+        model, data, settings=settings, batch_size=batch_size, identity=identity,
+        shard_size=shard_size or DEFAULT_SHARD_SIZE, shard_dtype=shard_dtype, run_depth=run_depth, world=world,
+        device=device, advance=advance,
+    )  # fmt: skip
+    world.same_everywhere(
+        [model.label, data.name, list(settings), evaluator.shard_size, shard_dtype, data.checksums], "the run"
+    )
+    evaluator.run(use_cache)
+    if not world.is_main:
+        return None, evaluator
+    outcome = evaluator.outcome()
+    per_query = {
+        "query_ids": evaluator.queries.ids,
+        "AP": {s: [round(float(v), PER_QUERY_DECIMALS) for v in evaluator.per_query[s]] for s in outcome},
+    }
+    result = {
+        "schema_version": results.SCHEMA_VERSION,
+        "model": model_section(model),
+        "suite": {
+            "name": data.name,
+            "languages": data.languages,
+            "documents": int(sum(evaluator.passages.values())),
+            "passages_per_language": evaluator.passages,
+            "queries": len(evaluator.queries.ids),
+            "checksums_md5": data.checksums,
+            "corpus": {lang: c.checksums() for lang, c in data.corpora.items()} if world.is_main else {},
+            "notes": data.notes,
+        },
+        "settings": outcome,
+        "per_query": per_query,
+        "tie_rule": "equal scores ordered by doc id descending (trec_eval); multilingual ids are <lang>:<docid>",
+        "provenance": provenance_section(
+            device,
+            batch_size,
+            seed,
+            started,
+            clock,
+            evaluator.encode_seconds,
+            evaluator.score_seconds,
+            streaming={
+                "shard_size": evaluator.shard_size,
+                "shard_dtype": shard_dtype,
+                "ranks": world.size,
+                "embedding_shards": identity is not None,
+            },
+        ),  # fmt: skip
+    }
+    return result, evaluator
+
+
+def save_stream_runs(root: Path, model: LoadedModel, evaluator) -> list[Path]:
+    """MIRACL runs: one monolingual run per language (MIRACL's own ids) and one multilingual run."""
+    folder = root / "runs" / results.slug(evaluator.data.name) / results.slug(model.label)
+    paths = []
+    for name, rows in evaluator.runs().items():
+        results.write_run(folder / f"{name}.run", rows, results.slug(model.label))
+        results.write_qrels(folder / f"{name}.qrels", evaluator.qrels(name))
+        paths += [folder / f"{name}.run", folder / f"{name}.qrels"]
+    return paths
 
 
 def model_identity(model: LoadedModel) -> dict | None:

@@ -33,6 +33,58 @@ def doc_dict(doc) -> dict:
     }
 
 
+def encode_items(
+    model: LoadedModel,
+    cache: EmbeddingCache | None,
+    batch_size: int,
+    kind: str,
+    method: str,
+    lang: str,
+    items: list,
+    dim: int | None,
+) -> tuple[np.ndarray, int, int]:
+    """(vectors, dimension, cache hits) for ``items``: cached ones from disk, the rest from the plugin (then cached)."""
+    keys = [text_key(lang, item) for item in items] if cache is not None else []
+    hits, missing = cache.lookup(kind, keys) if cache is not None else ({}, list(range(len(items))))
+    rows: dict[int, np.ndarray] = dict(hits)
+    if missing:
+        todo = [items[i] for i in missing]
+        out = model.call(method, todo, language=lang, batch_size=batch_size)
+        out = check_matrix(out, len(todo), model.name, f"{method}(language={lang!r})", dim)
+        if cache is not None:
+            cache.store(kind, [keys[i] for i in missing], out)
+        rows.update(zip(missing, out))
+    dims = {len(v) for v in rows.values()}
+    if len(dims) > 1 or (dim is not None and dims != {dim}):
+        found = sorted(dims | ({dim} if dim else set()))
+        raise XlirError(f"model plugin {model.name!r} returned vectors of different dimensions {found}")
+    dim = dims.pop()
+    matrix = np.empty((len(items), dim), dtype=np.float64)
+    for i in range(len(items)):
+        matrix[i] = rows[i]
+    return matrix, dim, len(hits)
+
+
+def normalise(matrix: np.ndarray, model: LoadedModel) -> np.ndarray:
+    """float32 vectors ready for scoring: unit length for cosine models, computed in float64 after scaling each row
+    by its largest magnitude, so vectors scaled by 1e20 or 1e-30 neither overflow nor underflow. A vector that
+    cannot be represented in float32 (dot similarity beyond float32's range) is one clear error."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if model.similarity == "cosine":
+        scale = np.abs(m).max(axis=1, keepdims=True) if m.size else np.ones((len(m), 1))
+        scaled = m / np.where(scale > 0, scale, 1.0)
+        norms = np.linalg.norm(scaled, axis=1, keepdims=True)
+        m = scaled / np.where(norms > 0, norms, 1.0)
+    with np.errstate(over="ignore"):
+        out = m.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise XlirError(
+            f"model plugin {model.name!r} returned vectors too large for float32 scores (|x| > 3.4e38); "
+            "scale them down or declare similarity = 'cosine'"
+        )
+    return out
+
+
 class ScoreSource:
     """Scores of query blocks against pools for one (model, suite)."""
 
@@ -91,32 +143,15 @@ class ScoreSource:
         self._d = self._stack(d_parts, len(suite.docs), dim)
 
     def _encode_chunk(self, kind: str, method: str, lang: str, items: list, dim: int | None):
-        """Vectors for ``items``: cached ones from disk, the rest from the plugin (then cached)."""
-        keys = [text_key(lang, item) for item in items] if self.cache is not None else []
-        hits, missing = self.cache.lookup(kind, keys) if self.cache is not None else ({}, list(range(len(items))))
-        self.cache_hits += len(hits)
-        rows: dict[int, np.ndarray] = dict(hits)
-        if missing:
-            todo = [items[i] for i in missing]
-            out = self.model.call(method, todo, language=lang, batch_size=self.batch_size)
-            out = check_matrix(out, len(todo), self.model.name, f"{method}(language={lang!r})", dim)
-            if self.cache is not None:
-                self.cache.store(kind, [keys[i] for i in missing], out)
-            rows.update(zip(missing, out))
-        dims = {len(v) for v in rows.values()}
-        if len(dims) > 1 or (dim is not None and dims != {dim}):
-            found = sorted(dims | ({dim} if dim else set()))
-            raise XlirError(f"model plugin {self.model.name!r} returned vectors of different dimensions {found}")
-        return [rows[i] for i in range(len(items))], dims.pop()
+        vectors, dim, hits = encode_items(self.model, self.cache, self.batch_size, kind, method, lang, items, dim)
+        self.cache_hits += hits
+        return vectors, dim
 
     def _stack(self, parts: dict[int, np.ndarray], n: int, dim: int | None) -> np.ndarray:
-        matrix = np.zeros((n, dim or 1), dtype=np.float32)
+        matrix = np.zeros((n, dim or 1), dtype=np.float64)
         for i, row in parts.items():
             matrix[i] = row
-        if self.model.similarity == "cosine":
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            matrix /= np.where(norms > 0, norms, 1.0)
-        return matrix
+        return normalise(matrix, self.model)
 
     def scores(self, query_idx: np.ndarray, pool: str, language: str) -> np.ndarray:
         """(len(query_idx), len(pool)) scores; all queries of a block share ``language``."""
@@ -124,6 +159,10 @@ class ScoreSource:
         if self.model.kind == "dense":
             assert self._q is not None and self._d is not None, "prepare() first"
             out = self._q[query_idx] @ self._d[self._pools[pool]].T
+            if not np.isfinite(out).all():
+                raise XlirError(
+                    f"model plugin {self.model.name!r}: dot-product scores overflow float32; scale the vectors down"
+                )
         else:
             texts = [self.suite.queries[i].text for i in query_idx]
             raw = self.model.call("score", texts, language=language, target=self._indexes[pool])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..errors import XlirError
+from . import miracl
 from .lareqa import LareqaSuite
 from .records import SuiteData, SuiteDoc, SuiteQrel, SuiteQuery
 
@@ -27,20 +28,39 @@ SUITES: dict[str, LareqaSuite] = {
 
 
 def resolve(names: tuple[str, ...] | list[str]) -> list[str]:
-    """Expand ``all`` and check every name, keeping the order given."""
+    """Expand ``all`` (the LAReQA suites: MIRACL is large, so only by name) and check every name, in order.
+
+    ``miracl`` means its 18 languages, ``miracl:sw,yo`` a subset (normalised to the canonical language order).
+    """
     out: list[str] = []
     for name in names:
         expanded = list(SUITES) if name == "all" else [name]
         for item in expanded:
-            if item not in SUITES:
-                raise XlirError(f"unknown suite {item!r}; choose from {', '.join(SUITES)} or all")
+            langs = miracl.parse_name(item)
+            if langs is not None:
+                item = miracl.suite_name(langs)
+            elif item not in SUITES:
+                raise XlirError(
+                    f"unknown suite {item!r}; choose from {', '.join(SUITES)}, miracl, miracl:<lang,lang,...> or all"
+                )
             if item not in out:
                 out.append(item)
     return out
 
 
-def load(name: str, data_dir: str | os.PathLike | None = None) -> SuiteData:
-    return SUITES[resolve([name])[0]].load(data_dir)
+def is_miracl(name: str) -> bool:
+    return miracl.parse_name(name) is not None
 
 
-__all__ = ["SUITES", "SuiteData", "SuiteDoc", "SuiteQrel", "SuiteQuery", "load", "resolve"]
+def load(name: str, data_dir: str | os.PathLike | None = None):
+    """A LAReQA suite in memory (:class:`SuiteData`), or MIRACL's topics with its corpora as streams."""
+    name = resolve([name])[0]
+    langs = miracl.parse_name(name)
+    if langs is not None:
+        from ..streaming import load as load_miracl
+
+        return load_miracl(langs, data_dir)
+    return SUITES[name].load(data_dir)
+
+
+__all__ = ["SUITES", "is_miracl", "miracl", "SuiteData", "SuiteDoc", "SuiteQrel", "SuiteQuery", "load", "resolve"]

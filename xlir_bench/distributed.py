@@ -1,0 +1,72 @@
+"""torchrun support: which rank this process is, and the few collectives the streaming evaluation needs.
+
+Under ``torchrun --nproc-per-node N [--nnodes M ...]`` the environment names the rank and world size; the process
+group uses NCCL when the rank has a GPU and gloo otherwise. Without torchrun (or with one process) every call here
+is a local no-op, and torch is not imported at all. Collectives move Python objects (counts, top-k lists,
+relevant vectors): small next to the corpus, which never travels between ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import XlirError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def owns(self, shard: int) -> bool:
+        """Shards are dealt round-robin, so every rank gets a share of every language."""
+        return shard % self.size == self.rank
+
+    def all_gather(self, obj) -> list:
+        if self.size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj):
+        if self.size == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def agree(self, error: str | None, what: str) -> None:
+        """Every rank reports its error (or None); if any failed, all stop with the first message."""
+        errors = [e for e in self.all_gather(error) if e]
+        if errors:
+            raise XlirError(errors[0] if error else f"{what} failed on another rank: {errors[0]}")
+
+    def same_everywhere(self, value, what: str) -> None:
+        """Refuse to go on when the ranks disagree about ``value`` (the suite, the model, the options)."""
+        values = self.all_gather(value)
+        if any(v != values[0] for v in values):
+            raise XlirError(f"torchrun ranks disagree about {what}: every rank must run the same command")
+
+
+def current(device: str = "cpu") -> World:
+    """The torchrun world of this process, initialising the process group on first use."""
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if size <= 1:
+        return World()
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return World(dist.get_rank(), dist.get_world_size())

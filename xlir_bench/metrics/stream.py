@@ -1,0 +1,190 @@
+"""Exact ranks over a corpus that arrives in shards: count, for every relevant passage, what beats it.
+
+The rank of a relevant passage ``r`` for query ``q`` is one plus the number of passages that beat it under the
+trec_eval rule (higher score first, equal scores by doc id descending). That count is a sum over shards, so a
+corpus of any size is ranked exactly in one streaming pass whose memory does not grow with the corpus; a running
+top-k per query (merged shard by shard) serves saved runs and the top-k bias measures.
+
+**Which score.** Scores are float32, as trec_eval holds them (its ``sim`` is a C float, so scores that differ only
+below float32 precision are tied there and ordered by doc id). A float32 matrix product rounds differently with the shape of the call (BLAS kernels, GPU
+split-K), so the score of one (query, passage) pair is not a function of the pair alone, and a relevant passage's
+score taken from one call may tie or not tie a duplicate scored in another. The *canonical* score is therefore
+defined as the float64 sum of the exact float64 products, accumulated in dimension order and rounded once to
+float32 (:func:`canonical_scores`): a function of the two vectors only. The fast matrix product differs from it by at most
+``eps = gamma(d) * |q| * |v|`` (the worst-case error of any float32 summation order, ``gamma(d) = (d+2)u/(1-(d+2)u)``,
+``u = 2**-24``), so a passage whose fast score is above ``canonical(r) + eps`` certainly beats ``r``, one below
+``canonical(r) - eps`` certainly does not, and only the few inside the band are recomputed canonically and compared
+with the tie rule. For a score matrix that a plugin returns itself (BM25), its values are canonical and ``eps = 0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+UNIT = 2.0**-24
+CANDIDATE_CHUNK = 1 << 20  # candidate entries handled at once (bounds memory for weak models with many candidates)
+CANONICAL_CHUNK = 1 << 15  # rows per canonical recomputation
+
+
+def error_bound(dim: int) -> float:
+    """gamma(d) with slack: bounds |fast float32 dot - canonical| / (|q| |v|) for any summation order."""
+    n = (dim + 2) * UNIT
+    return 1.0001 * n / (1.0 - n)
+
+
+def canonical_scores(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of (M, d) float32 arrays: float64 sums in dimension order, rounded to float32.
+
+    Each product of two float32 values is exact in float64 and the order of the sum is fixed, so the result depends
+    on the two vectors alone (not on the batch, the device or the BLAS), which is what makes ties well defined.
+    Returned as float64 holding float32 values.
+    """
+    out = np.empty(len(q), dtype=np.float64)
+    for lo in range(0, len(q), CANONICAL_CHUNK):
+        qt = np.ascontiguousarray(q[lo : lo + CANONICAL_CHUNK].T, dtype=np.float64)
+        vt = np.ascontiguousarray(v[lo : lo + CANONICAL_CHUNK].T, dtype=np.float64)
+        acc = np.zeros(qt.shape[1], dtype=np.float64)
+        for k in range(qt.shape[0]):
+            acc += qt[k] * vt[k]
+        out[lo : lo + CANONICAL_CHUNK] = acc
+    return out.astype(np.float32).astype(np.float64)
+
+
+def _down32(x: np.ndarray) -> np.ndarray:
+    """float32 values <= x (so that ``S >= _down32(t)`` keeps every float32 S >= t)."""
+    x32 = x.astype(np.float32)
+    return np.where(x32.astype(np.float64) > x, np.nextafter(x32, np.float32(-np.inf)), x32)
+
+
+class StreamState:
+    """Running exact counts and top-k of one query set over the shards it is scored against.
+
+    ``rel_ids`` (Q, R): ids of each query's relevant passages ('' = padding); ``rel_scores`` (Q, R): their canonical
+    scores (NaN where the passage is absent from the corpus or padding). ``k``: top-k kept per query (0: none).
+    """
+
+    def __init__(self, rel_ids: np.ndarray, rel_scores: np.ndarray, k: int) -> None:
+        self.rel_ids = rel_ids
+        self.rel_scores = rel_scores
+        self.valid = ~np.isnan(rel_scores)
+        n, width = rel_ids.shape
+        self.counts = np.zeros((n, width), dtype=np.int64)
+        self.k = k
+        self.top_scores = np.full((n, k), -np.inf)
+        self.top_ids = np.full((n, k), "", dtype=rel_ids.dtype if rel_ids.dtype.kind == "U" else "<U1")
+        self.top_n = np.zeros(n, dtype=np.int64)
+        self.rel_min = np.where(self.valid, rel_scores, np.inf).min(axis=1)
+
+    def set_relevant(self, rows: np.ndarray, scores: np.ndarray) -> None:
+        """Relevant scores known only per block (a retriever's score matrix holds them)."""
+        self.rel_scores[rows] = scores
+        self.valid[rows] = ~np.isnan(scores)
+        self.rel_min[rows] = np.where(self.valid[rows], scores, np.inf).min(axis=1)
+
+    # -- thresholds -----------------------------------------------------------------------------------------
+    def count_threshold(self, rows: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        """Fast scores below this cannot beat any relevant passage of the row."""
+        return self.rel_min[rows] - eps
+
+    def topk_threshold(self, rows: np.ndarray, eps: np.ndarray, kth_fast: np.ndarray | None) -> np.ndarray:
+        """Fast scores below this cannot enter the row's top-k (full rows: the running k-th; others: the block's)."""
+        if self.k == 0:
+            return np.full(len(rows), np.inf)
+        full = self.top_n[rows] >= self.k
+        thr = np.full(len(rows), -np.inf)
+        thr[full] = self.top_scores[rows[full], self.k - 1] - eps[full]
+        if kth_fast is not None:
+            # not full yet: everything not beaten by k passages of this block within the error band
+            thr[~full] = kth_fast[~full] - 2 * eps[~full]
+        return thr
+
+    # -- update ---------------------------------------------------------------------------------------------
+    def update(
+        self,
+        rows: np.ndarray,
+        cand_row: np.ndarray,
+        cand_col: np.ndarray,
+        cand_score: np.ndarray,
+        eps: np.ndarray,
+        topk_thr: np.ndarray,
+        ids: np.ndarray,
+        canonical: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
+    ) -> None:
+        """Fold one block's candidates into the counts and the top-k.
+
+        ``rows``: global query indices of the block; ``cand_row`` (M,) positions into ``rows``; ``cand_col`` (M,)
+        passage positions in the shard; ``cand_score`` (M,) fast scores (float64); ``ids`` the shard's ids;
+        ``canonical(row_positions, cols)`` the canonical scores of pairs (None: fast scores are canonical).
+        """
+        for lo in range(0, len(cand_row), CANDIDATE_CHUNK):
+            sl = slice(lo, lo + CANDIDATE_CHUNK)
+            self._count(rows, cand_row[sl], cand_col[sl], cand_score[sl], eps, ids, canonical)
+        if self.k:
+            keep = cand_score >= topk_thr[cand_row]
+            if keep.any():
+                r, c = cand_row[keep], cand_col[keep]
+                exact = cand_score[keep] if canonical is None else canonical(r, c)
+                self._merge_topk(rows, r, exact, ids[c])
+
+    def _count(self, rows, cand_row, cand_col, s, eps, ids, canonical) -> None:
+        g = rows[cand_row]
+        rel = self.rel_scores[g]  # (M, R)
+        valid = self.valid[g]
+        e = eps[cand_row][:, None]
+        with np.errstate(invalid="ignore"):
+            certain = valid & (s[:, None] > rel + e)
+            band = valid & ~certain & (s[:, None] >= rel - e)
+        width = rel.shape[1]
+        flat = self.counts.reshape(-1)
+        hit_m, hit_slot = np.nonzero(certain)
+        np.add.at(flat, g[hit_m] * width + hit_slot, 1)
+        band_m, band_slot = np.nonzero(band)
+        if len(band_m) == 0:
+            return
+        exact = s[band_m] if canonical is None else canonical(cand_row[band_m], cand_col[band_m])
+        target = rel[band_m, band_slot]
+        cand_ids = ids[cand_col[band_m]]
+        rel_ids = self.rel_ids[g[band_m], band_slot]
+        beats = (exact > target) | ((exact == target) & (cand_ids > rel_ids))
+        np.add.at(flat, g[band_m][beats] * width + band_slot[beats], 1)
+
+    def _merge_topk(self, rows, cand_row, exact, cand_ids) -> None:
+        """Merge candidates into the running top-k: per query, score descending, then doc id descending."""
+        g_new = rows[cand_row]
+        touched = np.unique(g_new)
+        old_pos = np.arange(self.k)[None, :] < self.top_n[touched][:, None]
+        g_old = np.broadcast_to(touched[:, None], old_pos.shape)[old_pos]
+        all_g = np.concatenate([g_old, g_new])
+        all_s = np.concatenate([self.top_scores[touched][old_pos], exact])
+        all_ids = np.concatenate([self.top_ids[touched][old_pos].astype(cand_ids.dtype), cand_ids])
+        order = np.lexsort((all_ids, all_s, all_g))  # by query, then ascending (score, id): best last
+        all_g, all_s, all_ids = all_g[order], all_s[order], all_ids[order]
+        ends = np.searchsorted(all_g, touched, side="right")
+        starts = np.searchsorted(all_g, touched, side="left")
+        sizes = np.minimum(ends - starts, self.k)
+        self.top_n[touched] = sizes
+        self.top_scores[touched] = -np.inf
+        if self.top_ids.dtype.itemsize < all_ids.dtype.itemsize:
+            self.top_ids = self.top_ids.astype(all_ids.dtype)
+        self.top_ids[touched] = ""
+        group = np.repeat(np.arange(len(touched)), sizes)
+        offset = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        source = np.repeat(ends, sizes) - 1 - offset
+        self.top_scores[touched[group], offset] = all_s[source]
+        self.top_ids[touched[group], offset] = all_ids[source]
+
+    # -- results --------------------------------------------------------------------------------------------
+    def ranks(self) -> np.ndarray:
+        """(Q, R) 1-based ranks; inf for padding and for relevant passages absent from the corpus."""
+        return np.where(self.valid, 1.0 + self.counts, np.inf)
+
+    def merge(self, other: StreamState) -> None:
+        """Add another rank's counts and top-k over disjoint shards (torchrun reduction)."""
+        self.counts += other.counts
+        if self.k:
+            have = np.arange(self.k)[None, :] < other.top_n[:, None]
+            rows = np.broadcast_to(np.arange(len(other.top_n))[:, None], have.shape)[have]
+            if len(rows):
+                self._merge_topk(np.arange(len(other.top_n)), rows, other.top_scores[have], other.top_ids[have])

@@ -1,0 +1,217 @@
+"""Corpus embeddings on disk in fixed-size shards, for corpora that do not fit in memory (MIRACL).
+
+A corpus is cut in corpus order into shards of ``shard_size`` passages. Shard ``i`` is three files in
+``<cache>/shards/<model identity>/<corpus key>/``:
+
+* ``shard-<i>.vecs.npy``: the vectors (float32 or float16), plain ``.npy``, nothing unpickled;
+* ``shard-<i>.ids.npy``: the passage ids (unicode array);
+* ``shard-<i>.json``: the manifest: count, dimension, dtype, the model identity digest, and the size and sha256 of
+  both files. It is written last, so a shard without a manifest was never finished and is encoded again.
+
+Every read checks the manifest against the request (model, dimension, dtype) and the files against their sizes and
+sha256, so a truncated, corrupt or foreign shard is never scored: it is deleted with one line telling to re-run,
+which re-encodes only that shard. ``corpus.json`` records how many shards a complete corpus has, so a re-run of
+the same model reads no passage text at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import XlirError
+
+DTYPES = ("float32", "float16")
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+@dataclass
+class Shard:
+    index: int
+    ids: np.ndarray  # (n,) unicode
+    vectors: np.ndarray  # (n, d) float32 (float16 shards are widened on read: exact)
+
+
+class ShardStore:
+    """The shards of one (model identity, corpus) pair."""
+
+    def __init__(self, root: Path, identity: dict, corpus_key: dict, dtype: str = "float32") -> None:
+        if dtype not in DTYPES:
+            raise XlirError(f"unknown shard dtype {dtype!r}; use {' or '.join(DTYPES)}")
+        self.identity_digest = _digest(identity)
+        self.folder = root / "shards" / self.identity_digest / _digest({**corpus_key, "dtype": dtype})
+        self.dtype = dtype
+        self.corpus_key = corpus_key
+        self._identity = identity
+
+    # -- paths ----------------------------------------------------------------------------------------------
+    def _paths(self, i: int) -> tuple[Path, Path, Path]:
+        stem = self.folder / f"shard-{i:06d}"
+        return stem.with_suffix(".vecs.npy"), stem.with_suffix(".ids.npy"), stem.with_suffix(".json")
+
+    def _manifest(self, i: int) -> dict | None:
+        path = self._paths(i)[2]
+        try:
+            return json.loads(path.read_text()) if path.is_file() else None
+        except (OSError, ValueError):
+            return None
+
+    # -- corpus-level state ------------------------------------------------------------------------------------
+    def complete_count(self) -> int | None:
+        """Number of shards when the corpus was fully encoded before (and every manifest is there), else None."""
+        try:
+            info = json.loads((self.folder / "corpus.json").read_text())
+        except (OSError, ValueError):
+            return None
+        n = info.get("shards") if isinstance(info, dict) else None
+        if not isinstance(n, int) or any(self._manifest(i) is None for i in range(n)):
+            return None
+        return n
+
+    def mark_complete(self, shards: int, passages: int) -> None:
+        _write_bytes(
+            self.folder / "corpus.json",
+            json.dumps({"shards": shards, "passages": passages, "corpus": self.corpus_key}, indent=1).encode(),
+        )
+
+    def has(self, i: int, count: int | None = None) -> bool:
+        """A finished shard whose manifest matches this store (cheap: sizes only; reads verify checksums)."""
+        manifest = self._manifest(i)
+        if manifest is None or not self._matches(manifest) or (count is not None and manifest["count"] != count):
+            return False
+        vecs, ids, _ = self._paths(i)
+        try:
+            return vecs.stat().st_size == manifest["vecs_bytes"] and ids.stat().st_size == manifest["ids_bytes"]
+        except OSError:
+            return False
+
+    def _matches(self, manifest: dict) -> bool:
+        return manifest.get("model") == self.identity_digest and manifest.get("dtype") == self.dtype
+
+    # -- write / read ---------------------------------------------------------------------------------------
+    def write(self, i: int, ids: list[str], vectors: np.ndarray) -> None:
+        """Write shard ``i`` atomically: vectors and ids first, the manifest last."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ident = self.folder.parent / "identity.json"
+        if not ident.exists():
+            _write_bytes(ident, json.dumps(self._identity, indent=1, sort_keys=True, default=str).encode())
+        vec_bytes = _npy_bytes(np.ascontiguousarray(vectors, dtype=self.dtype))
+        id_bytes = _npy_bytes(np.asarray(ids, dtype=str))
+        vecs_path, ids_path, manifest_path = self._paths(i)
+        _write_bytes(vecs_path, vec_bytes)
+        _write_bytes(ids_path, id_bytes)
+        manifest = {
+            "index": i,
+            "count": len(ids),
+            "dim": int(vectors.shape[1]),
+            "dtype": self.dtype,
+            "model": self.identity_digest,
+            "vecs_bytes": len(vec_bytes),
+            "ids_bytes": len(id_bytes),
+            "vecs_sha256": hashlib.sha256(vec_bytes).hexdigest(),
+            "ids_sha256": hashlib.sha256(id_bytes).hexdigest(),
+        }
+        _write_bytes(manifest_path, json.dumps(manifest, indent=1).encode())
+
+    def read(self, i: int, dim: int | None = None) -> Shard:
+        """Shard ``i``, verified; a bad shard is removed and reported in one line (a re-run re-encodes it)."""
+        vecs_path, ids_path, _ = self._paths(i)
+        manifest = self._manifest(i)
+        problem = None
+        if manifest is None:
+            problem = "has no manifest (never finished)"
+        elif not self._matches(manifest):
+            problem = "was written by a different model or dtype"
+        elif dim is not None and manifest.get("dim") != dim:
+            problem = f"has dimension {manifest.get('dim')}, the model gives {dim}"
+        else:
+            try:
+                vec_bytes, id_bytes = vecs_path.read_bytes(), ids_path.read_bytes()
+            except OSError as exc:
+                vec_bytes = id_bytes = b""
+                problem = f"cannot be read ({exc})"
+            if problem is None:
+                if len(vec_bytes) != manifest["vecs_bytes"] or len(id_bytes) != manifest["ids_bytes"]:
+                    problem = "is truncated"
+                elif (
+                    hashlib.sha256(vec_bytes).hexdigest() != manifest["vecs_sha256"]
+                    or hashlib.sha256(id_bytes).hexdigest() != manifest["ids_sha256"]
+                ):
+                    problem = "fails its checksum (corrupt)"
+        if problem is None:
+            vectors = np.load(io.BytesIO(vec_bytes), allow_pickle=False)
+            ids = np.load(io.BytesIO(id_bytes), allow_pickle=False)
+            if vectors.shape != (manifest["count"], manifest["dim"]) or ids.shape != (manifest["count"],):
+                problem = "does not match its manifest"
+            else:
+                return Shard(i, ids, vectors.astype(np.float32, copy=False))
+        self.discard(i)
+        raise XlirError(f"embedding shard {vecs_path} {problem}; it was removed: run the command again to re-encode it")
+
+    def count(self, i: int) -> int:
+        manifest = self._manifest(i)
+        return int(manifest["count"]) if manifest else 0
+
+    def read_ids(self, i: int) -> np.ndarray:
+        """Only the ids of shard ``i`` (verified): finding relevant passages reads no vectors."""
+        _, ids_path, _ = self._paths(i)
+        manifest = self._manifest(i)
+        try:
+            data = ids_path.read_bytes()
+        except OSError as exc:
+            data, manifest = b"", manifest and {**manifest, "error": str(exc)}
+        if (
+            manifest is None
+            or not self._matches(manifest)
+            or hashlib.sha256(data).hexdigest() != manifest["ids_sha256"]
+        ):
+            self.discard(i)
+            raise XlirError(
+                f"embedding shard ids {ids_path} are missing, foreign or corrupt; it was removed: "
+                "run the command again to re-encode it"
+            )
+        return np.load(io.BytesIO(data), allow_pickle=False)
+
+    def rows(self, i: int, positions: np.ndarray) -> np.ndarray:
+        """Some vectors of shard ``i`` through a memory map (checked when the shard is scored)."""
+        vecs = np.load(self._paths(i)[0], mmap_mode="r", allow_pickle=False)
+        return np.asarray(vecs[positions], dtype=np.float32)
+
+    def discard(self, i: int) -> None:
+        for path in reversed(self._paths(i)):  # manifest first: the shard stops counting as finished at once
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        try:
+            (self.folder / "corpus.json").unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,519 @@
+"""Exact evaluation over corpora that do not fit in memory (MIRACL), in one streaming pass.
+
+1. Queries are encoded (rank 0; they are small) and broadcast.
+2. Each language's corpus is encoded into verified shards on disk (:mod:`xlir_bench.shards`); under torchrun each
+   rank encodes only the shards it owns (round-robin). A killed run resumes at the first unfinished shard.
+3. The judged-relevant passages' vectors are looked up in the shards and shared by all ranks, and their canonical
+   scores computed (:mod:`xlir_bench.metrics.stream` says why "canonical").
+4. Every rank streams its shards: a blocked score matrix against the queries, a threshold pass that keeps only
+   candidates able to beat a relevant passage or enter the top-k, exact counts and a running top-k.
+5. Counts are summed and top-k lists merged on rank 0, which computes every measure from the exact ranks and writes
+   the one result.
+
+Settings: ``monolingual`` (each language's queries against its own corpus; MIRACL's official setting) and
+``multilingual`` (every query against the union of the chosen corpora, doc ids namespaced ``<lang>:<docid>``
+because MIRACL ids repeat across languages). Retrievers (BM25) are scored from an in-memory index per pool, with
+the same exact counting.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+from .cache import EmbeddingCache
+from .distributed import World
+from .errors import XlirError
+from .metrics.stream import StreamState, _down32, canonical_scores, error_bound
+from .plugins import LoadedModel, check_matrix
+from .scoring import ENCODE_CHUNK, encode_items, normalise
+from .shards import ShardStore
+from .suites import miracl
+from .suites.download import cache_dir
+
+SETTINGS = ("monolingual", "multilingual")
+DEFAULT_SHARD_SIZE = 100_000
+BLOCK_ELEMENTS = 1 << 23  # scores held at once per block (queries x shard passages)
+BIAS_CUTOFFS = (10, 100)
+INDEX_LIMIT_ENV = "XLIR_BENCH_MAX_INDEX_PASSAGES"
+DEFAULT_INDEX_LIMIT = 2_000_000
+
+Advance = Callable[[str, int], None]
+
+
+@dataclass
+class MiraclData:
+    """The chosen languages' queries and qrels in memory, and their corpora as streams."""
+
+    name: str
+    languages: list[str]
+    topics: dict[str, miracl.Topics]
+    corpora: dict[str, miracl.Corpus]
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        return {k: v for t in self.topics.values() for k, v in t.checksums.items()}
+
+
+def load(languages: tuple[str, ...], data_dir=None) -> MiraclData:
+    topics = {lang: miracl.load_topics(lang, data_dir) for lang in languages}
+    corpora = {lang: miracl.corpus(lang, data_dir) for lang in languages}
+    return MiraclData(miracl.suite_name(languages), list(languages), topics, corpora)
+
+
+# -- queries and their relevant passages ------------------------------------------------------------------------
+@dataclass
+class QuerySet:
+    """Every query of the run, namespaced ``<lang>:<qid>``, with its relevant passages (namespaced too)."""
+
+    ids: list[str]
+    raw_ids: list[str]
+    texts: list[str]
+    lang: np.ndarray
+    rel_ids: np.ndarray  # (Q, R) '' = padding
+    rel_gains: np.ndarray  # (Q, R) 0 = padding
+
+    @classmethod
+    def build(cls, data: MiraclData) -> QuerySet:
+        ids, raw, texts, langs, rels = [], [], [], [], []
+        skipped = 0
+        for lang in data.languages:
+            t = data.topics[lang]
+            for q in t.queries:
+                relevant = t.relevant(q.query_id)
+                if not relevant:  # trec_eval skips queries without a relevant passage
+                    skipped += 1
+                    continue
+                ids.append(f"{lang}:{q.query_id}")
+                raw.append(q.query_id)
+                texts.append(q.text)
+                langs.append(lang)
+                rels.append([f"{lang}:{d}" for d in relevant])
+        data.notes["queries_without_relevant"] = skipped
+        width = max((len(r) for r in rels), default=1)
+        rel_ids = np.full((len(rels), width), "", dtype=f"<U{max((len(x) for r in rels for x in r), default=1)}")
+        gains = np.zeros((len(rels), width))
+        for row, r in enumerate(rels):
+            rel_ids[row, : len(r)] = r
+            gains[row, : len(r)] = 1.0
+        return cls(ids, raw, texts, np.array(langs), rel_ids, gains)
+
+    def rows_of(self, lang: str) -> np.ndarray:
+        return np.flatnonzero(self.lang == lang)
+
+
+# -- the run ----------------------------------------------------------------------------------------------------
+class StreamEvaluator:
+    """One (model, MIRACL selection) evaluation on this rank; rank 0 ends with the measures."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        data: MiraclData,
+        *,
+        settings: tuple[str, ...],
+        batch_size: int,
+        identity: dict | None,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        shard_dtype: str = "float32",
+        run_depth: int | None = None,
+        world: World | None = None,
+        device: str = "cpu",
+        advance: Advance = lambda label, n: None,
+        cache_root: Path | None = None,
+    ) -> None:
+        unknown = [s for s in settings if s not in SETTINGS]
+        if unknown or not settings:
+            raise XlirError(
+                f"MIRACL has the settings {' and '.join(SETTINGS)} (its qrels are monolingual); asked for none of them"
+            )
+        self.model, self.data, self.settings = model, data, settings
+        self.batch_size, self.shard_size, self.shard_dtype = batch_size, shard_size, shard_dtype
+        self.run_depth, self.world, self.device, self.advance = run_depth, world or World(), device, advance
+        self.cache_root = cache_root or cache_dir()
+        self.identity = identity or {"model": model.label, "unversioned": True}
+        self.queries = QuerySet.build(data)
+        self.encode_seconds = self.score_seconds = 0.0
+        self.passages: dict[str, int] = {}
+        self.q: np.ndarray | None = None
+        k_multi = max(BIAS_CUTOFFS[-1], run_depth or 0)
+        self.k = {"monolingual": run_depth or 0, "multilingual": k_multi}
+        self.states: dict[str, StreamState] = {}
+        self.per_query: dict[str, np.ndarray] = {}
+
+    # -- 1. queries -----------------------------------------------------------------------------------------
+    def encode_queries(self, use_cache: bool) -> None:
+        start = time.perf_counter()
+        cache = EmbeddingCache(self.identity) if use_cache and not self.identity.get("unversioned") else None
+        error, q = None, None
+        if self.world.is_main:
+            try:
+                parts, dim = [], None
+                for lang in self.data.languages:
+                    rows = self.queries.rows_of(lang)
+                    for lo in range(0, len(rows), ENCODE_CHUNK):
+                        texts = [self.queries.texts[i] for i in rows[lo : lo + ENCODE_CHUNK]]
+                        vectors, dim, _ = encode_items(
+                            self.model, cache, self.batch_size, "queries", "encode_queries", lang, texts, dim
+                        )
+                        parts.append(vectors)
+                        self.advance(f"encode queries {lang}", len(texts))
+                q = normalise(np.concatenate(parts) if parts else np.zeros((0, 1)), self.model)
+            except XlirError as exc:
+                error = str(exc)
+        self.world.agree(error, "encoding the queries")
+        self.q = self.world.broadcast(q)
+        self.encode_seconds += time.perf_counter() - start
+
+    # -- 2. corpus shards -----------------------------------------------------------------------------------
+    def store(self, lang: str) -> ShardStore:
+        corpus = self.data.corpora[lang]
+        key = {"suite": "miracl-v1.0", "language": lang, "shard_size": self.shard_size, **corpus.fingerprint()}
+        return ShardStore(self.cache_root, self.identity, key, self.shard_dtype)
+
+    def encode_corpus(self, lang: str) -> int:
+        """Encode this rank's missing shards of ``lang``; return the number of shards of the corpus."""
+        start = time.perf_counter()
+        store = self.store(lang)
+        done = store.complete_count()
+        if done is not None:
+            self.passages[lang] = _passages(store, done)
+            return done
+        error, shard, ids, docs, total = None, 0, [], [], 0
+        clock, encoded = time.perf_counter(), 0
+        mine = self.world.owns(0) and not store.has(0)
+        try:
+            for doc_id, title, text in self.data.corpora[lang]:
+                if mine:
+                    ids.append(doc_id)
+                    docs.append(_doc(doc_id, title, text, lang))
+                total += 1
+                if total % self.shard_size == 0:
+                    if mine:
+                        encoded += self._write_shard(store, shard, ids, docs, lang, clock, encoded)
+                    else:
+                        self.advance(f"skip {lang} shard {shard}", 0)
+                    shard, ids, docs = shard + 1, [], []
+                    mine = self.world.owns(shard) and not store.has(shard)
+            if total % self.shard_size and self.world.owns(shard) and not store.has(shard, total % self.shard_size):
+                self._write_shard(store, shard, ids, docs, lang, clock, encoded)
+        except XlirError as exc:
+            error = str(exc)
+        self.world.agree(error, f"encoding the {lang} corpus")
+        n = -(-total // self.shard_size)
+        if total == 0:
+            raise XlirError(f"the MIRACL {lang} corpus is empty")
+        if all(store.has(i) for i in range(n)):  # with a shared file system every rank sees every shard
+            store.mark_complete(n, total)
+        self.passages[lang] = total
+        self.encode_seconds += time.perf_counter() - start
+        return n
+
+    def _write_shard(self, store, shard, ids, docs, lang, clock, encoded_before) -> int:
+        parts, dim = [], self.q.shape[1] if self.q is not None else None
+        for lo in range(0, len(docs), ENCODE_CHUNK):
+            chunk = docs[lo : lo + ENCODE_CHUNK]
+            vectors, dim, _ = encode_items(
+                self.model, None, self.batch_size, "corpus", "encode_corpus", lang, chunk, dim
+            )
+            parts.append(vectors)
+            done = encoded_before + lo + len(chunk)
+            rate = done / max(time.perf_counter() - clock, 1e-9)
+            self.advance(f"encode {lang} shard {shard} ({rate:,.0f} passages/s)", len(chunk))
+        store.write(shard, ids, normalise(np.concatenate(parts), self.model))
+        return len(docs)
+
+    # -- 3. relevant passages -------------------------------------------------------------------------------
+    def relevant_scores(self, stores: dict[str, tuple[ShardStore, int]]) -> np.ndarray:
+        """(Q, R) canonical scores of the relevant passages; NaN where a passage is not in the corpus."""
+        wanted: dict[str, set[str]] = {}
+        for rid in self.queries.rel_ids[self.queries.rel_ids != ""]:
+            lang, _, doc = str(rid).partition(":")
+            wanted.setdefault(lang, set()).add(doc)
+        found: dict[str, np.ndarray] = {}
+        error = None
+        try:
+            for lang, (store, n) in stores.items():
+                want = np.array(sorted(wanted.get(lang, ())), dtype=str)
+                for i in range(n):
+                    if self.world.owns(i):
+                        ids = store.read_ids(i)
+                        hit = np.flatnonzero(np.isin(ids, want))
+                        if len(hit):
+                            vecs = store.rows(i, hit)
+                            found.update({f"{lang}:{ids[h]}": vecs[j] for j, h in enumerate(hit)})
+        except XlirError as exc:
+            error = str(exc)
+        self.world.agree(error, "reading the shards")
+        for part in self.world.all_gather(found):
+            found.update(part)
+        rel = self.queries.rel_ids
+        scores = np.full(rel.shape, np.nan)
+        rows, slots = np.nonzero(rel != "")
+        present = np.array([str(rel[r, s]) in found for r, s in zip(rows, slots)], dtype=bool)
+        self.data.notes["relevant_not_in_corpus"] = int((~present).sum())
+        r, s = rows[present], slots[present]
+        if len(r):
+            vecs = np.stack([found[str(rel[a, b])] for a, b in zip(r, s)]).astype(np.float32)
+            scores[r, s] = canonical_scores(self.q[r], vecs)
+        return scores
+
+    # -- 4. streaming ---------------------------------------------------------------------------------------
+    def score_dense(self, stores: dict[str, tuple[ShardStore, int]], rel_scores: np.ndarray) -> None:
+        start = time.perf_counter()
+        self.states = {s: StreamState(self.queries.rel_ids, rel_scores, self.k[s]) for s in self.settings}
+        q_norm = np.linalg.norm(self.q.astype(np.float64), axis=1)
+        bound = error_bound(self.q.shape[1])
+        all_rows = np.arange(len(self.queries.ids))
+        error = None
+        try:
+            for lang, (store, n) in stores.items():
+                own = self.queries.rows_of(lang)
+                for i in range(n):
+                    if not self.world.owns(i):
+                        continue
+                    shard = store.read(i, dim=self.q.shape[1])
+                    vecs = shard.vectors
+                    ns_ids = np.char.add(f"{lang}:", shard.ids)
+                    max_norm = float(np.linalg.norm(vecs.astype(np.float64), axis=1).max()) if len(vecs) else 0.0
+                    targets = [(self.states[s], own if s == "monolingual" else all_rows) for s in self.settings]
+                    union = all_rows if "multilingual" in self.settings else own
+                    step = max(1, BLOCK_ELEMENTS // max(1, len(vecs)))
+                    for lo in range(0, len(union), step):
+                        block = union[lo : lo + step]
+                        scores = self._matmul(self.q[block], vecs)
+                        eps = bound * q_norm[block] * max_norm
+                        for state, allowed in targets:
+                            keep = np.isin(block, allowed, assume_unique=True)
+                            if keep.any():
+                                rows = block[keep]
+                                _process(
+                                    state, rows, scores[keep], eps[keep], ns_ids,
+                                    lambda rp, cols, rows=rows: canonical_scores(self.q[rows[rp]], vecs[cols]),
+                                )  # fmt: skip
+                    self.advance(f"score {lang} shard {i}", len(vecs))
+        except XlirError as exc:
+            error = str(exc)
+        self.world.agree(error, "scoring")
+        self.score_seconds += time.perf_counter() - start
+
+    def _matmul(self, q: np.ndarray, v: np.ndarray) -> np.ndarray:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would break the float32 error bound
+            with torch.no_grad():
+                out = torch.from_numpy(q).to(self.device) @ torch.from_numpy(v).to(self.device).T
+            return out.cpu().numpy()
+        return q @ v.T
+
+    def score_retriever(self, rel_width: int) -> None:
+        """A scoring plugin (BM25): one in-memory index per pool, scores from the plugin are canonical."""
+        start = time.perf_counter()
+        nan = np.full(self.queries.rel_ids.shape, np.nan)
+        self.states = {s: StreamState(self.queries.rel_ids, nan.copy(), self.k[s]) for s in self.settings}
+        pools = []
+        if "monolingual" in self.settings:
+            pools += [([lang], self.queries.rows_of(lang), "monolingual") for lang in self.data.languages]
+        if "multilingual" in self.settings:
+            pools.append((self.data.languages, np.arange(len(self.queries.ids)), "multilingual"))
+        present: set[str] = set()
+        for langs, rows, setting in pools:
+            ns_ids, docs = self._index_docs(langs)
+            present.update(ns_ids)
+            index = self.model.call("build_index", docs)
+            self.advance(f"index {'+'.join(langs)}", 0)
+            column = {d: c for c, d in enumerate(ns_ids)}
+            ns_array = np.array(ns_ids, dtype=str)
+            state = self.states[setting]
+            step = max(1, BLOCK_ELEMENTS // max(1, len(ns_ids)))
+            for lang in langs:
+                lang_rows = rows[self.queries.lang[rows] == lang]
+                for lo in range(0, len(lang_rows), step):
+                    block = lang_rows[lo : lo + step]
+                    texts = [self.queries.texts[i] for i in block]
+                    raw = self.model.call("score", texts, language=lang, target=index)
+                    scores = check_matrix(raw, len(texts), self.model.name, f"score(language={lang!r})", len(ns_ids))
+                    scores = np.asarray(scores, dtype=np.float32).astype(np.float64)  # trec_eval's precision
+                    state.set_relevant(block, _relevant_from_matrix(self.queries.rel_ids[block], scores, column))
+                    _process(state, block, scores, np.zeros(len(block)), ns_array, None)
+                    self.advance(f"score {lang} ({setting})", len(block))
+        rel = self.queries.rel_ids
+        self.data.notes["relevant_not_in_corpus"] = int(sum(str(x) not in present for x in rel[rel != ""]))
+        self.score_seconds += time.perf_counter() - start
+
+    def _index_docs(self, langs: list[str]) -> tuple[list[str], list[dict]]:
+        limit = int(os.environ.get(INDEX_LIMIT_ENV, DEFAULT_INDEX_LIMIT))
+        ns_ids, docs = [], []
+        for lang in langs:
+            for doc_id, title, text in self.data.corpora[lang]:
+                if len(docs) >= limit:
+                    raise XlirError(
+                        f"{self.model.name} holds its index in memory and {'+'.join(langs)} has more than {limit:,} "
+                        f"passages; choose smaller languages (--suite miracl:sw,yo) or raise {INDEX_LIMIT_ENV} "
+                        "if this machine has the memory"
+                    )
+                ns_ids.append(f"{lang}:{doc_id}")
+                docs.append(_doc(doc_id, title, text, lang))
+            self.passages[lang] = sum(1 for x in ns_ids if x.startswith(f"{lang}:"))
+        return ns_ids, docs
+
+    # -- 5. reduction and measures --------------------------------------------------------------------------
+    def reduce(self) -> None:
+        gathered = self.world.all_gather(self.states if not self.world.is_main else None)
+        if self.world.is_main:
+            for other in gathered[1:]:
+                for setting, state in other.items():
+                    self.states[setting].merge(state)
+        passages = self.world.all_gather(self.passages)
+        for p in passages:
+            for lang, n in p.items():
+                self.passages[lang] = max(self.passages.get(lang, 0), n)
+
+    def run(self, use_cache: bool) -> None:
+        if self.model.kind == "dense":
+            self.encode_queries(use_cache)
+            stores = {}
+            for lang in self.data.languages:
+                n = self.encode_corpus(lang)
+                stores[lang] = (self.store(lang), n)
+            rel_scores = self.relevant_scores(stores)
+            self.score_dense(stores, rel_scores)
+        else:
+            self.score_retriever(self.queries.rel_ids.shape[1])
+        self.reduce()
+
+    def outcome(self) -> dict:
+        """The ``settings`` section of the result (rank 0 only)."""
+        out = {}
+        for setting, state in self.states.items():
+            values = metrics.compute_all(state.ranks(), self.queries.rel_gains)
+            per_language = {}
+            for lang in self.data.languages:
+                rows = self.queries.rows_of(lang)
+                per_language[lang] = {k: float(np.mean(v[rows])) for k, v in values.items()} | {"queries": len(rows)}
+            macro = {k: float(np.mean([p[k] for p in per_language.values()])) for k in values}
+            if setting == "monolingual":
+                out[setting] = {"metrics": macro | {"queries": len(state.counts), "groups": len(per_language)},
+                                "per_language": per_language}  # fmt: skip
+            else:
+                overall = {k: float(np.mean(v)) for k, v in values.items()} | {"queries": len(state.counts)}
+                out[setting] = {
+                    "metrics": overall,
+                    "macro_over_languages": macro,
+                    "per_language": per_language,
+                    "bias": self._bias(state),
+                }
+            self.per_query[setting] = values["mAP"]
+        return out
+
+    def _bias(self, state: StreamState) -> dict:
+        """Top-k language mix of the multilingual setting (MIRACL judges passages in the query's language only)."""
+        own = np.array([[str(x).partition(":")[0] for x in row] for row in state.top_ids])
+        q_lang = self.queries.lang[:, None]
+        out: dict = {}
+        for k in BIAS_CUTOFFS:
+            filled = np.arange(state.k)[None, :k] < np.minimum(state.top_n, k)[:, None]
+            other = (own[:, :k] != q_lang) & filled
+            share = other.sum(axis=1) / np.maximum(filled.sum(axis=1), 1)
+            out[f"other_language@{k}"] = float(share.mean())
+            out[f"other_language@{k}_per_language"] = {
+                lang: float(share[self.queries.rows_of(lang)].mean()) for lang in self.data.languages
+            }
+        top1_relevant = np.array(
+            [state.top_n[i] > 0 and state.top_ids[i, 0] in set(self.queries.rel_ids[i]) for i in range(len(own))]
+        )
+        top1_same = own[:, 0] == self.queries.lang
+        out["top1"] = {
+            "relevant_same": float((top1_relevant & top1_same).mean()),
+            "relevant_other": float((top1_relevant & ~top1_same).mean()),
+            "irrelevant_same": float((~top1_relevant & top1_same).mean()),
+            "irrelevant_other": float((~top1_relevant & ~top1_same).mean()),
+        }
+        out["lang_pref@1"] = float(top1_same.mean())
+        # rank distance needs relevant passages in several languages; MIRACL's qrels have them in one only
+        out["rank_distance"] = None
+        out["rank_distance_queries"] = 0
+        out["languages"] = len(self.data.languages)
+        return out
+
+    def runs(self) -> dict[str, list[tuple[str, list[str], list[float]]]]:
+        """TREC runs per setting (monolingual: one per language, MIRACL's own ids)."""
+        out: dict[str, list] = {}
+        for setting, state in self.states.items():
+            if not state.k or not self.run_depth:
+                continue
+            for i, qid in enumerate(self.queries.ids):
+                n = min(int(state.top_n[i]), self.run_depth)
+                docs = [str(x) for x in state.top_ids[i, :n]]
+                scores = [float(x) for x in state.top_scores[i, :n]]
+                if setting == "monolingual":
+                    lang = str(self.queries.lang[i])
+                    out.setdefault(f"monolingual-{lang}", []).append(
+                        (self.queries.raw_ids[i], [d.partition(":")[2] for d in docs], scores)
+                    )
+                else:
+                    out.setdefault("multilingual", []).append((qid, docs, scores))
+        return out
+
+    def qrels(self, run_name: str) -> list[tuple[str, str, int]]:
+        """Every judged pair (0s too) for a run written by :meth:`runs`, ids as that run spells them."""
+        rows = []
+        for lang in self.data.languages:
+            if run_name not in (f"monolingual-{lang}", "multilingual"):
+                continue
+            for qid, judged in self.data.topics[lang].qrels.items():
+                for doc, grade in judged.items():
+                    if run_name == "multilingual":
+                        rows.append((f"{lang}:{qid}", f"{lang}:{doc}", grade))
+                    else:
+                        rows.append((qid, doc, grade))
+        return rows
+
+
+def _doc(doc_id: str, title: str, text: str, lang: str) -> dict:
+    """What a plugin sees of a MIRACL passage: ``text`` is MIRACL's "title text"; ``passage`` the text alone."""
+    return {
+        "text": f"{title} {text}" if title else text,
+        "title": title,
+        "passage": text,
+        "context": "",
+        "language": lang,
+        "doc_id": doc_id,
+    }
+
+
+def _passages(store: ShardStore, n: int) -> int:
+    return sum(store.count(i) for i in range(n))
+
+
+def _relevant_from_matrix(rel_ids: np.ndarray, scores: np.ndarray, column: dict[str, int]) -> np.ndarray:
+    out = np.full(rel_ids.shape, np.nan)
+    for r in range(rel_ids.shape[0]):
+        for s in range(rel_ids.shape[1]):
+            c = column.get(str(rel_ids[r, s]))
+            if c is not None:
+                out[r, s] = scores[r, c]
+    return out
+
+
+def _process(state: StreamState, rows: np.ndarray, scores: np.ndarray, eps: np.ndarray, ids: np.ndarray, canonical):
+    """One block: thresholds, the candidates above them, and the exact update."""
+    kth = None
+    n_cols = scores.shape[1]
+    if state.k and n_cols > state.k and (state.top_n[rows] < state.k).any():
+        kth = np.partition(scores, n_cols - state.k, axis=1)[:, n_cols - state.k].astype(np.float64)
+    topk_thr = state.topk_threshold(rows, eps, kth)
+    thr = np.minimum(state.count_threshold(rows, eps), topk_thr)
+    if scores.dtype == np.float32:
+        thr = _down32(thr)
+    cand_row, cand_col = np.nonzero(scores >= thr[:, None])
+    cand_score = scores[cand_row, cand_col].astype(np.float64)
+    state.update(rows, cand_row, cand_col, cand_score, eps, topk_thr, ids, canonical)
