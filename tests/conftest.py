@@ -61,6 +61,27 @@ FAKE_PLUGINS = textwrap.dedent(
     class BadInit:
         def __init__(self, **kw): raise ValueError("needs weights")
 
+    class HashInt:
+        """Vectors in {-1, 0, 1}^dim from a hash of the text: the same for a text in any batch, process or rank;
+        dot products are small integers, exact in float32 and massively tied. ``log``: a file each corpus call
+        appends "<RANK> <passages>" to (which rank encoded what)."""
+        similarity = "dot"
+        def __init__(self, dim=6, log=None, **kw):
+            self.dim, self.log = int(dim), log
+            self.metadata = {"name": "hash-int", "revision": f"d{self.dim}"}
+        def _vec(self, text):
+            import hashlib
+            digest = hashlib.sha256(text.encode()).digest()
+            return np.array([(b % 3) - 1 for b in digest[: self.dim]], dtype=np.float32)
+        def encode_queries(self, texts, *, language, batch_size):
+            return np.stack([self._vec(t) for t in texts])
+        def encode_corpus(self, docs, *, language, batch_size):
+            if self.log:
+                import os
+                with open(self.log, "a") as handle:
+                    handle.write(f"{os.environ.get('RANK', '0')} {len(docs)}\\n")
+            return np.stack([self._vec(d["text"]) for d in docs])
+
     class Random:
         """Seeded random vectors in call order. ``integer``: small integers scored by dot product, so every
         score is exact in float32 and an independent implementation can reproduce ranks bit for bit."""
@@ -84,6 +105,7 @@ makes-nan = xlir_test_plugins:MakesNaN
 not-a-model = xlir_test_plugins:NotAModel
 bad-init = xlir_test_plugins:BadInit
 random = xlir_test_plugins:Random
+hash-int = xlir_test_plugins:HashInt
 broken-import = xlir_test_no_such_module:Thing
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from functools import partial
 
 import click
 from rich.console import Console
@@ -197,7 +198,7 @@ def run_cmd(
                     )  # fmt: skip
                     if result is None:
                         continue
-                    runs_writer = lambda: save_stream_runs(root, model, evaluator)  # noqa: E731
+                    runs_writer = partial(save_stream_runs, root, model, evaluator)
                 else:
                     result, runs = evaluate_model(
                         model, loaded[suite_name], device=resolved_device, batch_size=batch_size,
@@ -205,7 +206,7 @@ def run_cmd(
                         run_depth=run_depth if save_run else None, seed=seed, progress=progress,
                         use_cache=not no_cache,
                     )  # fmt: skip
-                    runs_writer = lambda: save_runs(root, model, loaded[suite_name], runs)  # noqa: E731
+                    runs_writer = partial(save_runs, root, model, loaded[suite_name], runs)
                 path = results.write_result(root, result)
                 written.append(result)
                 progress.console.print(f"wrote {path}")

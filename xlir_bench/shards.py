@@ -202,8 +202,18 @@ class ShardStore:
 
     def rows(self, i: int, positions: np.ndarray) -> np.ndarray:
         """Some vectors of shard ``i`` through a memory map (checked when the shard is scored)."""
-        vecs = np.load(self._paths(i)[0], mmap_mode="r", allow_pickle=False)
-        return np.asarray(vecs[positions], dtype=np.float32)
+        path = self._paths(i)[0]
+        try:
+            if not self.has(i):
+                raise ValueError("size differs from its manifest")
+            vecs = np.load(path, mmap_mode="r", allow_pickle=False)
+            return np.asarray(vecs[positions], dtype=np.float32)
+        except (OSError, ValueError) as exc:
+            self.discard(i)
+            raise XlirError(
+                f"embedding shard {path} is truncated or unreadable ({exc}); it was removed: "
+                "run the command again to re-encode it"
+            ) from None
 
     def discard(self, i: int) -> None:
         for path in reversed(self._paths(i)):  # manifest first: the shard stops counting as finished at once

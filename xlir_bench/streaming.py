@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -296,7 +297,7 @@ class StreamEvaluator:
                                 rows = block[keep]
                                 _process(
                                     state, rows, scores[keep], eps[keep], ns_ids,
-                                    lambda rp, cols, rows=rows: canonical_scores(self.q[rows[rp]], vecs[cols]),
+                                    partial(_canonical_pairs, self.q, rows, vecs),
                                 )  # fmt: skip
                     self.advance(f"score {lang} shard {i}", len(vecs))
         except XlirError as exc:
@@ -476,6 +477,10 @@ class StreamEvaluator:
                     else:
                         rows.append((qid, doc, grade))
         return rows
+
+
+def _canonical_pairs(q: np.ndarray, rows: np.ndarray, vecs: np.ndarray, row_pos: np.ndarray, cols: np.ndarray):
+    return canonical_scores(q[rows[row_pos]], vecs[cols])
 
 
 def _doc(doc_id: str, title: str, text: str, lang: str) -> dict:

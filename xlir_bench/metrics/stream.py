@@ -5,12 +5,13 @@ trec_eval rule (higher score first, equal scores by doc id descending). That cou
 corpus of any size is ranked exactly in one streaming pass whose memory does not grow with the corpus; a running
 top-k per query (merged shard by shard) serves saved runs and the top-k bias measures.
 
-**Which score.** Scores are float32, as trec_eval holds them (its ``sim`` is a C float, so scores that differ only
-below float32 precision are tied there and ordered by doc id). A float32 matrix product rounds differently with the shape of the call (BLAS kernels, GPU
-split-K), so the score of one (query, passage) pair is not a function of the pair alone, and a relevant passage's
-score taken from one call may tie or not tie a duplicate scored in another. The *canonical* score is therefore
-defined as the float64 sum of the exact float64 products, accumulated in dimension order and rounded once to
-float32 (:func:`canonical_scores`): a function of the two vectors only. The fast matrix product differs from it by at most
+**Which score.** Scores are float32, as trec_eval holds them (its ``sim`` is a C float, so scores that differ
+only below float32 precision are tied there and ordered by doc id). A float32 matrix product rounds differently
+with the shape of the call (BLAS kernels, GPU split-K), so the score of one (query, passage) pair is not a function
+of the pair alone, and a relevant passage's score taken from one call may tie or not tie a duplicate scored in
+another. The *canonical* score is therefore the float64 sum of the exact float64 products, accumulated in
+dimension order and rounded once to float32 (:func:`canonical_scores`): a function of the two vectors only. The fast
+matrix product differs from it by at most
 ``eps = gamma(d) * |q| * |v|`` (the worst-case error of any float32 summation order, ``gamma(d) = (d+2)u/(1-(d+2)u)``,
 ``u = 2**-24``), so a passage whose fast score is above ``canonical(r) + eps`` certainly beats ``r``, one below
 ``canonical(r) - eps`` certainly does not, and only the few inside the band are recomputed canonically and compared
@@ -158,7 +159,7 @@ class StreamState:
         g_old = np.broadcast_to(touched[:, None], old_pos.shape)[old_pos]
         all_g = np.concatenate([g_old, g_new])
         all_s = np.concatenate([self.top_scores[touched][old_pos], exact])
-        all_ids = np.concatenate([self.top_ids[touched][old_pos].astype(cand_ids.dtype), cand_ids])
+        all_ids = np.concatenate([self.top_ids[touched][old_pos], cand_ids])  # promotes to the longer id width
         order = np.lexsort((all_ids, all_s, all_g))  # by query, then ascending (score, id): best last
         all_g, all_s, all_ids = all_g[order], all_s[order], all_ids[order]
         ends = np.searchsorted(all_g, touched, side="right")

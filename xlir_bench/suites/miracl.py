@@ -112,7 +112,7 @@ def load_topics(lang: str, data_dir: str | os.PathLike | None = None) -> Topics:
     if configured is not None:
         folder = configured / NAME / lang / "dev"
         parts = {}
-        for what, cls in (("topics", TsvQueries), ("qrels", TrecQrels)):
+        for what in ("topics", "qrels"):
             path = folder / f"{what}.tsv"
             if not path.is_file():
                 raise XlirError(
@@ -176,14 +176,14 @@ class Corpus:
         return f"ir_datasets:{NAME}/{self.language}" if self.files is None else "local"
 
     def fingerprint(self) -> dict:
-        """What identifies this corpus without reading it: file names, sizes and mtimes (or the dataset id)."""
+        """What identifies this corpus without reading it: file paths, sizes and mtimes (or the dataset id)."""
         if self.files is None:
             import ir_datasets
 
             return {"source": self.source, "ir_datasets": ir_datasets.__version__}
         return {
             "source": "local",
-            "files": [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in self.files],
+            "files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in self.files],
         }
 
     def checksums(self) -> dict:

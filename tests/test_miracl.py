@@ -1,0 +1,286 @@
+"""MIRACL: the real dev topics and qrels of all 18 languages, and the streaming evaluation on fixture corpora.
+
+The corpus cannot be downloaded here, so every pipeline test runs on corpora generated from real qrels
+(:mod:`miracl_fixture`): every judged passage plus distractors and exact duplicates. Exactness is checked three
+ways on the same run: the streamed measures, an in-memory reference (one full score matrix, ranks by
+``metrics.relevant_ranks``) and ir-measures on a full-depth TREC run, for shard sizes that do and do not divide the
+corpus, with the heavily tied integer scores of the ``hash-int`` test plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import ir_measures
+import numpy as np
+import pytest
+from conftest import DATA, run_cli
+from ir_measures import AP, RR, R, nDCG
+from miracl_fixture import write_corpus
+
+from xlir_bench import metrics, plugins, suites
+from xlir_bench.errors import XlirError
+from xlir_bench.runner import evaluate_stream
+from xlir_bench.shards import ShardStore
+from xlir_bench.streaming import load as load_miracl
+from xlir_bench.suites import miracl
+
+
+def published_query_counts() -> dict[str, int]:
+    """The dev query counts as the shared data's README states them (an independent source)."""
+    text = (DATA / "README.md").read_text()
+    line = re.search(r"MIRACL dev queries:(.*?)\.", " ".join(text.split()))
+    assert line, "the shared data README lists MIRACL's dev query counts"
+    return {lang: int(n) for lang, n in re.findall(r"([a-z]{2}) (\d+)", line.group(1))}
+
+
+def test_topics_and_qrels_of_all_18_languages_match_the_published_counts():
+    counts = published_query_counts()
+    assert sorted(counts) == sorted(miracl.LANGUAGES)
+    for lang in miracl.LANGUAGES:
+        topics = miracl.load_topics(lang, DATA)
+        assert len(topics.queries) == counts[lang], lang
+        assert len({q.query_id for q in topics.queries}) == counts[lang]
+        judged = [g for j in topics.qrels.values() for g in j.values()]
+        assert set(judged) <= {0, 1} and 1 in judged
+        assert set(topics.qrels) <= {q.query_id for q in topics.queries}
+        # the checksum recorded is ir_datasets' own pinned md5 (files are byte-identical)
+        assert topics.checksums[f"miracl/{lang}/dev/qrels.tsv"] == miracl.official_md5(lang, "dev/qrels")
+
+
+def test_suite_names_resolve_to_canonical_language_order():
+    assert suites.resolve(["miracl:yo,sw"]) == ["miracl:sw,yo"]
+    assert suites.resolve(["miracl"]) == ["miracl"]
+    assert suites.resolve(["all"]) == ["xquad-r", "mlqa-r"]  # MIRACL only when asked for by name
+    with pytest.raises(XlirError, match="unknown MIRACL language"):
+        suites.resolve(["miracl:sw,xx"])
+
+
+def test_a_modified_qrels_file_is_refused(tmp_path):
+    folder = tmp_path / "miracl" / "yo" / "dev"
+    folder.mkdir(parents=True)
+    (folder / "topics.tsv").write_bytes((DATA / "miracl/yo/dev/topics.tsv").read_bytes())
+    (folder / "qrels.tsv").write_bytes((DATA / "miracl/yo/dev/qrels.tsv").read_bytes()[:-40])
+    with pytest.raises(XlirError, match="checksum mismatch.*qrels.tsv"):
+        miracl.load_topics("yo", tmp_path)
+
+
+# -- streaming exactness --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fixture_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("miracl-fixture")
+    write_corpus(DATA, out, "yo", distractors=300, duplicates=40, files=2, seed=1)
+    write_corpus(DATA, out, "sw", distractors=300, duplicates=40, files=3, seed=2, max_queries=150)
+    return out
+
+
+def _run(model, data, tmp_path, shard_size, settings=("monolingual", "multilingual"), depth=None):
+    result, evaluator = evaluate_stream(
+        model, data, device="cpu", batch_size=16, settings=settings, run_depth=depth, shard_size=shard_size
+    )
+    return result, evaluator
+
+
+def _reference(model, data) -> dict[str, dict[str, np.ndarray]]:
+    """Per-query measures from one in-memory score matrix per pool (ranks by metrics.relevant_ranks)."""
+    docs = {lang: list(data.corpora[lang]) for lang in data.languages}
+
+    def vectors(lang, items, method):
+        return np.asarray(model.call(method, items, language=lang, batch_size=16), dtype=np.float32)
+
+    d_vec = {
+        lang: vectors(lang, [{"text": f"{t} {x}" if t else x, "title": t} for _, t, x in docs[lang]], "encode_corpus")
+        for lang in data.languages
+    }
+    out = {}
+    for setting in ("monolingual", "multilingual"):
+        per_lang = {}
+        for lang in data.languages:
+            topics = data.topics[lang]
+            qs = [q for q in topics.queries if topics.relevant(q.query_id)]
+            q_vec = vectors(lang, [q.text for q in qs], "encode_queries")
+            pool_langs = [lang] if setting == "monolingual" else data.languages
+            ids = [f"{pl}:{d}" for pl in pool_langs for d, _, _ in docs[pl]]
+            matrix = np.concatenate([d_vec[pl] for pl in pool_langs])
+            position = {d: i for i, d in enumerate(ids)}
+            rel = [[position.get(f"{lang}:{d}", -1) for d in topics.relevant(q.query_id)] for q in qs]
+            width = max(len(r) for r in rel)
+            rel_arr = np.array([r + [-1] * (width - len(r)) for r in rel])
+            gains = np.array([[1.0] * len(r) + [0.0] * (width - len(r)) for r in rel])
+            ranks = metrics.relevant_ranks(q_vec @ matrix.T, rel_arr, metrics.descending_id_order(ids))
+            per_lang[lang] = metrics.compute_all(ranks, gains)
+        out[setting] = per_lang
+    return out
+
+
+@pytest.mark.parametrize("shard_size", [97, None])
+def test_streamed_measures_equal_in_memory_and_ir_measures(fixture_data, with_fake_plugins, shard_size, tmp_path):
+    data = load_miracl(("sw", "yo"), fixture_data)
+    model = plugins.load_model("hash-int", device="cpu")
+    total = sum(1 for lang in data.languages for _ in data.corpora[lang])
+    yo = sum(1 for _ in data.corpora["yo"])
+    size = shard_size or next(s for s in range(50, yo) if yo % s == 0)  # a size that divides yo's corpus
+    result, evaluator = _run(model, data, tmp_path, size, depth=total)
+    assert result["suite"]["documents"] == total
+    reference = _reference(model, data)
+    per_query = dict(zip(result["per_query"]["query_ids"], zip(*result["per_query"]["AP"].values())))
+    for s_index, setting in enumerate(("monolingual", "multilingual")):
+        for lang in data.languages:
+            ref = reference[setting][lang]
+            got = result["settings"][setting]["per_language"][lang]
+            for name, values in ref.items():
+                assert got[name] == pytest.approx(float(np.mean(values)), abs=1e-12), (setting, lang, name)
+            rows = [k for k in per_query if k.startswith(f"{lang}:")]
+            assert np.allclose([per_query[k][s_index] for k in rows], ref["mAP"], atol=1e-6)
+    # ir-measures on the full-depth runs (every passage ranked), with the full qrels
+    folder = tmp_path / "runs"
+    runs = evaluator.runs()
+    for name, rows in runs.items():
+        run = [ir_measures.ScoredDoc(q, d, s) for q, docs, scores in rows for d, s in zip(docs, scores)]
+        qrels = [ir_measures.Qrel(q, d, g) for q, d, g in evaluator.qrels(name)]
+        expected = ir_measures.calc_aggregate([AP, RR, nDCG @ 10, R @ 100, R @ 1], qrels, run)
+        if name == "multilingual":
+            got = result["settings"]["multilingual"]["metrics"]
+        else:
+            got = result["settings"]["monolingual"]["per_language"][name.split("-")[1]]
+        for measure, value in expected.items():
+            key = {"AP": "mAP", "RR": "MRR"}.get(str(measure), str(measure))
+            assert got[key] == pytest.approx(value, abs=1e-9), (name, key)
+    assert not folder.exists()
+
+
+def test_absent_relevant_passages_count_as_never_retrieved(tmp_path, with_fake_plugins):
+    write_corpus(DATA, tmp_path, "yo", distractors=50, drop=25, seed=3)
+    data = load_miracl(("yo",), tmp_path)
+    model = plugins.load_model("hash-int", device="cpu")
+    result, evaluator = _run(model, data, tmp_path, 200, settings=("monolingual",), depth=10_000)
+    absent = result["suite"]["notes"]["relevant_not_in_corpus"]
+    assert absent > 0
+    ((name, rows),) = evaluator.runs().items()
+    run = [ir_measures.ScoredDoc(q, d, s) for q, docs, scores in rows for d, s in zip(docs, scores)]
+    qrels = [ir_measures.Qrel(q, d, g) for q, d, g in evaluator.qrels(name)]
+    expected = ir_measures.calc_aggregate([AP, R @ 100], qrels, run)
+    got = result["settings"]["monolingual"]["metrics"]
+    assert got["mAP"] == pytest.approx(expected[AP], abs=1e-9)
+    assert got["R@100"] == pytest.approx(expected[R @ 100], abs=1e-9)
+
+
+def test_bm25_on_miracl_agrees_with_ir_measures(fixture_data, tmp_path):
+    data = load_miracl(("yo",), fixture_data)
+    model = plugins.load_model("bm25", device="cpu")
+    result, evaluator = _run(model, data, tmp_path, None, depth=10_000)
+    for name, rows in evaluator.runs().items():
+        run = [ir_measures.ScoredDoc(q, d, s) for q, docs, scores in rows for d, s in zip(docs, scores)]
+        qrels = [ir_measures.Qrel(q, d, g) for q, d, g in evaluator.qrels(name)]
+        expected = ir_measures.calc_aggregate([AP, nDCG @ 10], qrels, run)
+        block = result["settings"]["multilingual" if name == "multilingual" else "monolingual"]["metrics"]
+        assert block["mAP"] == pytest.approx(expected[AP], abs=1e-9)
+        assert block["nDCG@10"] == pytest.approx(expected[nDCG @ 10], abs=1e-9)
+    assert result["settings"]["monolingual"]["metrics"]["nDCG@10"] > 0.3  # relevant passages repeat their query
+
+
+def test_bm25_index_limit_is_one_clear_line(fixture_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("XLIR_BENCH_MAX_INDEX_PASSAGES", "100")
+    data = load_miracl(("yo",), fixture_data)
+    with pytest.raises(XlirError, match="more than 100 passages.*XLIR_BENCH_MAX_INDEX_PASSAGES"):
+        _run(plugins.load_model("bm25", device="cpu"), data, tmp_path, None)
+
+
+# -- shards: resume, corruption, identity ---------------------------------------------------------------------
+def _store(data, model, size=97):
+    from xlir_bench.runner import model_identity
+    from xlir_bench.streaming import StreamEvaluator
+
+    ev = StreamEvaluator(model, data, settings=("monolingual",), batch_size=8, identity=model_identity(model),
+                         shard_size=size)  # fmt: skip
+    return ev.store("yo")
+
+
+def test_killed_or_corrupt_shards_are_re_encoded_and_nothing_else(fixture_data, with_fake_plugins, tmp_path):
+    data = load_miracl(("yo",), fixture_data)
+    log = tmp_path / "calls.log"
+    model = plugins.load_model("hash-int", device="cpu", options={"log": str(log)})
+    first, _ = _run(model, data, tmp_path, 97, settings=("monolingual",))
+    store: ShardStore = _store(data, model)
+    n = store.complete_count()
+    assert n and n > 3
+    log.write_text("")
+    again, _ = _run(model, data, tmp_path, 97, settings=("monolingual",))
+    assert log.read_text() == ""  # a complete corpus: no passage text read, nothing encoded
+    # a killed run leaves a shard without its manifest: only that shard is encoded again
+    store._paths(2)[2].unlink()
+    _run(model, data, tmp_path, 97, settings=("monolingual",))
+    assert [line.split()[1] for line in log.read_text().splitlines()] == ["97"]
+    # a corrupt shard (bytes flipped, same size) is caught by its checksum, removed, and re-encoded on the next run
+    vecs = store._paths(1)[0]
+    raw = bytearray(vecs.read_bytes())
+    raw[-5] ^= 0xFF
+    vecs.write_bytes(bytes(raw))
+    with pytest.raises(XlirError, match="fails its checksum.*re-encode"):
+        _run(model, data, tmp_path, 97, settings=("monolingual",))
+    third, _ = _run(model, data, tmp_path, 97, settings=("monolingual",))
+    assert third["settings"] == first["settings"] == again["settings"]
+    # a truncated shard
+    store._paths(0)[0].write_bytes(store._paths(0)[0].read_bytes()[:100])
+    with pytest.raises(XlirError, match="re-encode"):
+        _run(model, data, tmp_path, 97, settings=("monolingual",))
+
+
+def test_a_shard_of_another_dimension_is_refused(fixture_data, with_fake_plugins, tmp_path):
+    data = load_miracl(("yo",), fixture_data)
+    model = plugins.load_model("hash-int", device="cpu")
+    _run(model, data, tmp_path, 500, settings=("monolingual",))
+    store = _store(data, model, 500)
+    manifest = json.loads(store._paths(0)[2].read_text())
+    manifest["dim"] = 7
+    store._paths(0)[2].write_text(json.dumps(manifest))
+    with pytest.raises(XlirError, match="dimension 7"):
+        _run(model, data, tmp_path, 500, settings=("monolingual",))
+
+
+# -- command line -----------------------------------------------------------------------------------------------
+def test_cli_miracl_run_and_bad_input(fixture_data, tmp_path):
+    env = {"XLIR_BENCH_DATA": str(fixture_data)}
+    done = run_cli("run", "--model", "hashgram", "--suite", "miracl:yo", "--results-dir", str(tmp_path), "--quiet",
+                   "--shard-size", "300", env_extra=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "miracl_yo" / "hashgram.json").read_text())
+    assert set(result["settings"]) == {"monolingual", "multilingual"}
+    assert result["suite"]["corpus"]["yo"]["official"] is False  # a fixture, recorded as such
+    bad = run_cli("run", "--model", "hashgram", "--suite", "miracl:yo", "--setting", "cross-lingual",
+                  "--results-dir", str(tmp_path), env_extra=env)  # fmt: skip
+    assert bad.returncode == 2 and "MIRACL has the settings" in bad.stderr
+    missing = run_cli("run", "--model", "hashgram", "--suite", "miracl:sw", "--results-dir", str(tmp_path),
+                      env_extra={"XLIR_BENCH_DATA": str(DATA)})  # fmt: skip
+    assert missing.returncode == 2 and "no MIRACL sw corpus" in missing.stderr, missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_two_gloo_ranks_give_the_one_process_result(fixture_data, tmp_path, fake_plugin_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLIR_BENCH_DATA": str(fixture_data), "PYTHONPATH": str(fake_plugin_path)}
+    common = ["--model", "hash-int", "--suite", "miracl:sw,yo", "--shard-size", "150", "--quiet"]
+    outs = {}
+    for procs in (1, 2):
+        log = tmp_path / f"log{procs}"
+        res = tmp_path / f"res{procs}"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--master-port",
+               str(29500 + procs), "-m", "xlir_bench.cli", "run", *common, "--results-dir", str(res),
+               "--model-arg", f"log={log}"]  # fmt: skip
+        env["XLIR_BENCH_CACHE"] = str(tmp_path / f"cache{procs}")
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outs[procs] = json.loads(next(res.rglob("*.json")).read_text())
+        lines = [line.split() for line in log.read_text().splitlines()]
+        outs[f"ranks{procs}"] = {r for r, _ in lines}
+        outs[f"passages{procs}"] = {r: sum(int(n) for rr, n in lines if rr == r) for r, _ in lines}
+    for key in ("settings", "per_query"):
+        assert json.dumps(outs[1][key], sort_keys=True) == json.dumps(outs[2][key], sort_keys=True)
+    assert outs["ranks2"] == {"0", "1"}
+    total = outs[1]["suite"]["documents"]
+    assert sum(outs["passages2"].values()) == total == outs["passages1"]["0"]
+    assert 0 < outs["passages2"]["1"] < total  # each rank encoded its share only
