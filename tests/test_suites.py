@@ -97,7 +97,7 @@ def test_duplicate_sentences_stay_separate_candidates(xquad):
 
 
 def test_unknown_suite_names_valid_ones():
-    with pytest.raises(XlirError, match="unknown suite 'nope'; choose from xquad-r, mlqa-r or all"):
+    with pytest.raises(XlirError, match="unknown suite 'nope'; choose from xquad-r, mlqa-r, miracl, miracl:<lang"):
         suites.resolve(["nope"])
     assert suites.resolve(["all", "mlqa-r"]) == ["xquad-r", "mlqa-r"]
 

@@ -55,7 +55,7 @@ def models_cmd() -> None:
     "--data-dir", type=click.Path(file_okay=False), help="Folder laid out like shared/data (else XLIR_BENCH_DATA)."
 )
 def suites_cmd(data_dir: str | None) -> None:
-    """List suites, their languages and sizes (counted from the data when it is available)."""
+    """List suites, their languages and sizes (counted from the data when it is available), and MIRACL's sizes."""
     table = Table(title="suites")
     for col in ("suite", "languages", "questions", "queries", "candidates", "license"):
         table.add_column(col)
@@ -67,7 +67,27 @@ def suites_cmd(data_dir: str | None) -> None:
         except XlirError as exc:
             sizes = ("?", "?", f"data unavailable: {exc}")
         table.add_row(name, f"{len(suite.languages)}: {' '.join(suite.languages)}", *sizes, suite.license)
+    m = suites.miracl
+    total = sum(m.PUBLISHED_PASSAGES.values())
+    table.add_row(
+        "miracl", f"18: {' '.join(m.LANGUAGES)}", "-", f"{sum(m.PUBLISHED_DEV_QUERIES.values()):,}", f"{total:,}",
+        m.LICENSE,
+    )  # fmt: skip
     out.print(table)
+    sizes = Table(
+        title="MIRACL v1.0 dev per language (--suite miracl:<lang,...>): passages and disk for float32 vectors"
+    )
+    for col in ("language", "dev queries", "passages", "GB at d=384", "GB at d=768"):
+        sizes.add_column(col, justify="right")
+    for lang in m.LANGUAGES:
+        sizes.add_row(
+            lang, str(m.PUBLISHED_DEV_QUERIES[lang]), f"{m.PUBLISHED_PASSAGES[lang]:,}",
+            f"{m.vector_gigabytes(lang, 384):.1f}", f"{m.vector_gigabytes(lang, 768):.1f}",
+        )  # fmt: skip
+    sizes.add_row("all", f"{sum(m.PUBLISHED_DEV_QUERIES.values()):,}", f"{total:,}",
+                  f"{total * 384 * 4 / 1e9:.1f}", f"{total * 768 * 4 / 1e9:.1f}")  # fmt: skip
+    out.print(sizes)
+    out.print("--shard-dtype float16 halves the disk; sizes are the published ones (MIRACL paper, Table 1).")
 
 
 def _progress(quiet: bool) -> Progress:

@@ -53,6 +53,11 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _max_norm(vectors: np.ndarray, dtype: str) -> float:
+    stored = np.asarray(vectors, dtype=dtype).astype(np.float64)
+    return float(np.sqrt(np.einsum("ij,ij->i", stored, stored).max())) if len(stored) else 0.0
+
+
 @dataclass
 class Shard:
     index: int
@@ -137,6 +142,8 @@ class ShardStore:
             "vecs_bytes": len(vec_bytes),
             "ids_bytes": len(id_bytes),
             "vecs_sha256": hashlib.sha256(vec_bytes).hexdigest(),
+            # largest vector norm (float64, rounded up): bounds the float32 matmul error when scoring this shard
+            "max_norm": float(np.nextafter(_max_norm(vectors, self.dtype), np.inf)),
             "ids_sha256": hashlib.sha256(id_bytes).hexdigest(),
         }
         _write_bytes(manifest_path, json.dumps(manifest, indent=1).encode())
@@ -175,6 +182,10 @@ class ShardStore:
                 return Shard(i, ids, vectors.astype(np.float32, copy=False))
         self.discard(i)
         raise XlirError(f"embedding shard {vecs_path} {problem}; it was removed: run the command again to re-encode it")
+
+    def max_norm(self, i: int) -> float:
+        manifest = self._manifest(i)
+        return float(manifest["max_norm"])
 
     def count(self, i: int) -> int:
         manifest = self._manifest(i)

@@ -40,7 +40,8 @@ from .suites.download import cache_dir
 
 SETTINGS = ("monolingual", "multilingual")
 DEFAULT_SHARD_SIZE = 100_000
-BLOCK_ELEMENTS = 1 << 23  # scores held at once per block (queries x shard passages)
+BLOCK_ELEMENTS = 1 << 23  # scores held at once per block (retrievers: queries x pool)
+TILE_ROWS, TILE_COLS = 1024, 8192  # dense score tiles (queries x passages)
 BIAS_CUTOFFS = (10, 100)
 INDEX_LIMIT_ENV = "XLIR_BENCH_MAX_INDEX_PASSAGES"
 DEFAULT_INDEX_LIMIT = 2_000_000
@@ -281,24 +282,26 @@ class StreamEvaluator:
                     if not self.world.owns(i):
                         continue
                     shard = store.read(i, dim=self.q.shape[1])
-                    vecs = shard.vectors
-                    ns_ids = np.char.add(f"{lang}:", shard.ids)
-                    max_norm = float(np.linalg.norm(vecs.astype(np.float64), axis=1).max()) if len(vecs) else 0.0
+                    max_norm = store.max_norm(i)
                     targets = [(self.states[s], own if s == "monolingual" else all_rows) for s in self.settings]
                     union = all_rows if "multilingual" in self.settings else own
-                    step = max(1, BLOCK_ELEMENTS // max(1, len(vecs)))
-                    for lo in range(0, len(union), step):
-                        block = union[lo : lo + step]
-                        scores = self._matmul(self.q[block], vecs)
-                        eps = bound * q_norm[block] * max_norm
-                        for state, allowed in targets:
-                            keep = np.isin(block, allowed, assume_unique=True)
-                            if keep.any():
-                                rows = block[keep]
-                                _process(
-                                    state, rows, scores[keep], eps[keep], ns_ids,
-                                    partial(_canonical_pairs, self.q, rows, vecs),
-                                )  # fmt: skip
+                    # tiles of at most TILE_ROWS queries x TILE_COLS passages: the score tile stays small enough
+                    # for the threshold pass to run from cache right after the matmul
+                    for c0 in range(0, len(shard.ids), TILE_COLS):
+                        vecs = shard.vectors[c0 : c0 + TILE_COLS]
+                        ns_ids = np.char.add(f"{lang}:", shard.ids[c0 : c0 + TILE_COLS])
+                        for lo in range(0, len(union), TILE_ROWS):
+                            block = union[lo : lo + TILE_ROWS]
+                            scores = self._matmul(self.q[block], vecs)
+                            eps = bound * q_norm[block] * max_norm
+                            for state, allowed in targets:
+                                keep = np.isin(block, allowed, assume_unique=True)
+                                if keep.any():
+                                    rows = block[keep]
+                                    tile = scores if keep.all() else scores[keep]
+                                    canonical = partial(_canonical_pairs, self.q, rows, vecs)
+                                    _process(state, rows, tile, eps[keep], ns_ids, canonical)
+                    vecs = shard.vectors
                     self.advance(f"score {lang} shard {i}", len(vecs))
         except XlirError as exc:
             error = str(exc)

@@ -1,0 +1,162 @@
+"""Streaming exact evaluation at corpus scale: memory that does not grow with the corpus, and its cost next to faiss.
+
+A generated corpus of 100k and of 1M passages (d=384) is evaluated by xlir-bench's MIRACL pipeline (shards written
+to disk, then the exact streaming pass: every relevant passage's rank over the whole corpus plus a top-100 per
+query) with a cheap deterministic encoder: passage ``i``'s vector is a fixed function of ``i``, and each of the 1,000
+queries is the sum of its 2 relevant passages' vectors plus noise. Each size runs in a fresh process, which reports
+its own peak resident memory. faiss-cpu ``IndexFlatIP`` then searches the top 100 of the same queries over the same
+vectors (read from the same shards, outside the timing), in its own process with its default threads.
+
+Peers and what is timed: ``exact`` = the scoring pass of xlir-bench (reading and checksumming every shard, matmul,
+threshold pass, exact counts, top-100 merge); ``faiss`` = ``IndexFlatIP.add`` + ``search(k=100)`` (top-k only,
+no exact ranks beyond it).
+
+Usage: python benchmarks/corpus_scale.py [--sizes 100000,1000000]
+Last line: rss_growth_1m_vs_100k=<x> exact_vs_faiss=<y> (goals: <= 1.10 and >= 1.0)
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DIM, QUERIES, RELEVANT, NOISE, SHARD = 384, 1000, 2, 2.5, 100_000
+
+
+def passage_vectors(index: np.ndarray) -> np.ndarray:
+    """Deterministic pseudo-random unit-scale vectors for passage numbers (vectorised, no RNG state)."""
+    freqs = np.arange(1, DIM + 1, dtype=np.float64) * 0.7071067811865476
+    phases = np.arange(DIM, dtype=np.float64) * 1.618033988749895
+    return np.sin(np.outer(index.astype(np.float64) * 12.9898, freqs) + phases).astype(np.float32)
+
+
+class Encoder:
+    similarity = "dot"
+    metadata = {"name": "synthetic", "revision": "sin-384"}
+
+    def __init__(self, query_vectors: dict[str, np.ndarray]) -> None:
+        self.query_vectors = query_vectors
+
+    def encode_queries(self, texts, *, language, batch_size):
+        return np.stack([self.query_vectors[t] for t in texts])
+
+    def encode_corpus(self, docs, *, language, batch_size):
+        return passage_vectors(np.array([int(d["doc_id"][1:]) for d in docs]))
+
+
+class Corpus:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def fingerprint(self) -> dict:
+        return {"source": "synthetic", "passages": self.n}
+
+    def checksums(self) -> dict:
+        return {"source": "synthetic"}
+
+    def __iter__(self):
+        for i in range(self.n):
+            yield f"p{i}", "", ""
+
+
+def build(n: int):
+    from xlir_bench.plugins import LoadedModel, PluginInfo
+    from xlir_bench.streaming import MiraclData
+    from xlir_bench.suites.miracl import Topics
+    from xlir_bench.suites.records import SuiteQuery
+
+    rng = np.random.default_rng(0)
+    rel = rng.choice(n, size=(QUERIES, RELEVANT), replace=False)
+    qvec = passage_vectors(rel.reshape(-1)).reshape(QUERIES, RELEVANT, DIM).sum(axis=1)
+    qvec += rng.standard_normal(qvec.shape).astype(np.float32) * NOISE
+    texts = [f"q{i}" for i in range(QUERIES)]
+    queries = [SuiteQuery(str(i), texts[i], "xx", str(i)) for i in range(QUERIES)]
+    qrels = {str(i): {f"p{j}": 1 for j in rel[i]} for i in range(QUERIES)}
+    data = MiraclData("synthetic", ["xx"], {"xx": Topics("xx", queries, qrels)}, {"xx": Corpus(n)})
+    plugin = Encoder(dict(zip(texts, qvec)))
+    model = LoadedModel("synthetic", plugin, "dense", "dot", PluginInfo("synthetic", "benchmark", "benchmark"))
+    return data, model, qvec
+
+
+def child_exact(n: int, cache: str) -> dict:
+    from xlir_bench.runner import model_identity
+    from xlir_bench.streaming import StreamEvaluator
+
+    data, model, _ = build(n)
+    ev = StreamEvaluator(model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
+                         shard_size=SHARD, run_depth=100, cache_root=Path(cache))  # fmt: skip
+    ev.encode_queries(use_cache=False)
+    start = time.perf_counter()
+    shards = ev.encode_corpus("xx")
+    encode_s = time.perf_counter() - start
+    stores = {"xx": (ev.store("xx"), shards)}
+    start = time.perf_counter()
+    rel_scores = ev.relevant_scores(stores)
+    ev.score_dense(stores, rel_scores)
+    exact_s = time.perf_counter() - start
+    ev.reduce()
+    m = ev.outcome()["monolingual"]["metrics"]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"n": n, "encode_s": encode_s, "exact_s": exact_s, "rss_mb": rss, "mAP": m["mAP"], "R@100": m["R@100"]}
+
+
+def child_faiss(n: int, cache: str) -> dict:
+    import faiss
+
+    from xlir_bench.runner import model_identity
+    from xlir_bench.streaming import StreamEvaluator
+
+    data, model, qvec = build(n)
+    ev = StreamEvaluator(model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
+                         shard_size=SHARD, cache_root=Path(cache))  # fmt: skip
+    store = ev.store("xx")
+    count = store.complete_count()
+    vectors = np.concatenate([store.read(i).vectors for i in range(count)])
+    start = time.perf_counter()
+    index = faiss.IndexFlatIP(DIM)
+    index.add(vectors)
+    index.search(qvec, 100)
+    return {"n": n, "faiss_s": time.perf_counter() - start, "threads": faiss.omp_get_max_threads()}
+
+
+def run_child(kind: str, n: int, cache: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, str(n), cache], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind, n, cache = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+        print(json.dumps(child_exact(n, cache) if kind == "exact" else child_faiss(n, cache)))
+        return
+    sizes = [100_000, 1_000_000]
+    if "--sizes" in sys.argv:
+        sizes = [int(x) for x in sys.argv[sys.argv.index("--sizes") + 1].split(",")]
+    with tempfile.TemporaryDirectory(prefix="xlir-corpus-scale-") as cache:
+        rows = []
+        for n in sizes:
+            exact = run_child("exact", n, cache)
+            faiss_row = run_child("faiss", n, cache)
+            rows.append({**exact, **faiss_row})
+            print(
+                f"{n:>9,} passages: peak RSS {exact['rss_mb']:7.0f} MiB, encode+write {exact['encode_s']:6.1f} s, "
+                f"exact pass {exact['exact_s']:6.2f} s, faiss flat top-100 {faiss_row['faiss_s']:6.2f} s "
+                f"({faiss_row['threads']} threads), mAP {exact['mAP']:.4f}, R@100 {exact['R@100']:.4f}",
+                flush=True,
+            )
+    growth = rows[-1]["rss_mb"] / rows[0]["rss_mb"]
+    ratio = rows[-1]["faiss_s"] / rows[-1]["exact_s"]
+    print(f"rss_growth_1m_vs_100k={growth:.3f} exact_vs_faiss={ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
