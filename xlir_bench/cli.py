@@ -387,12 +387,13 @@ def cache_clear(model: str | None) -> None:
 
 @cli.command("leaderboard")
 @click.option("--results-dir", help="Where results are (else XLIR_BENCH_RESULTS, else results/).")
-@click.option("--suite", type=click.Choice(list(suites.SUITES)), help="Only this suite.")
+@click.option("--suite", help="Only this suite (xquad-r, mlqa-r, miracl or miracl:<lang,...>).")
 @click.option("--setting", type=click.Choice(SETTINGS), help="Only this setting.")
 @click.option("--model", help="Only this model.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def leaderboard_cmd(results_dir, suite, setting, model, fmt) -> None:
     """Show every result as one table (terminal, Markdown, CSV, LaTeX or JSON)."""
+    suite = suites.resolve([suite])[0] if suite else None
     loaded = results.load_results(results.results_dir(results_dir))
     for warning in loaded.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)

@@ -140,7 +140,8 @@ class StreamState:
         width = rel.shape[1]
         flat = self.counts.reshape(-1)
         hit_m, hit_slot = np.nonzero(certain)
-        np.add.at(flat, g[hit_m] * width + hit_slot, 1)
+        if len(hit_m):
+            flat += np.bincount(g[hit_m] * width + hit_slot, minlength=flat.size)
         band_m, band_slot = np.nonzero(band)
         if len(band_m) == 0:
             return
@@ -149,7 +150,8 @@ class StreamState:
         cand_ids = ids[cand_col[band_m]]
         rel_ids = self.rel_ids[g[band_m], band_slot]
         beats = (exact > target) | ((exact == target) & (cand_ids > rel_ids))
-        np.add.at(flat, g[band_m][beats] * width + band_slot[beats], 1)
+        if beats.any():
+            flat += np.bincount(g[band_m][beats] * width + band_slot[beats], minlength=flat.size)
 
     def _merge_topk(self, rows, cand_row, exact, cand_ids) -> None:
         """Merge candidates into the running top-k: per query, score descending, then doc id descending."""
