@@ -157,7 +157,7 @@ def evaluate_stream(
             "passages_per_language": evaluator.passages,
             "queries": len(evaluator.queries.ids),
             "checksums_md5": data.checksums,
-            "corpus": {lang: c.checksums() for lang, c in data.corpora.items()} if world.is_main else {},
+            "corpus": {lang: c.checksums() for lang, c in data.corpora.items()},
             "notes": data.notes,
         },
         "settings": outcome,

@@ -301,8 +301,7 @@ class StreamEvaluator:
                                     tile = scores if keep.all() else scores[keep]
                                     canonical = partial(_canonical_pairs, self.q, rows, vecs)
                                     _process(state, rows, tile, eps[keep], ns_ids, canonical)
-                    vecs = shard.vectors
-                    self.advance(f"score {lang} shard {i}", len(vecs))
+                    self.advance(f"score {lang} shard {i}", len(shard.ids))
         except XlirError as exc:
             error = str(exc)
         self.world.agree(error, "scoring")
@@ -318,7 +317,7 @@ class StreamEvaluator:
             return out.cpu().numpy()
         return q @ v.T
 
-    def score_retriever(self, rel_width: int) -> None:
+    def score_retriever(self) -> None:
         """A scoring plugin (BM25): one in-memory index per pool, scores from the plugin are canonical."""
         start = time.perf_counter()
         nan = np.full(self.queries.rel_ids.shape, np.nan)
@@ -357,6 +356,7 @@ class StreamEvaluator:
         limit = int(os.environ.get(INDEX_LIMIT_ENV, DEFAULT_INDEX_LIMIT))
         ns_ids, docs = [], []
         for lang in langs:
+            before = len(docs)
             for doc_id, title, text in self.data.corpora[lang]:
                 if len(docs) >= limit:
                     raise XlirError(
@@ -366,7 +366,7 @@ class StreamEvaluator:
                     )
                 ns_ids.append(f"{lang}:{doc_id}")
                 docs.append(_doc(doc_id, title, text, lang))
-            self.passages[lang] = sum(1 for x in ns_ids if x.startswith(f"{lang}:"))
+            self.passages[lang] = len(docs) - before
         return ns_ids, docs
 
     # -- 5. reduction and measures --------------------------------------------------------------------------
@@ -391,7 +391,7 @@ class StreamEvaluator:
             rel_scores = self.relevant_scores(stores)
             self.score_dense(stores, rel_scores)
         else:
-            self.score_retriever(self.queries.rel_ids.shape[1])
+            self.score_retriever()
         self.reduce()
 
     def outcome(self) -> dict:
