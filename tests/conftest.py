@@ -82,6 +82,39 @@ FAKE_PLUGINS = textwrap.dedent(
                     handle.write(f"{os.environ.get('RANK', '0')} {len(docs)}\\n")
             return np.stack([self._vec(d["text"]) for d in docs])
 
+    class Exits:
+        """Calls sys.exit(code) while encoding, as a careless plugin might."""
+        def __init__(self, code=0, **kw): self.code = code
+        def encode_queries(self, texts, *, language, batch_size):
+            import sys
+            sys.exit(self.code)
+        def encode_corpus(self, docs, *, language, batch_size):
+            import sys
+            sys.exit(self.code)
+
+    class BadMeta:
+        """Metadata that cannot go into a result; encoding must never be reached."""
+        def __init__(self, what="object", **kw):
+            self.metadata = {"name": "bad-meta", "thing": object() if what == "object" else float("nan")}
+        def encode_queries(self, texts, *, language, batch_size): raise RuntimeError("encoding was reached")
+        def encode_corpus(self, docs, *, language, batch_size): raise RuntimeError("encoding was reached")
+
+    class Scaled(HashInt):
+        """HashInt's vectors (cosine) times ``scale``, in float32: cosine is scale-free, so every scale must give
+        the same numbers. ``zero_corpus``: corpus vectors are all zeros."""
+        similarity = "cosine"
+        def __init__(self, scale=1.0, dim=16, zero_corpus=False, **kw):
+            super().__init__(dim=dim)
+            self.scale, self.zero_corpus = float(scale), bool(zero_corpus)
+            self.metadata = {"name": "scaled", "revision": "1"}
+        def encode_queries(self, texts, *, language, batch_size):
+            return (super().encode_queries(texts, language=language, batch_size=batch_size) * self.scale).astype(
+                np.float32
+            )
+        def encode_corpus(self, docs, *, language, batch_size):
+            out = super().encode_corpus(docs, language=language, batch_size=batch_size) * self.scale
+            return (out * 0 if self.zero_corpus else out).astype(np.float32)
+
     class Random:
         """Seeded random vectors in call order. ``integer``: small integers scored by dot product, so every
         score is exact in float32 and an independent implementation can reproduce ranks bit for bit."""
@@ -106,6 +139,9 @@ not-a-model = xlir_test_plugins:NotAModel
 bad-init = xlir_test_plugins:BadInit
 random = xlir_test_plugins:Random
 hash-int = xlir_test_plugins:HashInt
+exits = xlir_test_plugins:Exits
+bad-meta = xlir_test_plugins:BadMeta
+scaled = xlir_test_plugins:Scaled
 broken-import = xlir_test_no_such_module:Thing
 """
 

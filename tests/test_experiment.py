@@ -96,7 +96,7 @@ def test_paired_randomization():
 
 def test_other_configurations_get_other_names(tmp_path):
     from xlir_bench.training.experiment import check_reusable, model_name, variant
-    from xlir_bench.training.trainer import TrainConfig
+    from xlir_bench.training.trainer import TRAINER_VERSION, TrainConfig
 
     assert variant(32, True, 0.5, 64, False) == ""  # the committed CPU run keeps its names
     assert model_name("e5-small", "mlqa-r", "hybrid", 0, 60) == "ds-e5-small-mlqa-r-hybrid-60st-s0"
@@ -108,8 +108,13 @@ def test_other_configurations_get_other_names(tmp_path):
     )
 
     trained = TrainConfig(base="e5-small", base_path="x", strategy="hybrid", batch_size=32, max_steps=60, data="mlqa-r")
-    (tmp_path / "card.json").write_text(json.dumps(dataclasses.asdict(trained)))
+    card = {**dataclasses.asdict(trained), "trainer_version": TRAINER_VERSION}
+    (tmp_path / "card.json").write_text(json.dumps(card))
     check_reusable(tmp_path, trained)
     asked = dataclasses.replace(trained, batch_size=100)
     with pytest.raises(XlirError, match=r"trained with batch_size=32 \(this run: 100\)"):
         check_reusable(tmp_path, asked)
+    # a model from older trainer code is never reused, whatever its configuration says
+    (tmp_path / "card.json").write_text(json.dumps({**card, "trainer_version": TRAINER_VERSION - 1}))
+    with pytest.raises(XlirError, match=rf"trainer_version={TRAINER_VERSION - 1} \(this run: {TRAINER_VERSION}\)"):
+        check_reusable(tmp_path, trained)

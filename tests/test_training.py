@@ -148,3 +148,85 @@ def test_bf16_autocast_training_records_its_device(tiny_base, small_parallel, tm
     card = Trainer(settings, small_parallel, tmp_path / "m").train()
     assert card["autocast"] == "bfloat16" and card["device_used"].startswith("cpu")
     assert all(np.isfinite(card["losses"])) and card["train_seconds"] > 0
+
+
+# -- refusals (issue 8, class 3 and 11 of docs/RELIABILITY.md) -------------------------------------------------------
+class Killed(Exception):
+    pass
+
+
+def _killed_at(trainer: Trainer, step: int) -> Trainer:
+    original = trainer.save_checkpoint
+
+    def save_then_die():
+        original()
+        if trainer.step == step:
+            raise Killed
+
+    trainer.save_checkpoint = save_then_die
+    return trainer
+
+
+def test_non_finite_loss_stops_training_and_saves_nothing(tiny_base, small_parallel, tmp_path, monkeypatch):
+    from xlir_bench.training import trainer as trainer_module
+
+    real = trainer_module.info_nce
+    calls = {"n": 0}
+
+    def diverging(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] >= 3 else loss
+
+    monkeypatch.setattr(trainer_module, "info_nce", diverging)
+    with pytest.raises(XlirError, match=r"training diverged: training loss is nan at step 3.*--lr"):
+        Trainer(config(tiny_base), small_parallel, tmp_path / "m").train()
+    assert not (tmp_path / "m" / "card.json").exists() and not (tmp_path / "m" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("change", [{"lr": 2e-3}, {"strategy": "cross"}, {"max_length": 16}])
+def test_resume_with_another_configuration_is_refused(tiny_base, small_parallel, tmp_path, change):
+    with pytest.raises(Killed):
+        _killed_at(Trainer(config(tiny_base), small_parallel, tmp_path / "m"), 4).train()
+    (key,) = change
+    with pytest.raises(XlirError, match=rf"unfinished run with {key}="):
+        Trainer(config(tiny_base, **change), small_parallel, tmp_path / "m").train()
+    assert (tmp_path / "m" / "checkpoint" / "state.json").is_file()  # the old run is still resumable
+
+
+def test_resume_from_another_trainer_version_is_refused(tiny_base, small_parallel, tmp_path):
+    with pytest.raises(Killed):
+        _killed_at(Trainer(config(tiny_base), small_parallel, tmp_path / "m"), 4).train()
+    state_path = tmp_path / "m" / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["trainer_version"] = 1
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(XlirError, match="trainer version 1"):
+        Trainer(config(tiny_base), small_parallel, tmp_path / "m").train()
+
+
+def test_kill_while_swapping_checkpoints_loses_nothing(tiny_base, small_parallel, tmp_path):
+    """A kill after the old checkpoint was moved aside, before the new one was renamed into place."""
+    with pytest.raises(Killed):
+        _killed_at(Trainer(config(tiny_base), small_parallel, tmp_path / "m"), 8).train()
+    out = tmp_path / "m"
+    (out / "checkpoint").rename(out / ".checkpoint.tmp")  # the complete new one, not yet renamed
+    resumed = Trainer(config(tiny_base), small_parallel, out)
+    assert resumed.resume() and resumed.step == 8
+
+
+def test_two_trainings_of_one_name_do_not_collide(tiny_base, small_parallel, tmp_path):
+    from xlir_bench.training.trainer import folder_lock
+
+    (tmp_path / "m").mkdir()
+    with folder_lock(tmp_path / "m"):
+        with pytest.raises(XlirError, match="another training is writing"):
+            Trainer(config(tiny_base), small_parallel, tmp_path / "m").train()
+
+
+def test_card_is_strict_json_with_the_trainer_version(tiny_base, small_parallel, tmp_path):
+    from xlir_bench.fileio import read_json
+    from xlir_bench.training.trainer import TRAINER_VERSION
+
+    Trainer(config(tiny_base, max_steps=4), small_parallel, tmp_path / "m").train()
+    assert read_json(tmp_path / "m" / "card.json")["trainer_version"] == TRAINER_VERSION

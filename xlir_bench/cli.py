@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -9,6 +10,7 @@ from functools import partial
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,6 +31,34 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
+class FiniteFloat(click.ParamType):
+    """A float that is finite and inside [low, high] (``low_open``: strictly above low). click's FloatRange lets
+    ``nan`` through, since every comparison with nan is false."""
+
+    name = "float"
+
+    def __init__(self, low: float, high: float = float("inf"), low_open: bool = False) -> None:
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        low_ok = number > self.low if self.low_open else number >= self.low
+        if not math.isfinite(number) or not low_ok or number > self.high:
+            bound = f"{'>' if self.low_open else '>='} {self.low:g}" + (
+                f" and <= {self.high:g}" if math.isfinite(self.high) else ""
+            )
+            self.fail(f"{value!r} is not a finite number {bound}", param, ctx)
+        return number
+
+
+UNIT_INTERVAL = FiniteFloat(0.0, 1.0)
+LEARNING_RATE = FiniteFloat(0.0, 1.0, low_open=True)
+SEED = click.IntRange(0, 2**32 - 1)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="xlir-bench")
 def cli() -> None:
@@ -43,9 +73,14 @@ def models_cmd() -> None:
         table.add_column(col)
     infos = plugins.discover(check=True)
     for info in infos:
-        status = "[green]ok[/]" if info.error is None else f"[red]broken: {info.error}[/]"
-        table.add_row(info.name, info.distribution, info.target, status)
+        status = "[green]ok[/]" if info.error is None else f"[red]broken: {escape(info.error)}[/]"
+        if info.shadows:
+            status += f"\n[yellow]also registered (not used): {escape('; '.join(info.shadows))}[/]"
+        table.add_row(escape(info.name), escape(info.distribution), escape(info.target), status)
     out.print(table)
+    if any(info.shadows for info in infos):
+        err.print("[yellow]note:[/] some names are registered by several packages; xlir-bench's built-ins win, "
+                  "otherwise the first on sys.path", highlight=False)  # fmt: skip
     if not infos:
         err.print("no model plugins installed; `pip install -e .` registers the built-in ones")
 
@@ -147,7 +182,9 @@ def _progress(quiet: bool) -> Progress:
     type=click.IntRange(1),
     help="Depth of saved runs (1000 on XQuAD-R cross-lingual is ~9 GB).",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed for any randomness in plugins (numpy, torch).")
+@click.option(
+    "--seed", default=0, show_default=True, type=SEED, help="Seed for any randomness in plugins (numpy, torch)."
+)
 @click.option("--no-cache", is_flag=True, help="Encode everything afresh; read and write no cached embeddings.")
 @click.option(
     "--shard-size",
@@ -200,11 +237,21 @@ def run_cmd(
     if main_rank:
         results.ensure_writable(root)
     _seed_everything(seed)
+    for model_name in models:  # a typo in the second --model is found before the first model's run
+        plugins.find_entry_point(model_name)
     loaded = {name: suites.load(name, data_dir) for name in names}  # data problems surface before any model work
     written = []
     with _progress(quiet or not main_rank) as progress:
         for model_name in models:
             model = plugins.load_model(model_name, device=resolved_device, options=options)
+            plugins.check_metadata(model)
+            if model.info.shadows and main_rank:
+                err.print(f"[yellow]warning:[/] model {escape(repr(model.info.name))} is also registered by "
+                          f"{escape('; '.join(model.info.shadows))}; using {escape(model.info.distribution)}",
+                          highlight=False)  # fmt: skip
+            if main_rank:
+                for suite_name in names:
+                    results.check_target(results.result_path(root, model.label, suite_name))
             for suite_name in names:
                 wanted = tuple(settings) or None
                 if suites.is_miracl(suite_name):
@@ -227,9 +274,13 @@ def run_cmd(
                         use_cache=not no_cache,
                     )  # fmt: skip
                     runs_writer = partial(save_runs, root, model, loaded[suite_name], runs)
-                path = results.write_result(root, result)
+                path, notes = results.write_result(root, result)
                 written.append(result)
-                progress.console.print(f"wrote {path}")
+                for note in result.get("warnings", []):
+                    progress.console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
+                for note in notes:
+                    progress.console.print(f"note: {escape(note)}", highlight=False)
+                progress.console.print(f"wrote {escape(str(path))}", highlight=False)
                 if save_run:
                     for p in runs_writer():
                         progress.console.print(f"wrote {p}")
@@ -262,20 +313,18 @@ def _training_device_options(command):
 @cli.command("train")
 @click.option("--base", required=True, help="e5-small, xlmr, labse, me5-small, me5-base or hf:<id or folder>.")
 @click.option("--strategy", type=click.Choice(["mono", "cross", "hybrid"]), required=True)
-@click.option(
-    "--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Share of mono batches (hybrid)."
-)
+@click.option("--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid).")
 @click.option("--train-data", required=True, help="A suite (xquad-r, mlqa-r) or an ir_datasets template with {lang}.")
 @click.option("--langs", help="Comma-separated training languages (default: all of the data's).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2))
 @click.option("--max-steps", default=200, show_default=True, type=click.IntRange(1))
-@click.option("--lr", default=3e-5, show_default=True, type=float)
+@click.option("--lr", default=3e-5, show_default=True, type=LEARNING_RATE, help="AdamW learning rate (> 0).")
 @click.option("--max-length", default=64, show_default=True, type=click.IntRange(8))
 @click.option("--hard-negatives", is_flag=True, help="Add one hard negative per pair (a sibling sentence).")
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU).")
 @click.option("--eval-every", default=25, show_default=True, type=click.IntRange(1), help="Steps between validations.")
 @click.option("--patience", default=4, show_default=True, type=click.IntRange(1), help="Validations without gain.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Random seed (0 to 2**32-1).")
 @click.option("--name", help="Model name (default <strategy>-<base>); it becomes a --model name.")
 @_training_device_options
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Suite data folder (else XLIR_BENCH_DATA).")
@@ -287,11 +336,11 @@ def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, l
     from .training import bases, data
     from .training.trainer import TrainConfig, Trainer, models_dir
 
-    chosen = bases.resolve(base)
-    languages = [x.strip() for x in langs.split(",")] if langs else None
     if train_data in suites.SUITES:
-        parallel = data.from_suite(suites.load(train_data, data_dir), languages)
+        suite = suites.load(train_data, data_dir)
+        parallel = data.from_suite(suite, data.parse_languages(langs, suite.languages))
     elif "{lang}" in train_data:
+        languages = data.parse_languages(langs)
         if not languages:
             raise XlirError("an ir_datasets template needs --langs, e.g. --langs en,de,fr")
         parallel = data.from_ir_datasets(train_data, languages)
@@ -299,6 +348,8 @@ def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, l
         raise XlirError(
             f"unknown --train-data {train_data!r}; use {', '.join(suites.SUITES)} or a template with {{lang}}"
         )
+    data.check_strategy(parallel, strategy, alpha)
+    chosen = bases.resolve(base)  # after the cheap checks: e5-small converts its weights on first use
     config = TrainConfig(
         base=base, base_path=chosen.path, strategy=strategy, alpha=alpha, batch_size=batch_size,
         max_steps=max_steps, lr=lr, max_length=max_length, hard_negatives=hard_negatives,
@@ -326,7 +377,7 @@ def experiment_group() -> None:
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--max-steps", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2))
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid).")
 @click.option("--max-length", default=64, show_default=True, type=click.IntRange(8))
 @click.option("--hard-negatives", is_flag=True)
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU).")
@@ -366,22 +417,24 @@ def cache_info() -> None:
     from . import cache
 
     table = Table(title=f"embedding cache: {cache.embeddings_root()}")
-    for col in ("model", "revision", "vectors", "MiB", "folder"):
+    for col in ("model", "revision", "vectors", "damaged shards", "MiB", "folder"):
         table.add_column(col)
     found = cache.entries()
     for e in found:
-        table.add_row(e.model, e.revision, str(e.vectors), f"{e.bytes / 2**20:.1f}", e.folder.name)
+        table.add_row(escape(e.model), escape(e.revision), str(e.vectors), str(e.bad_shards),
+                      f"{e.bytes / 2**20:.1f}", e.folder.name)  # fmt: skip
     out.print(table)
     out.print(f"total: {sum(e.bytes for e in found) / 2**20:.1f} MiB in {len(found)} model folder(s)")
 
 
 @cache_group.command("clear")
 @click.option("--model", help="Only this model's vectors (default: everything).")
-def cache_clear(model: str | None) -> None:
+@click.option("--broken", is_flag=True, help="Only folders whose identity file is missing or unreadable.")
+def cache_clear(model: str | None, broken: bool) -> None:
     """Delete cached embeddings."""
     from . import cache
 
-    removed = cache.clear(model=model)
+    removed = cache.clear(model=model, broken=broken)
     out.print(f"removed {removed} model folder(s) from {cache.embeddings_root()}")
 
 
@@ -417,6 +470,11 @@ def main() -> None:
     except click.exceptions.Abort:
         err.print("aborted")
         sys.exit(130)
+    except click.UsageError as exc:  # one line, like every other user error; --help has the rest
+        command = exc.ctx.command_path if exc.ctx is not None else "xlir-bench"
+        err.print(f"[red]error:[/] {escape(exc.format_message())} (see `{command} --help`)", highlight=False,
+                  soft_wrap=True)  # fmt: skip
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -31,6 +31,7 @@ import numpy as np
 from .errors import XlirError
 
 GROUP = "xlir_bench.models"
+MAX_ARG_CHARS = 10_000
 
 
 @runtime_checkable
@@ -57,6 +58,7 @@ class PluginInfo:
     target: str
     distribution: str
     error: str | None = None
+    shadows: list[str] = field(default_factory=list)  # other registrations of the name, not used
 
 
 @dataclass
@@ -81,7 +83,10 @@ class LoadedModel:
 
     @property
     def metadata(self) -> dict:
-        meta = getattr(self.plugin, "metadata", None)
+        try:
+            meta = getattr(self.plugin, "metadata", None)
+        except Exception as exc:  # noqa: BLE001 - a property of the plugin's
+            raise XlirError(f"model plugin {self.name!r}: reading its metadata failed: {exc}") from None
         return dict(meta) if isinstance(meta, dict) else {}
 
     def call(self, method: str, *args, target: Any = None, **kwargs):
@@ -93,15 +98,48 @@ class LoadedModel:
             return getattr(self.plugin if target is None else target, method)(*args, **kwargs)
         except XlirError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a plugin may raise anything
-            raise XlirError(f"model plugin {self.name!r} failed in {method}: {type(exc).__name__}: {exc}") from None
+        except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything, sys.exit() included
+            raise plugin_failure(exc, f"model plugin {self.name!r} failed in {method}") from None
+
+
+def plugin_failure(exc: BaseException, context: str) -> BaseException:
+    """The one-line error for anything a plugin raised. ``SystemExit`` is not an ``Exception``: a plugin calling
+    ``sys.exit(0)`` would otherwise end the harness quietly with status 0 and no result. Ctrl-C stays Ctrl-C."""
+    if isinstance(exc, KeyboardInterrupt):
+        return exc
+    if isinstance(exc, SystemExit):
+        return XlirError(f"{context}: it called sys.exit({exc.code!r}); a plugin must raise an exception instead")
+    return XlirError(f"{context}: {type(exc).__name__}: {exc}")
+
+
+OWN_DISTRIBUTION = "xlir-bench"
+
+
+def _dist_name(ep: importlib_metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return str(dist.metadata["Name"]) if dist is not None else ""
+
+
+def _all_entry_points() -> dict[str, list[importlib_metadata.EntryPoint]]:
+    """Every registration of every name, the one that is used first.
+
+    xlir-bench's own built-ins win over other distributions registering the same name (a package cannot silently
+    take over ``bm25``); among others, the first on ``sys.path`` wins, as for console scripts."""
+    found: dict[str, list[importlib_metadata.EntryPoint]] = {}
+    seen: set[tuple[str, str, str]] = set()
+    for ep in importlib_metadata.entry_points(group=GROUP):
+        key = (ep.name, ep.value, _dist_name(ep))
+        if key in seen:  # the same distribution seen twice on sys.path (e.g. an editable install)
+            continue
+        seen.add(key)
+        found.setdefault(ep.name, []).append(ep)
+    for eps in found.values():
+        eps.sort(key=lambda ep: _dist_name(ep).lower().replace("_", "-") != OWN_DISTRIBUTION)  # stable
+    return found
 
 
 def _entry_points() -> dict[str, importlib_metadata.EntryPoint]:
-    found: dict[str, importlib_metadata.EntryPoint] = {}
-    for ep in importlib_metadata.entry_points(group=GROUP):
-        found.setdefault(ep.name, ep)  # first on sys.path wins, as for console scripts
-    return found
+    return {name: eps[0] for name, eps in _all_entry_points().items()}
 
 
 def _distribution(ep: importlib_metadata.EntryPoint) -> str:
@@ -109,11 +147,17 @@ def _distribution(ep: importlib_metadata.EntryPoint) -> str:
     return f"{dist.metadata['Name']} {dist.version}" if dist is not None else "unknown"
 
 
+def shadowed(name: str) -> list[str]:
+    """The registrations of ``name`` that are *not* used ("distribution -> target"), for warnings and listings."""
+    return [f"{_distribution(ep)} -> {ep.value}" for ep in _all_entry_points().get(name, [])[1:]]
+
+
 def discover(check: bool = True) -> list[PluginInfo]:
     """Every plugin in the entry-point group; with ``check`` each is imported so broken ones are reported."""
     infos = []
-    for name, ep in sorted(_entry_points().items()):
-        info = PluginInfo(name, ep.value, _distribution(ep))
+    for name, eps in sorted(_all_entry_points().items()):
+        ep = eps[0]
+        info = PluginInfo(name, ep.value, _distribution(ep), shadows=shadowed(name))
         if check:
             try:
                 target = ep.load()
@@ -133,41 +177,50 @@ def parse_model_args(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise XlirError(f"bad --model-arg {pair!r}; write it as key=value, e.g. --model-arg k1=1.2")
         lowered = raw.strip().lower()
+        if len(raw) > MAX_ARG_CHARS:
+            raise XlirError(f"--model-arg {key.strip()}: value of {len(raw):,} characters (at most {MAX_ARG_CHARS:,})")
         if lowered in ("true", "false"):
             value: Any = lowered == "true"
         else:
             try:
                 value = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, TypeError):
                 value = raw
+            except (RecursionError, MemoryError):
+                raise XlirError(
+                    f"--model-arg {key.strip()}: the value is nested too deeply to read; pass a flat value"
+                ) from None
         options[key.strip()] = value
     return options
+
+
+def find_entry_point(name: str) -> tuple[importlib_metadata.EntryPoint, str | None]:
+    """(entry point, ``name_or_path`` argument or None) for a ``--model`` value; unknown names are one error."""
+    eps = _entry_points()
+    prefix, sep, argument = name.partition(":")
+    if name not in eps and sep and prefix in eps:
+        # "hf:org/model" -> the "hf" plugin called with name_or_path="org/model"
+        return eps[prefix], argument
+    if name not in eps:
+        valid = ", ".join(sorted(eps)) or "none installed"
+        raise XlirError(f"unknown model {name!r}; installed model plugins: {valid} (see `xlir-bench models`)")
+    return eps[name], None
 
 
 def load_model(name: str, *, device: str, options: dict[str, Any] | None = None) -> LoadedModel:
     """Construct the plugin registered as ``name`` and check which protocol it implements."""
     options = dict(options or {})
-    eps = _entry_points()
-    prefix, sep, argument = name.partition(":")
-    if name not in eps and sep and prefix in eps:
-        # "hf:org/model" -> the "hf" plugin called with name_or_path="org/model"
+    ep, argument = find_entry_point(name)
+    if argument is not None:
         options["name_or_path"] = argument
-        ep = eps[prefix]
-    elif name not in eps:
-        valid = ", ".join(sorted(eps)) or "none installed"
-        raise XlirError(f"unknown model {name!r}; installed model plugins: {valid} (see `xlir-bench models`)")
-    else:
-        ep = eps[name]
-    info = PluginInfo(name, ep.value, _distribution(ep))
+    info = PluginInfo(name, ep.value, _distribution(ep), shadows=shadowed(ep.name))
     try:
         factory: Callable[..., Any] = ep.load()
         plugin = factory(device=device, **options)
     except XlirError:
         raise
-    except Exception as exc:  # noqa: BLE001
-        raise XlirError(
-            f"model plugin {name!r} ({info.distribution}) failed to load: {type(exc).__name__}: {exc}"
-        ) from None
+    except BaseException as exc:  # noqa: BLE001
+        raise plugin_failure(exc, f"model plugin {name!r} ({info.distribution}) failed to load") from None
     if isinstance(plugin, Encoder):
         kind = "dense"
         similarity = str(getattr(plugin, "similarity", "cosine"))
@@ -200,3 +253,17 @@ def check_matrix(value: Any, rows: int, model: str, what: str, cols: int | None 
         bad = int((~np.isfinite(array)).sum())
         raise XlirError(f"model plugin {model!r}: {what} returned {bad} NaN/inf values")
     return array
+
+
+def check_metadata(model: LoadedModel) -> None:
+    """Before any encoding: the plugin's metadata must go into a result file as JSON (strings, finite numbers,
+    lists, objects), or the run would be thrown away at the end."""
+    import json
+
+    try:
+        json.dumps(model.metadata, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise XlirError(
+            f"model plugin {model.name!r}: its metadata cannot be written to a result ({exc}); "
+            "use strings, finite numbers, lists and objects only"
+        ) from None

@@ -1,13 +1,19 @@
 """Result files: one JSON document per (model, suite), written atomically, read back tolerantly.
 
-Layout: ``<results_dir>/<suite>/<model>.json`` (model names are made file-safe), plus, with ``--save-run``,
-``<results_dir>/runs/<suite>/<model>/<setting>.{run,qrels}``. Writes go to a temporary file in the target folder
-and are renamed into place, so an interrupted or failed run never leaves a half-written or damaged result.
+Layout: ``<results_dir>/<suite>/<model>.json`` plus, with ``--save-run``,
+``<results_dir>/runs/<suite>/<model>/<setting>.{run,qrels}``. A model label made only of ``[A-Za-z0-9._-]`` is its
+own file name; any other label (``e5-small[dtype=int8]``, ``trained:ds-s0``, ``hashgram:ü``) gets a readable slug
+plus ``+`` and a hash of the full label, so two different labels never share a file (``+`` never occurs in a
+plain name). Writes go to a temporary file in the target folder and are renamed into place, so an interrupted or
+failed run never leaves a half-written or damaged result. A re-run of some settings keeps the settings the file
+already holds for the same model and data (see :func:`merge_previous`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import XlirError
+from .fileio import read_json
 
 SCHEMA_VERSION = 1
 RESERVED_FOLDERS = ("runs", "experiments")  # beside the per-suite result folders; not results themselves
@@ -31,8 +38,30 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
+
+
+def file_stem(label: str) -> str:
+    """A collision-free file name for a model label: the label itself when it is file-safe, else a readable slug,
+    ``+`` and 10 hex digits of the label's SHA-256."""
+    if _PLAIN.fullmatch(label):
+        return label
+    return f"{slug(label)[:80]}+{hashlib.sha256(label.encode()).hexdigest()[:10]}"
+
+
 def result_path(root: Path, model: str, suite: str) -> Path:
-    return root / slug(suite) / f"{slug(model)}.json"
+    return root / slug(suite) / f"{file_stem(model)}.json"
+
+
+def runs_folder(root: Path, model: str, suite: str) -> Path:
+    return root / "runs" / slug(suite) / file_stem(model)
+
+
+def check_target(path: Path) -> None:
+    """Before any compute: the result's folder can be made and written, and the file itself is not a folder."""
+    if path.is_dir():
+        raise XlirError(f"cannot write {path}: a directory is in the way; move it or pass another --results-dir")
+    ensure_writable(path.parent)
 
 
 def ensure_writable(root: Path) -> None:
@@ -70,26 +99,77 @@ def write_atomic(path: Path, text: str | Iterable[str]) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, quota, a folder in the way: the previous file is untouched
+            raise XlirError(
+                f"cannot write {path} ({exc.strerror or exc}); the previous file, if any, is unchanged"
+            ) from None
         raise
 
 
 def dumps_result(result: dict) -> str:
-    """Indented JSON for the summary, with the bulky ``per_query`` member written compactly at the end."""
+    """Indented JSON for the summary, with the bulky ``per_query`` member written compactly at the end.
+
+    NaN or infinity anywhere is a bug upstream (JSON cannot hold them), reported before anything is written."""
     head = {k: v for k, v in result.items() if k != "per_query"}
-    text = json.dumps(head, indent=1, ensure_ascii=False, allow_nan=False)
+    try:
+        text = json.dumps(head, indent=1, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise XlirError(f"result of {result['model']['name']!r} holds a NaN or infinite value ({exc})") from None
     if "per_query" not in result:
         return text + "\n"
     bulk = json.dumps(result["per_query"], ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return f'{text[:-2]},\n "per_query": {bulk}\n}}\n'
 
 
-def write_result(root: Path, result: dict) -> Path:
+def write_result(root: Path, result: dict) -> tuple[Path, list[str]]:
+    """Write ``result`` (merged with what the file already holds, see :func:`merge_previous`); return the path
+    and notes for the user about what was kept or dropped."""
     path = result_path(root, result["model"]["name"], result["suite"]["name"])
+    notes = merge_previous(result, path)
     write_atomic(path, dumps_result(result))
-    return path
+    return path, notes
+
+
+def _same_experiment(old: dict, new: dict) -> bool:
+    return (
+        old.get("model") == new["model"]
+        and old.get("suite", {}).get("checksums_md5") == new["suite"].get("checksums_md5")
+        and old.get("suite", {}).get("name") == new["suite"]["name"]
+        and isinstance(old.get("per_query"), dict)
+        and old["per_query"].get("query_ids") == new.get("per_query", {}).get("query_ids")
+    )
+
+
+def merge_previous(result: dict, path: Path) -> list[str]:
+    """Keep the settings a partial re-run did not compute: when ``path`` holds a valid result of the same model
+    (name, plugin, options, metadata incl. revision) on the same data, its other settings (numbers and per-query
+    AP) are carried into ``result``, and ``provenance.carried_over`` records where each came from. Results of a
+    different model or data are not mixed in; the note says which settings that drops."""
+    try:
+        old = read_json(path)
+        validate(old)
+    except (OSError, ValueError):
+        return []
+    missing = [s for s in old["settings"] if s not in result["settings"]]
+    if not missing:
+        return []
+    if not _same_experiment(old, result):
+        return [
+            f"{path}: previous settings {', '.join(missing)} were for another model version or data and are dropped"
+        ]
+    carried = result["provenance"].setdefault("carried_over", {})
+    for setting in missing:
+        result["settings"][setting] = old["settings"][setting]
+        if setting in old["per_query"].get("AP", {}):
+            result["per_query"].setdefault("AP", {})[setting] = old["per_query"]["AP"][setting]
+        previous = old.get("provenance", {})
+        carried[setting] = {k: previous.get(k) for k in ("command", "finished", "device")}
+    order = [s for s in (*old["settings"], *result["settings"]) if s in result["settings"]]
+    result["settings"] = {s: result["settings"][s] for s in dict.fromkeys(order)}
+    return [f"{path}: kept {', '.join(missing)} from the previous run of the same model and data"]
 
 
 def write_run(path: Path, rows: Iterable[tuple[str, list[str], list[float]]], tag: str) -> None:
@@ -112,8 +192,49 @@ class Loaded:
     warnings: list[str]
 
 
+def _number(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+
+
+def _check_numbers(block, where: str) -> None:
+    if not isinstance(block, dict):
+        raise ValueError(f"{where} is {type(block).__name__}, not an object")
+    for name, value in block.items():
+        if not _number(value):
+            raise ValueError(f"{where}.{name} is {value!r}, not a finite number")
+
+
+def validate(data) -> None:
+    """Raise ``ValueError`` naming the first problem unless ``data`` has the shape and types readers rely on:
+    the identity fields, and finite numbers (or null) for every headline metric and bias value."""
+    if not isinstance(data, dict):
+        raise ValueError(f"the document is {type(data).__name__}, not an object")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {data['schema_version']!r} (this version reads {SCHEMA_VERSION})")
+    for section in ("model", "suite"):
+        if not isinstance(data[section], dict) or not isinstance(data[section].get("name"), str):
+            raise ValueError(f"{section} must be an object with a string name")
+    if not isinstance(data["settings"], dict):
+        raise ValueError(f"settings is {type(data['settings']).__name__}, not an object")
+    for setting, block in data["settings"].items():
+        if not isinstance(block, dict) or "metrics" not in block:
+            raise ValueError(f"settings.{setting} has no metrics")
+        _check_numbers(block["metrics"], f"settings.{setting}.metrics")
+        if "bias" in block:
+            bias = {k: v for k, v in block["bias"].items() if not isinstance(v, dict)} if isinstance(
+                block["bias"], dict
+            ) else block["bias"]  # fmt: skip
+            _check_numbers(bias, f"settings.{setting}.bias")
+    if "per_query" in data and not isinstance(data["per_query"], dict):
+        raise ValueError("per_query is not an object")
+
+
 def load_results(root: Path) -> Loaded:
-    """Every valid result under ``root``; unreadable or malformed files are skipped with a warning each."""
+    """Every valid result under ``root``; unreadable, malformed or mistyped files (and FIFOs, devices, files above
+    the size limit) are skipped with a warning each, so one bad file never hides the others."""
     results, warnings = [], []
     if not root.is_dir():
         return Loaded(results, [f"no results directory at {root}; run `xlir-bench run` first"])
@@ -121,14 +242,10 @@ def load_results(root: Path) -> Loaded:
         if path.parent.name in RESERVED_FOLDERS:
             continue
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            missing = [k for k in REQUIRED_KEYS if not isinstance(data, dict) or k not in data]
-            if missing:
-                raise ValueError(f"missing {', '.join(missing)}")
-            if data["schema_version"] != SCHEMA_VERSION:
-                raise ValueError(f"schema_version {data['schema_version']} (this version reads {SCHEMA_VERSION})")
+            data = read_json(path)
+            validate(data)
             data["_path"] = str(path)
             results.append(data)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, UnicodeDecodeError) as exc:
             warnings.append(f"skipped {path}: not a valid result ({exc})")
     return Loaded(results, warnings)

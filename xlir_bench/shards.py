@@ -17,40 +17,21 @@ the same model reads no passage text at all.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import XlirError
+from .fileio import load_npy, npy_bytes, read_bytes, read_json, write_bytes
 
 DTYPES = ("float32", "float16")
+MANIFEST_LIMIT = 2**20
 
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 def _max_norm(vectors: np.ndarray, dtype: str) -> float:
@@ -85,15 +66,16 @@ class ShardStore:
     def _manifest(self, i: int) -> dict | None:
         path = self._paths(i)[2]
         try:
-            return json.loads(path.read_text()) if path.is_file() else None
+            manifest = read_json(path, MANIFEST_LIMIT) if path.exists() else None
         except (OSError, ValueError):
             return None
+        return manifest if isinstance(manifest, dict) and isinstance(manifest.get("count"), int) else None
 
     # -- corpus-level state ------------------------------------------------------------------------------------
     def complete_count(self) -> int | None:
         """Number of shards when the corpus was fully encoded before (and every manifest is there), else None."""
         try:
-            info = json.loads((self.folder / "corpus.json").read_text())
+            info = read_json(self.folder / "corpus.json", MANIFEST_LIMIT)
         except (OSError, ValueError):
             return None
         n = info.get("shards") if isinstance(info, dict) else None
@@ -102,7 +84,7 @@ class ShardStore:
         return n
 
     def mark_complete(self, shards: int, passages: int) -> None:
-        _write_bytes(
+        write_bytes(
             self.folder / "corpus.json",
             json.dumps({"shards": shards, "passages": passages, "corpus": self.corpus_key}, indent=1).encode(),
         )
@@ -127,12 +109,12 @@ class ShardStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         ident = self.folder.parent / "identity.json"
         if not ident.exists():
-            _write_bytes(ident, json.dumps(self._identity, indent=1, sort_keys=True, default=str).encode())
-        vec_bytes = _npy_bytes(np.ascontiguousarray(vectors, dtype=self.dtype))
-        id_bytes = _npy_bytes(np.asarray(ids, dtype=str))
+            write_bytes(ident, json.dumps(self._identity, indent=1, sort_keys=True, default=str).encode())
+        vec_bytes = npy_bytes(np.ascontiguousarray(vectors, dtype=self.dtype))
+        id_bytes = npy_bytes(np.asarray(ids, dtype=str))
         vecs_path, ids_path, manifest_path = self._paths(i)
-        _write_bytes(vecs_path, vec_bytes)
-        _write_bytes(ids_path, id_bytes)
+        write_bytes(vecs_path, vec_bytes)
+        write_bytes(ids_path, id_bytes)
         manifest = {
             "index": i,
             "count": len(ids),
@@ -146,7 +128,7 @@ class ShardStore:
             "max_norm": float(np.nextafter(_max_norm(vectors, self.dtype), np.inf)),
             "ids_sha256": hashlib.sha256(id_bytes).hexdigest(),
         }
-        _write_bytes(manifest_path, json.dumps(manifest, indent=1).encode())
+        write_bytes(manifest_path, json.dumps(manifest, indent=1).encode())
 
     def read(self, i: int, dim: int | None = None) -> Shard:
         """Shard ``i``, verified; a bad shard is removed and reported in one line (a re-run re-encodes it)."""
@@ -161,8 +143,9 @@ class ShardStore:
             problem = f"has dimension {manifest.get('dim')}, the model gives {dim}"
         else:
             try:
-                vec_bytes, id_bytes = vecs_path.read_bytes(), ids_path.read_bytes()
-            except OSError as exc:
+                vec_bytes = read_bytes(vecs_path, manifest["vecs_bytes"])
+                id_bytes = read_bytes(ids_path, manifest["ids_bytes"])
+            except (OSError, KeyError, TypeError) as exc:
                 vec_bytes = id_bytes = b""
                 problem = f"cannot be read ({exc})"
             if problem is None:
@@ -174,8 +157,7 @@ class ShardStore:
                 ):
                     problem = "fails its checksum (corrupt)"
         if problem is None:
-            vectors = np.load(io.BytesIO(vec_bytes), allow_pickle=False)
-            ids = np.load(io.BytesIO(id_bytes), allow_pickle=False)
+            vectors, ids = load_npy(vec_bytes), load_npy(id_bytes)
             if vectors.shape != (manifest["count"], manifest["dim"]) or ids.shape != (manifest["count"],):
                 problem = "does not match its manifest"
             else:
@@ -196,8 +178,8 @@ class ShardStore:
         _, ids_path, _ = self._paths(i)
         manifest = self._manifest(i)
         try:
-            data = ids_path.read_bytes()
-        except OSError as exc:
+            data = read_bytes(ids_path, manifest["ids_bytes"] if manifest else 0)
+        except (OSError, KeyError) as exc:
             data, manifest = b"", manifest and {**manifest, "error": str(exc)}
         if (
             manifest is None
@@ -209,7 +191,7 @@ class ShardStore:
                 f"embedding shard ids {ids_path} are missing, foreign or corrupt; it was removed: "
                 "run the command again to re-encode it"
             )
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        return load_npy(data)
 
     def rows(self, i: int, positions: np.ndarray) -> np.ndarray:
         """Some vectors of shard ``i`` through a memory map (checked when the shard is scored)."""

@@ -33,7 +33,7 @@ from .distributed import World
 from .errors import XlirError
 from .metrics.stream import StreamState, _down32, canonical_scores, error_bound
 from .plugins import LoadedModel, check_matrix
-from .scoring import ENCODE_CHUNK, encode_items, normalise
+from .scoring import ENCODE_CHUNK, encode_items, normalise, zero_vector_warning
 from .shards import ShardStore
 from .suites import miracl
 from .suites.download import cache_dir
@@ -148,6 +148,7 @@ class StreamEvaluator:
         k_multi = max(BIAS_CUTOFFS[-1], run_depth or 0)
         self.k = {"monolingual": run_depth or 0, "multilingual": k_multi}
         self.states: dict[str, StreamState] = {}
+        self.warnings: list[str] = []
         self.per_query: dict[str, np.ndarray] = {}
 
     # -- 1. queries -----------------------------------------------------------------------------------------
@@ -167,9 +168,13 @@ class StreamEvaluator:
                         )
                         parts.append(vectors)
                         self.advance(f"encode queries {lang}", len(texts))
-                q = normalise(np.concatenate(parts) if parts else np.zeros((0, 1)), self.model)
+                raw = np.concatenate(parts) if parts else np.zeros((0, 1))
+                self.warnings += [w for w in [zero_vector_warning(raw, "queries", self.model)] if w]
+                q = normalise(raw, self.model)
             except XlirError as exc:
                 error = str(exc)
+        if cache is not None:
+            self.warnings += cache.warnings
         self.world.agree(error, "encoding the queries")
         self.q = self.world.broadcast(q)
         self.encode_seconds += time.perf_counter() - start
@@ -229,7 +234,11 @@ class StreamEvaluator:
             done = encoded_before + lo + len(chunk)
             rate = done / max(time.perf_counter() - clock, 1e-9)
             self.advance(f"encode {lang} shard {shard} ({rate:,.0f} passages/s)", len(chunk))
-        store.write(shard, ids, normalise(np.concatenate(parts), self.model))
+        raw = np.concatenate(parts)
+        note = zero_vector_warning(raw, f"{lang} passages in shard {shard}", self.model)
+        if note:
+            self.warnings.append(note)
+        store.write(shard, ids, normalise(raw, self.model))
         return len(docs)
 
     # -- 3. relevant passages -------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ trained with (from its ``card.json``). Before training, the error names the comm
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from ..errors import XlirError
+from ..fileio import read_json
 from ..training.trainer import require_trained
 from .transformers_encoder import TransformersEncoder
 
@@ -18,17 +19,28 @@ CARD_FIELDS = ("base", "strategy", "alpha", "data", "languages", "seed", "steps"
 
 def trained(name_or_path: str | None = None, **options: Any) -> TransformersEncoder:
     """``--model trained:<name>``: any folder under the models directory."""
-    from ..errors import XlirError
-
     if not name_or_path:
         raise XlirError("the trained plugin needs a name: --model trained:<name> (see the models directory)")
     folder = require_trained(str(name_or_path))
-    card = json.loads((folder / "card.json").read_text())
+    try:
+        card = read_json(folder / "card.json")
+    except (OSError, ValueError) as exc:
+        raise XlirError(f"{folder / 'card.json'} is unreadable ({exc}); train the model again") from None
     defaults = {"query_prefix": card.get("query_prefix", ""), "passage_prefix": card.get("passage_prefix", "")}
     encoder = TransformersEncoder(str(folder), display_name=str(name_or_path), **{**defaults, **options})
     encoder.metadata["training"] = {
         k: card.get(k)
-        for k in ("base", "strategy", "alpha", "data", "languages", "seed", "steps", "best_validation_loss")
+        for k in (
+            "base",
+            "strategy",
+            "alpha",
+            "data",
+            "languages",
+            "seed",
+            "steps",
+            "best_validation_loss",
+            "trainer_version",
+        )  # fmt: skip
     }
     return encoder
 

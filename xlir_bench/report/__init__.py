@@ -65,27 +65,29 @@ class Report:
 
     def render(self, fmt: str) -> str:
         if fmt == "json":
-            return json.dumps(self.records, indent=1, ensure_ascii=False)
+            return json.dumps(self.records, indent=1, ensure_ascii=False, allow_nan=False)
         if fmt == "csv":
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(self.columns)
             writer.writerows([["" if r.get(c) is None else r.get(c) for c in self.columns] for r in self.records])
             return out.getvalue()
-        if fmt == "markdown":
-            return tabulate(self.rows(), headers=self.columns, tablefmt="github", disable_numparse=True)
+        if fmt == "markdown":  # a "|" in a label would end its cell
+            rows = [[cell.replace("|", "\\|") for cell in row] for row in self.rows()]
+            return tabulate(rows, headers=self.columns, tablefmt="github", disable_numparse=True)
         if fmt == "latex":
             return tabulate(self.rows(), headers=self.columns, tablefmt="latex_booktabs", disable_numparse=True)
         raise ValueError(fmt)
 
     def rich_table(self, title: str | None = None):
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=title)
         for col in self.columns:
             table.add_column(col, justify="left" if col in ("model", "suite", "setting") else "right")
-        for row in self.rows():
-            table.add_row(*row)
+        for row in self.rows():  # labels such as e5-small[dtype=int8] are text, not rich markup
+            table.add_row(*(escape(cell) for cell in row))
         return table
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import XlirError
 from ..suites.records import SuiteData
 
 
@@ -42,8 +43,38 @@ class ParallelData:
         return ParallelData(train, self.languages, self.source), ParallelData(val, self.languages, self.source)
 
 
+def parse_languages(text: str | None, available: list[str] | None = None) -> list[str] | None:
+    """``--langs`` as a list (None: all of the data's); empty or unknown codes are one error naming the valid ones."""
+    if text is None:
+        return None
+    langs = [x.strip() for x in text.split(",") if x.strip()]
+    if not langs:
+        raise XlirError(f"--langs {text!r} names no language; leave it out for all, or list codes like en,de")
+    if len(set(langs)) != len(langs):
+        raise XlirError(f"--langs {text!r} names a language twice")
+    unknown = [x for x in langs if available is not None and x not in available]
+    if unknown:
+        raise XlirError(f"--langs: {', '.join(unknown)} not in the training data; it has {', '.join(available)}")
+    return langs
+
+
+def check_strategy(data: ParallelData, strategy: str, alpha: float) -> None:
+    """Refuse a strategy the chosen languages cannot form: cross-lingual pairs need questions that exist in two
+    languages (with one language, cross and hybrid batches would silently be monolingual)."""
+    needs_cross = strategy == "cross" or (strategy == "hybrid" and alpha < 1)
+    if needs_cross and not any(len(g.languages) >= 2 for g in data.groups):
+        raise XlirError(
+            f"--strategy {strategy} needs questions in at least two languages, but the training data "
+            f"({', '.join(data.languages)}) has none; add languages to --langs or use --strategy mono"
+        )
+    if not data.groups:
+        raise XlirError(f"no training questions in {data.source} for {', '.join(data.languages)}")
+
+
 def from_suite(suite: SuiteData, languages: list[str] | None = None) -> ParallelData:
     """LAReQA suite -> parallel groups: question and gold sentence per language, paragraph siblings as negatives."""
+    if languages is not None:
+        parse_languages(",".join(languages) or " ", suite.languages)
     keep = set(languages or suite.languages)
     groups: dict[str, ParallelGroup] = {}
     for q, rel in zip(suite.queries, suite.rel_docs):

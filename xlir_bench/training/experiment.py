@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import results, suites
 from ..errors import XlirError
+from ..fileio import read_json
 from ..metrics.significance import paired_randomization
 from ..suites.records import SuiteData
 from .data import ParallelData
@@ -103,8 +104,14 @@ CARD_FIELDS = ("base", "strategy", "seed", "data", "max_steps", "batch_size", "a
 
 def check_reusable(folder: Path, config) -> None:
     """A trained model is reused only if its card says it was trained the way this run asks."""
-    card = json.loads((folder / "card.json").read_text())
+    from .trainer import TRAINER_VERSION
+
+    try:
+        card = read_json(folder / "card.json")
+    except (OSError, ValueError) as exc:
+        raise XlirError(f"{folder / 'card.json'} is unreadable ({exc}); delete {folder} to retrain") from None
     wanted = {k: getattr(config, k) for k in CARD_FIELDS}
+    wanted["trainer_version"] = TRAINER_VERSION
     differ = [f"{k}={card.get(k)!r} (this run: {v!r})" for k, v in wanted.items() if card.get(k) != v]
     if differ:
         raise XlirError(

@@ -12,19 +12,29 @@ run loses at most those steps. The best model by validation loss is kept in ``<o
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import XlirError
+from ..fileio import read_json, write_bytes
 from .data import ParallelData
 from .loss import info_nce
 from .samplers import HybridBatchSampler, Pair
+
+# Bumped whenever a change to the trainer, sampler or loss changes what a configuration trains; recorded in every
+# card and checkpoint, and a model or checkpoint of another version is never reused or resumed.
+TRAINER_VERSION = 2
+
+# Fields that may differ when a killed run is resumed (where it runs, not what it trains).
+RESUMABLE_DIFFERENCES = ("device",)
 
 
 @dataclass
@@ -171,9 +181,7 @@ class Trainer:
         with quiet_transformers():
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        swap_in(tmp, folder)
 
     def save_checkpoint(self) -> None:
         if self.world_size > 1:
@@ -190,23 +198,24 @@ class Trainer:
             self.model.save_pretrained(tmp / "model")
         self.torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         state = {
+            "trainer_version": TRAINER_VERSION, "config": asdict(self.config),
             "step": self.step, "epoch": self.epoch, "losses": self.losses, "curve": self.curve,
             "best": self.best, "stale": self.stale, "torch_rng": self.torch.get_rng_state().tolist(),
             "wall_seconds": self.wall_seconds + time.perf_counter() - self._started,
         }  # fmt: skip
         if self.device.type == "cuda":
             state["cuda_rng"] = self.torch.cuda.get_rng_state(self.device).tolist()
-        (tmp / "state.json").write_text(json.dumps(state))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        (tmp / "state.json").write_text(json.dumps(state, allow_nan=False))  # last: marks the folder complete
+        swap_in(tmp, folder)
 
     def resume(self) -> bool:
-        folder = self.out / "checkpoint"
-        if not (folder / "state.json").is_file():
+        found = latest_checkpoint(self.out)
+        if found is None:
             return False
+        folder, state = found
+        self.check_resumable(state, folder)
         from ..models.transformers_encoder import load_encoder_weights, quiet_transformers
 
-        state = json.loads((folder / "state.json").read_text())
         with quiet_transformers():
             self.model = load_encoder_weights(folder / "model").to(self.device)
         self.model.train()
@@ -221,6 +230,26 @@ class Trainer:
         if self.device.type == "cuda" and state.get("cuda_rng"):
             self.torch.cuda.set_rng_state(self.torch.tensor(state["cuda_rng"], dtype=self.torch.uint8), self.device)
         return True
+
+    def check_resumable(self, state: dict, folder: Path) -> None:
+        """Refuse to continue a checkpoint made by other trainer code or with another configuration: the run
+        would silently train the old configuration and write a card claiming the new one."""
+        if state.get("trainer_version") != TRAINER_VERSION:
+            raise XlirError(
+                f"{folder} was written by trainer version {state.get('trainer_version')!r} (this is "
+                f"{TRAINER_VERSION}); delete {self.out} or choose another --name"
+            )
+        saved, wanted = state.get("config") or {}, asdict(self.config)
+        differ = [
+            f"{k}={saved.get(k)!r} (now {v!r})"
+            for k, v in wanted.items()
+            if k not in RESUMABLE_DIFFERENCES and saved.get(k) != v
+        ]
+        if differ:
+            raise XlirError(
+                f"{self.out} holds an unfinished run with {', '.join(differ)}; re-run with the same options to "
+                "resume it, or choose another --name (or delete the folder) to start afresh"
+            )
 
     # -- loop -----------------------------------------------------------------------------------------------
     def batches(self):
@@ -239,10 +268,19 @@ class Trainer:
             self.epoch += 1
 
     def train(self) -> dict:
-        cfg = self.config
         if (self.out / "card.json").is_file():
             raise XlirError(f"{self.out} already holds a trained model; choose another --name or delete it")
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise XlirError(f"cannot create {self.out} ({exc.strerror or exc}); set XLIR_BENCH_MODELS") from None
+        with folder_lock(self.out) if self.rank == 0 else _nothing():
+            if (self.out / "card.json").is_file():  # finished by the run we waited for
+                raise XlirError(f"{self.out} already holds a trained model; choose another --name or delete it")
+            return self._train()
+
+    def _train(self) -> dict:
+        cfg = self.config
         self._started = time.perf_counter()
         resumed = self.resume()
         task = None
@@ -254,6 +292,7 @@ class Trainer:
                 break
             start = time.perf_counter()
             loss = self.batch_loss(pairs, self.train_data)
+            check_finite(float(loss.detach()), "training loss", self.step + 1, cfg.lr)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -266,6 +305,7 @@ class Trainer:
                 self.progress.update(task, completed=self.step, description=desc)
             if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
                 val = self.validation_loss()
+                check_finite(val, "validation loss", self.step, cfg.lr)
                 self.curve.append({"step": self.step, "validation_loss": round(val, 6)})
                 if val < self.best:
                     self.best, self.stale = val, 0
@@ -304,13 +344,72 @@ class Trainer:
             "train_seconds": round(self.wall_seconds + time.perf_counter() - self._started, 1),
             "device_used": _describe(self.device),
             "autocast": str(self.autocast).replace("torch.", "") if self.autocast is not None else "fp32",
+            "trainer_version": TRAINER_VERSION,
             "versions": _versions(),
         }
         card["world_size"] = self.world_size
         if self.rank == 0:
-            (self.out / "card.json").write_text(json.dumps(card, indent=1))
+            write_bytes(self.out / "card.json", json.dumps(card, indent=1, allow_nan=False).encode())
             shutil.rmtree(self.out / "checkpoint", ignore_errors=True)  # finished: the model and card are the output
         return card
+
+
+def check_finite(value: float, what: str, step: int, lr: float) -> None:
+    """Stop at the first non-finite loss: the weights are garbage from here on, and nothing is saved from it."""
+    if not math.isfinite(value):
+        raise XlirError(
+            f"training diverged: {what} is {value} at step {step}; nothing was saved from it. "
+            f"Lower --lr (it is {lr:g}) or check the data"
+        )
+
+
+def swap_in(tmp: Path, folder: Path) -> None:
+    """Replace ``folder`` by the complete folder ``tmp`` without a moment where neither exists on disk: the old
+    one is renamed aside first and deleted last (a kill in between leaves it, or ``tmp``, for resume to find)."""
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(out: Path) -> tuple[Path, dict] | None:
+    """The most advanced complete checkpoint (its ``state.json``, written last, reads): the current one, or what a
+    kill during :func:`swap_in` left as the temporary or the previous folder."""
+    best = None
+    for folder in (out / "checkpoint", out / ".checkpoint.tmp", out / ".checkpoint.old"):
+        try:
+            state = read_json(folder / "state.json")
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and isinstance(state.get("step"), int):
+            if best is None or state["step"] > best[1]["step"]:
+                best = (folder, state)
+    return best
+
+
+@contextmanager
+def folder_lock(folder: Path):
+    """One training per output folder: a second one with the same --name is one error line, not a crash."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(folder / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise XlirError(
+                f"another training is writing {folder}; wait for it to finish or choose another --name"
+            ) from None
+        yield
+
+
+@contextmanager
+def _nothing():
+    yield
 
 
 def training_device(torch, requested: str = "auto"):

@@ -1,0 +1,415 @@
+"""Reliability (issue 8): no silent wrong numbers, no silently lost results, one-line errors, no hangs.
+
+Each test names the case class of docs/RELIABILITY.md it covers. Real-process tests run the CLI on the real
+XQuAD-R / MLQA-R data with the fake plugins of conftest (fast, deterministic vectors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from test_cli import one_line_error
+
+from xlir_bench import cache, plugins, results
+from xlir_bench.errors import XlirError
+from xlir_bench.fileio import NotARegularFile, read_bytes, read_json
+from xlir_bench.report import Report
+
+
+def _env(site, tmp_path, **extra) -> dict:
+    return {"PYTHONPATH": str(site), "XLIR_BENCH_CACHE": str(tmp_path / "cache"), **extra}
+
+
+def _run(site, tmp_path, *args, suite="mlqa-r", setting="multilingual", **extra):
+    cmd = ["run", *args, "--suite", suite, "--results-dir", str(tmp_path / "results"), "--quiet"]
+    if setting:
+        cmd += ["--setting", setting]
+    return run_cli(*cmd, env_extra=_env(site, tmp_path, **extra))
+
+
+def _result(tmp_path, model: str, suite: str = "mlqa-r") -> dict:
+    return read_json(results.result_path(tmp_path / "results", model, suite))
+
+
+# -- 1. numerics of plugin vectors ----------------------------------------------------------------------------------
+def test_scaled_vectors_give_identical_numbers(fake_plugin_path, tmp_path):
+    """Cosine is scale-free: vectors times 1e20 or 1e-30 (float32) score exactly like unscaled ones."""
+    outs = []
+    for scale in ("1.0", "1e20", "1e-30"):
+        proc = _run(fake_plugin_path, tmp_path, "--model", "scaled", "--model-arg", f"scale={scale}", "--no-cache")
+        assert proc.returncode == 0, proc.stderr
+        outs.append(_result(tmp_path, f"scaled[scale={float(scale)}]"))
+    for other in outs[1:]:
+        assert other["settings"] == outs[0]["settings"]
+        assert other["per_query"]["AP"] == outs[0]["per_query"]["AP"]
+
+
+def test_all_zero_vectors_are_a_warning_in_the_result(fake_plugin_path, tmp_path):
+    proc = _run(fake_plugin_path, tmp_path, "--model", "scaled", "--model-arg", "zero_corpus=true")
+    assert proc.returncode == 0, proc.stderr
+    result = _result(tmp_path, "scaled[zero_corpus=True]")
+    assert any("all-zero vector(s)" in w and "candidates" in w for w in result["warnings"])
+    assert "all-zero" in proc.stderr
+
+
+# -- 2. the embedding cache is verified -----------------------------------------------------------------------------
+def _shards(tmp_path) -> list:
+    return sorted((tmp_path / "cache" / "embeddings").glob("*/*.json"))
+
+
+def _corrupt(manifest, how: str) -> None:
+    vecs, keys = cache._shard_files(manifest)
+    if how == "nan":
+        arr = np.load(vecs)
+        arr[0, 0] = np.nan
+        np.save(vecs, arr)
+    elif how == "zero-bytes":
+        data = bytearray(vecs.read_bytes())
+        data[-64:] = bytes(64)
+        vecs.write_bytes(bytes(data))
+    elif how == "random-bytes":
+        data = bytearray(vecs.read_bytes())
+        data[-64:] = np.random.default_rng(0).bytes(64)
+        vecs.write_bytes(bytes(data))
+    elif how == "reordered-keys":
+        arr = np.load(keys)
+        np.save(keys, arr[::-1].copy())
+    elif how == "truncated":
+        vecs.write_bytes(vecs.read_bytes()[:-100])
+    elif how == "fifo":
+        vecs.unlink()
+        os.mkfifo(vecs)
+    elif how == "wrong-dimension":  # a consistent shard (valid checksums) of another width
+        arr = np.load(vecs)[:, :3].copy()
+        np.save(vecs, arr)
+        info = json.loads(manifest.read_text())
+        info.update(dim=3, vecs_bytes=vecs.stat().st_size, vecs_sha256=cache.sha256(vecs.read_bytes()))
+        manifest.write_text(json.dumps(info))
+    else:
+        raise ValueError(how)
+
+
+CORRUPTIONS = ("nan", "zero-bytes", "random-bytes", "reordered-keys", "truncated", "fifo", "wrong-dimension")
+
+
+def test_corrupt_cache_shards_are_discarded_and_reencoded(fake_plugin_path, tmp_path):
+    """Seven kinds of damage, one per shard: the re-run reports each, re-encodes, and gives the same numbers."""
+    first = _run(fake_plugin_path, tmp_path, "--model", "hash-int")
+    assert first.returncode == 0, first.stderr
+    baseline = _result(tmp_path, "hash-int")
+    shards = _shards(tmp_path)
+    assert len(shards) >= len(CORRUPTIONS)
+    for manifest, how in zip(shards, CORRUPTIONS):
+        _corrupt(manifest, how)
+    second = _run(fake_plugin_path, tmp_path, "--model", "hash-int")
+    assert second.returncode == 0, second.stderr
+    again = _result(tmp_path, "hash-int")
+    assert again["settings"] == baseline["settings"]
+    assert again["per_query"] == baseline["per_query"]
+    assert sum("discarded cached shard" in w for w in again["warnings"]) == len(CORRUPTIONS), again["warnings"]
+    assert 0 < again["provenance"]["embedding_cache"]["hits"] < baseline["suite"]["queries"] + baseline["suite"][
+        "documents"
+    ]  # fmt: skip
+    third = _run(fake_plugin_path, tmp_path, "--model", "hash-int")  # healed: everything from the cache
+    assert third.returncode == 0
+    assert not [w for w in _result(tmp_path, "hash-int")["warnings"] if "cache" in w]
+
+
+def test_cache_identity_follows_the_plugin_source(tmp_path, monkeypatch):
+    """Editing a plugin's code (same version, same revision) gives another cache identity."""
+    from xlir_bench.runner import plugin_source_digest
+
+    (tmp_path / "edited_plugin.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = plugin_source_digest("edited_plugin:Thing")
+    (tmp_path / "edited_plugin.py").write_text("VALUE = 2\n")
+    assert plugin_source_digest("edited_plugin:Thing") != before != "unknown"
+    pkg = tmp_path / "edited_pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "helper.py").write_text("A = 1\n")
+    before = plugin_source_digest("edited_pkg:Thing")
+    (pkg / "sub" / "helper.py").write_text("A = 2\n")
+    assert plugin_source_digest("edited_pkg:Thing") != before
+
+
+def test_unwritable_cache_falls_back_with_a_warning(fake_plugin_path, tmp_path):
+    """XLIR_BENCH_CACHE naming a file, or a disk that fills up: the run goes on without the cache."""
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("x")
+    proc = run_cli(
+        "run", "--model", "hash-int", "--suite", "mlqa-r", "--setting", "multilingual", "--quiet",
+        "--results-dir", str(tmp_path / "results"),
+        env_extra={"PYTHONPATH": str(fake_plugin_path), "XLIR_BENCH_CACHE": str(blocker)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "embedding cache switched off" in proc.stderr
+    assert _result(tmp_path, "hash-int")["settings"]["multilingual"]["metrics"]["mAP"] > 0
+
+
+def test_disk_full_while_storing_disables_the_cache(tmp_path, monkeypatch):
+    store = cache.EmbeddingCache({"model": "m"}, root=tmp_path)
+
+    def full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache, "write_bytes", full)
+    store.store("queries", [b"k" * 16], np.ones((1, 4)))
+    assert store.disabled and "No space left on device" in store.warnings[0]
+    assert list(tmp_path.rglob("*.npy")) == []
+
+
+def test_concurrent_runs_store_each_vector_once(fake_plugin_path, tmp_path):
+    env = {**os.environ, **_env(fake_plugin_path, tmp_path)}
+    cmd = [sys.executable, "-m", "xlir_bench.cli", "run", "--model", "hash-int", "--suite", "mlqa-r"]
+    cmd += ["--setting", "multilingual", "--quiet"]
+    procs = [
+        subprocess.Popen([*cmd, "--results-dir", str(tmp_path / f"r{i}")], env=env, stderr=subprocess.PIPE)
+        for i in range(2)
+    ]
+    assert all(p.wait() == 0 for p in procs)
+    result = read_json(tmp_path / "r0" / "mlqa-r" / "hash-int.json")
+    (entry,) = cache.entries(tmp_path / "cache")
+    texts = result["suite"]["queries"] + result["suite"]["documents"]
+    assert entry.vectors <= texts  # unique texts may be fewer (duplicate sentences share a key)
+    assert entry.bad_shards == 0
+    assert read_json(tmp_path / "r1" / "mlqa-r" / "hash-int.json")["settings"] == result["settings"]
+
+
+def test_cache_info_and_clear_handle_damaged_folders(tmp_path):
+    store = cache.EmbeddingCache({"model": "m", "metadata": {"revision": "r"}}, root=tmp_path)
+    store.store("queries", [bytes([i]) * 16 for i in range(3)], np.ones((3, 4)))
+    store.store("corpus", [bytes([9]) * 16], np.ones((1, 4)))
+    (store.folder / "queries-orphan.vecs.npy").write_bytes(b"junk")  # a shard with no manifest
+    stale = store.folder / ".queries-x.vecs.npy.123.tmp"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (0, 0))
+    (entry,) = cache.entries(tmp_path)
+    assert (entry.model, entry.vectors, entry.bad_shards) == ("m", 4, 1)
+    store.store("corpus", [bytes([8]) * 16], np.ones((1, 4)))
+    assert not stale.exists()  # leftovers of interrupted writes are cleaned
+    (store.folder / "identity.json").unlink()
+    (entry,) = cache.entries(tmp_path)
+    assert not entry.identity_ok
+    assert cache.clear(tmp_path, model="m") == 0
+    assert cache.clear(tmp_path, broken=True) == 1
+    assert cache.entries(tmp_path) == []
+
+
+# -- 4. result identity ---------------------------------------------------------------------------------------------
+def test_result_file_names_never_collide():
+    labels = ["hashgram[n=4]", "hashgram:[n=4]", "hashgram_n_4", "hashgram:ü", "hashgram", "hashgram:?", "e5-small"]
+    stems = [results.file_stem(label) for label in labels]
+    assert len(set(stems)) == len(labels)
+    assert results.file_stem("e5-small") == "e5-small"
+    assert all("/" not in s and not s.startswith(".") for s in stems)
+
+
+def test_partial_rerun_keeps_the_other_settings(fake_plugin_path, tmp_path):
+    full = _run(fake_plugin_path, tmp_path, "--model", "hash-int", setting=None)
+    assert full.returncode == 0, full.stderr
+    before = _result(tmp_path, "hash-int")
+    mono = _run(fake_plugin_path, tmp_path, "--model", "hash-int", setting="monolingual")
+    assert mono.returncode == 0 and "kept cross-lingual, multilingual" in mono.stderr, mono.stderr
+    after = _result(tmp_path, "hash-int")
+    assert after["settings"] == before["settings"]
+    assert after["per_query"]["AP"] == before["per_query"]["AP"]
+    assert set(after["provenance"]["carried_over"]) == {"cross-lingual", "multilingual"}
+    other = _run(fake_plugin_path, tmp_path, "--model", "hash-int", "--model-arg", "dim=7", setting="monolingual")
+    assert other.returncode == 0
+    assert _result(tmp_path, "hash-int") == after  # another label, another file
+
+
+# -- 5. plugins cannot end the harness quietly ----------------------------------------------------------------------
+@pytest.mark.parametrize("code", ["0", "3"])
+def test_plugin_calling_sys_exit_is_an_error(fake_plugin_path, tmp_path, code):
+    proc = _run(fake_plugin_path, tmp_path, "--model", "exits", "--model-arg", f"code={code}")
+    one_line_error(proc, "sys.exit", "exits")
+    assert list((tmp_path / "results").rglob("*.json")) == []
+
+
+# -- 6. result files are validated ----------------------------------------------------------------------------------
+BAD_RESULTS = {
+    "metric-string": lambda r: r["settings"]["multilingual"]["metrics"].update(mAP="0.5"),
+    "model-string": lambda r: r.update(model="x"),
+    "settings-list": lambda r: r.update(settings=[]),
+    "metric-nan": lambda r: r["settings"]["multilingual"]["metrics"].update(mAP=float("nan")),
+    "metric-bool": lambda r: r["settings"]["multilingual"]["metrics"].update(mAP=True),
+}
+
+
+def test_bad_result_files_are_skipped_and_the_rest_shown(fake_plugin_path, tmp_path):
+    assert _run(fake_plugin_path, tmp_path, "--model", "hash-int").returncode == 0
+    good = _result(tmp_path, "hash-int")
+    folder = tmp_path / "results" / "mlqa-r"
+    for name, damage in BAD_RESULTS.items():
+        doc = json.loads(json.dumps(good))
+        damage(doc)
+        (folder / f"{name}.json").write_text(json.dumps(doc))  # Python writes NaN unless told not to
+    os.mkfifo(folder / "fifo.json")
+    (folder / "zero.json").symlink_to("/dev/zero")
+    for fmt in ("json", "table", "markdown"):
+        proc = run_cli("leaderboard", "--results-dir", str(tmp_path / "results"), "--format", fmt)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.count("skipped") == len(BAD_RESULTS) + 2, proc.stderr
+        if fmt == "json":
+            records = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON output"))
+            assert [r["model"] for r in records] == ["hash-int"]
+
+
+def test_result_with_nan_is_never_written(tmp_path):
+    doc = {"model": {"name": "m"}, "suite": {"name": "s"}, "settings": {"x": {"metrics": {"mAP": float("nan")}}}}
+    with pytest.raises(XlirError, match="NaN"):
+        results.dumps_result(doc)
+
+
+# -- 7. problems found before the compute ---------------------------------------------------------------------------
+@pytest.mark.parametrize("what", ["object", "nan"])
+def test_metadata_that_is_not_json_fails_before_encoding(fake_plugin_path, tmp_path, what):
+    proc = _run(fake_plugin_path, tmp_path, "--model", "bad-meta", "--model-arg", f"what={what}")
+    one_line_error(proc, "metadata cannot be written")
+
+
+def test_typo_in_a_later_model_is_found_first(fake_plugin_path, tmp_path):
+    proc = _run(fake_plugin_path, tmp_path, "--model", "hash-int", "--model", "hash-itn")
+    one_line_error(proc, "unknown model 'hash-itn'")
+    assert not (tmp_path / "results" / "mlqa-r").exists()
+
+
+def test_directory_in_place_of_the_result(fake_plugin_path, tmp_path):
+    (tmp_path / "results" / "mlqa-r" / "hash-int.json").mkdir(parents=True)
+    proc = _run(fake_plugin_path, tmp_path, "--model", "hash-int")
+    one_line_error(proc, "hash-int.json", "directory is in the way")
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_unwritable_suite_folder(fake_plugin_path, tmp_path):
+    folder = tmp_path / "results" / "mlqa-r"
+    folder.mkdir(parents=True)
+    folder.chmod(0o500)
+    try:
+        one_line_error(_run(fake_plugin_path, tmp_path, "--model", "hash-int"), "mlqa-r", "not writable")
+    finally:
+        folder.chmod(0o700)
+
+
+# -- 9. values ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--seed", "-1"], "--seed"),
+        (["--seed", str(2**40)], "--seed"),
+        (["--model-arg", "x=" + "[" * 100_000], "--model-arg x"),
+        (["--model-arg", "x=" + "-" * 5000 + "1"], "nested too deeply"),
+    ],
+)
+def test_bad_run_values_are_one_line(tmp_path, args, fragment):
+    proc = run_cli("run", "--model", "bm25", "--results-dir", str(tmp_path), "--quiet", *args)
+    one_line_error(proc, fragment)
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--alpha", "nan"], "--alpha"),
+        (["--lr", "nan"], "--lr"),
+        (["--lr", "-1"], "--lr"),
+        (["--lr", "1e6"], "--lr"),
+        (["--seed", "-1"], "--seed"),
+        (["--langs", "en,xx"], "xx not in the training data"),
+        (["--langs", ""], "names no language"),
+        (["--langs", ","], "names no language"),
+        (["--langs", "en", "--strategy", "cross"], "at least two languages"),
+    ],
+)
+def test_bad_train_values_are_one_line(tmp_path, args, fragment):
+    base = ["train", "--base", "e5-small", "--train-data", "mlqa-r", "--max-steps", "1", "--quiet"]
+    if "--strategy" not in args:
+        base += ["--strategy", "hybrid"]
+    proc = run_cli(*base, *args, env_extra={"XLIR_BENCH_MODELS": str(tmp_path)})
+    one_line_error(proc, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- 10. files that are not files -----------------------------------------------------------------------------------
+def test_reads_refuse_fifos_devices_and_huge_files(tmp_path):
+    fifo = tmp_path / "x.json"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def attempt():
+        with pytest.raises(NotARegularFile):
+            read_bytes(fifo)
+        done.set()
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert done.is_set(), "reading a FIFO blocked"
+    with pytest.raises(NotARegularFile):
+        read_bytes("/dev/zero")
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * 2048)
+    with pytest.raises(NotARegularFile, match="limit"):
+        read_bytes(big, limit=1024)
+    (tmp_path / "nan.json").write_text('{"a": NaN}')
+    with pytest.raises(ValueError, match="NaN"):
+        read_json(tmp_path / "nan.json")
+
+
+# -- 12. plugin names and labels ------------------------------------------------------------------------------------
+def test_builtin_names_cannot_be_taken_over(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    info = site / "evil_plugins-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "evil_plugins.py").write_text("class Evil:\n    def __init__(self, **kw): pass\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-plugins\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[xlir_bench.models]\nbm25 = evil_plugins:Evil\n")
+    monkeypatch.syspath_prepend(str(site))
+    (ep, _) = plugins.find_entry_point("bm25")
+    assert ep.value == "xlir_bench.models.bm25:BM25"
+    (info_bm25,) = [i for i in plugins.discover(check=False) if i.name == "bm25"]
+    assert info_bm25.shadows == ["evil-plugins 1.0 -> evil_plugins:Evil"]
+    proc = run_cli("models", env_extra={"PYTHONPATH": str(site)})
+    assert proc.returncode == 0 and "also registered (not used)" in proc.stdout and "evil" in proc.stdout
+
+
+def test_labels_with_markup_and_pipes_render_in_every_format():
+    record = {"model": "m|x[dtype=int8]", "suite": "s", "setting": "multilingual", "mAP": 0.5}
+    report = Report([record])
+    md = report.render("markdown").splitlines()
+    assert "m\\|x[dtype=int8]" in md[2] and md[2].count(" | ") == md[0].count(" | ")
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(report.rich_table())
+    assert "m|x[dtype=int8]" in console.export_text()
+
+
+def test_cached_vectors_of_another_width_are_cleared_not_blamed_on_the_plugin(tmp_path):
+    """A plugin changed its dimension without changing its revision: the stale cache goes, with a warning."""
+    from types import SimpleNamespace
+
+    from xlir_bench.scoring import encode_items
+
+    class Four:
+        def call(self, method, items, **kw):
+            return np.ones((len(items), 4))
+
+    model = SimpleNamespace(name="four", call=Four().call)
+    store = cache.EmbeddingCache({"model": "four"}, root=tmp_path)
+    texts = ["a", "b", "c"]
+    store.store("queries", [cache.text_key("en", t) for t in texts[:2]], np.ones((2, 3)))
+    fresh = cache.EmbeddingCache({"model": "four"}, root=tmp_path)
+    matrix, dim, hits = encode_items(model, fresh, 8, "queries", "encode_queries", "en", texts, None)
+    assert (matrix.shape, dim, hits) == ((3, 4), 4, 0)
+    assert any("cleared the cached vectors" in w for w in fresh.warnings)
+    again = cache.EmbeddingCache({"model": "four"}, root=tmp_path)
+    assert encode_items(model, again, 8, "queries", "encode_queries", "en", texts, None)[2] == 3

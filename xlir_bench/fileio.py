@@ -1,0 +1,105 @@
+"""Reading files the harness did not necessarily write: regular files only, size-limited, strict JSON.
+
+A results folder or cache can hold anything a user (or an accident) put there: a FIFO named ``x.json`` blocks a
+plain ``open().read()`` forever, a symlink to ``/dev/zero`` eats all memory, and Python's ``json`` accepts
+``NaN``/``Infinity``, which are not JSON and poison every number computed from them. Everything here refuses
+those with an ``OSError``/``ValueError`` (callers already treat both as "unusable file") instead of hanging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+MiB = 2**20
+JSON_LIMIT = 256 * MiB  # far above any result file (a MIRACL result with per-query AP is a few MiB)
+
+
+class NotARegularFile(OSError):
+    """The path is a FIFO, device, socket or directory, or larger than the caller's limit."""
+
+
+def read_bytes(path: str | os.PathLike, limit: int = JSON_LIMIT) -> bytes:
+    """The file's bytes, if it is a regular file (symlinks followed) of at most ``limit`` bytes.
+
+    Opened non-blocking, so a FIFO is seen (and refused) by ``fstat`` before any read can block on it.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise NotARegularFile(f"{path} is {info.st_size / MiB:.1f} MiB, above the {limit / MiB:.0f} MiB limit")
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 8 * MiB))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:  # grew while being read
+            raise NotARegularFile(f"{path} grew above the {limit / MiB:.0f} MiB limit while being read")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads_strict(text: str | bytes):
+    """``json.loads`` that refuses NaN, Infinity and -Infinity (Python's json accepts them by default)."""
+    return json.loads(text, parse_constant=_no_constants)
+
+
+def read_json(path: str | os.PathLike, limit: int = JSON_LIMIT):
+    """Strict JSON from a regular file of at most ``limit`` bytes (``OSError`` or ``ValueError`` otherwise)."""
+    return loads_strict(read_bytes(path, limit).decode("utf-8"))
+
+
+def is_regular(path: Path) -> bool:
+    """True for a regular file (after symlinks); False for FIFOs, devices, folders and missing paths."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary sibling, fsync, then a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """A plain ``.npy`` image (no pickle) of ``array``."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def load_npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
