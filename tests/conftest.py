@@ -24,6 +24,9 @@ def pytest_configure(config):
     # A private cache per test session: embeddings and converted models never leak in from a user's cache.
     os.environ["XLIR_BENCH_CACHE"] = tempfile.mkdtemp(prefix="xlir-bench-test-cache-")
     os.environ["HF_HUB_OFFLINE"] = "1"
+    # Runs without --results-dir go to $XDG_DATA_HOME/xlir-bench/results: a private one, never the user's.
+    os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="xlir-bench-test-data-home-")
+    os.environ.pop("XLIR_BENCH_RESULTS", None)
 
 
 @pytest.fixture(scope="session")

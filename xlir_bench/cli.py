@@ -157,7 +157,9 @@ def _progress(quiet: bool) -> Progress:
     type=click.Choice(SETTINGS),
     help="Only these settings (default: all three).",
 )
-@click.option("--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else results/).")
+@click.option(
+    "--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else ~/.local/share/xlir-bench/results)."
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -383,7 +385,9 @@ def experiment_group() -> None:
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU).")
 @click.option("--allow-overlap", is_flag=True, help="Run even when training texts occur in the evaluation suite.")
 @_training_device_options
-@click.option("--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else results/).")
+@click.option(
+    "--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else ~/.local/share/xlir-bench/results)."
+)
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
 def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size, alpha, max_length, hard_negatives,
@@ -439,21 +443,36 @@ def cache_clear(model: str | None, broken: bool) -> None:
 
 
 @cli.command("leaderboard")
-@click.option("--results-dir", help="Where results are (else XLIR_BENCH_RESULTS, else results/).")
+@click.option("--results-dir", help="Your results (else XLIR_BENCH_RESULTS, else ~/.local/share/xlir-bench/results).")
+@click.option(
+    "--reference", is_flag=True,
+    help="Also show the project's reference results (results/ of the checkout, or XLIR_BENCH_REFERENCE), marked.",
+)  # fmt: skip
 @click.option("--suite", help="Only this suite (xquad-r, mlqa-r, miracl or miracl:<lang,...>).")
 @click.option("--setting", type=click.Choice(SETTINGS), help="Only this setting.")
 @click.option("--model", help="Only this model.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-def leaderboard_cmd(results_dir, suite, setting, model, fmt) -> None:
-    """Show every result as one table (terminal, Markdown, CSV, LaTeX or JSON)."""
+def leaderboard_cmd(results_dir, reference, suite, setting, model, fmt) -> None:
+    """Show results as one table (terminal, Markdown, CSV, LaTeX or JSON)."""
     suite = suites.resolve([suite])[0] if suite else None
-    loaded = results.load_results(results.results_dir(results_dir))
+    mine = results.results_dir(results_dir)
+    ref = results.reference_dir()
+    loaded = results.load_results(mine)
+    if reference and ref is not None and ref.resolve() != mine.resolve():
+        extra = results.load_results(ref)
+        for doc in extra.results:
+            doc["_reference"] = True
+        loaded = results.Loaded(loaded.results + extra.results, loaded.warnings + extra.warnings)
+    elif reference:
+        err.print("note: no reference results here (a source checkout has them in results/; or set "
+                  "XLIR_BENCH_REFERENCE)", highlight=False)  # fmt: skip
     for warning in loaded.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     report = Report.from_results(loaded.results, suite=suite, setting=setting, model=model)
     if fmt == "table":
         if not report.records:
-            err.print("no results to show")
+            hint = " (--reference shows the project's reference results)" if not reference and ref else ""
+            err.print(f"no results to show in {escape(str(mine))}{hint}", highlight=False)
         else:
             out.print(report.rich_table(title="xlir-bench leaderboard"))
     else:

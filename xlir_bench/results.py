@@ -30,8 +30,59 @@ REQUIRED_KEYS = ("schema_version", "model", "suite", "settings")
 
 
 def results_dir(option: str | os.PathLike | None) -> Path:
-    """``--results-dir``, else ``XLIR_BENCH_RESULTS``, else ``results/``."""
-    return Path(option or os.environ.get("XLIR_BENCH_RESULTS") or "results")
+    """Where a user's results go: ``--results-dir``, else ``XLIR_BENCH_RESULTS``, else
+    ``$XDG_DATA_HOME/xlir-bench/results`` (``~/.local/share/xlir-bench/results``). Never the project's reference
+    results (:func:`reference_dir`), which only change when someone passes their folder on purpose."""
+    if option or os.environ.get("XLIR_BENCH_RESULTS"):
+        return Path(option or os.environ["XLIR_BENCH_RESULTS"]).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "xlir-bench" / "results"
+
+
+def reference_dir() -> Path | None:
+    """The project's reference results: ``XLIR_BENCH_REFERENCE``, else ``results/`` of the source checkout this
+    package runs from (None when there is none, e.g. a wheel install)."""
+    env = os.environ.get("XLIR_BENCH_REFERENCE")
+    if env:
+        return Path(env).expanduser()
+    here = Path(__file__).resolve().parents[1] / "results"
+    return here if (here / "xquad-r").is_dir() else None
+
+
+def _roots() -> list[tuple[str, str]]:
+    """(absolute prefix, portable name), longest first: named roots, then the home folder."""
+    from .suites.download import cache_dir
+
+    named = [
+        (os.environ.get("XLIR_BENCH_MODELS"), "$XLIR_BENCH_MODELS"),
+        (str(cache_dir()), "$XLIR_BENCH_CACHE"),
+        (os.environ.get("XLIR_BENCH_DATA"), "$XLIR_BENCH_DATA"),
+        (tempfile.gettempdir(), "$TMPDIR"),
+        (str(Path.home()), "~"),
+    ]
+    out = []
+    for prefix, name in named:
+        if prefix and os.path.isabs(prefix) and prefix != "/":
+            out.append((os.path.normpath(prefix), name))
+            real = os.path.realpath(prefix)
+            if real != os.path.normpath(prefix):
+                out.append((real, name))
+    return sorted(out, key=lambda item: -len(item[0]))
+
+
+def portable(doc, roots: list[tuple[str, str]] | None = None):
+    """``doc`` with every machine-specific absolute path in its strings written relative to a named root
+    (``$XLIR_BENCH_CACHE/models/...``, ``$TMPDIR/...``, ``~/...``): results are shared, home folders are not."""
+    roots = _roots() if roots is None else roots
+    if isinstance(doc, dict):
+        return {k: portable(v, roots) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [portable(v, roots) for v in doc]
+    if isinstance(doc, str) and "/" in doc:
+        for prefix, name in roots:
+            pattern = r"(?<![\w./-])" + re.escape(prefix) + r"(?=/|$|[\s\"'=:,;])"
+            doc = re.sub(pattern, lambda _m, name=name: name, doc)
+    return doc
 
 
 def slug(name: str) -> str:
@@ -113,7 +164,7 @@ def dumps_result(result: dict) -> str:
     """Indented JSON for the summary, with the bulky ``per_query`` member written compactly at the end.
 
     NaN or infinity anywhere is a bug upstream (JSON cannot hold them), reported before anything is written."""
-    head = {k: v for k, v in result.items() if k != "per_query"}
+    head = portable({k: v for k, v in result.items() if k != "per_query"})
     try:
         text = json.dumps(head, indent=1, ensure_ascii=False, allow_nan=False)
     except ValueError as exc:
@@ -128,6 +179,7 @@ def write_result(root: Path, result: dict) -> tuple[Path, list[str]]:
     """Write ``result`` (merged with what the file already holds, see :func:`merge_previous`); return the path
     and notes for the user about what was kept or dropped."""
     path = result_path(root, result["model"]["name"], result["suite"]["name"])
+    result.update(portable({k: v for k, v in result.items() if k != "per_query"}))
     notes = merge_previous(result, path)
     write_atomic(path, dumps_result(result))
     return path, notes

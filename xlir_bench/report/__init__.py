@@ -27,6 +27,8 @@ def records_of(result: dict) -> list[dict]:
         if not block:
             continue
         row = {"model": result["model"]["name"], "suite": result["suite"]["name"], "setting": setting}
+        if result.get("_reference"):
+            row["set"] = "reference"
         row.update({name: block["metrics"].get(name) for name in MEASURES})
         if setting == "multilingual" and "bias" in block:
             row.update({name: block["bias"].get(name) for name in BIAS_COLUMNS})
@@ -55,7 +57,7 @@ class Report:
 
     @property
     def columns(self) -> list[str]:
-        cols = ["model", "suite", "setting", *MEASURES]
+        cols = ["model", *(["set"] if any("set" in r for r in self.records) else []), "suite", "setting", *MEASURES]
         if any(r["setting"] == "multilingual" for r in self.records):
             cols += list(BIAS_COLUMNS)
         return cols
@@ -85,7 +87,7 @@ class Report:
 
         table = Table(title=title)
         for col in self.columns:
-            table.add_column(col, justify="left" if col in ("model", "suite", "setting") else "right")
+            table.add_column(col, justify="left" if col in ("model", "set", "suite", "setting") else "right")
         for row in self.rows():  # labels such as e5-small[dtype=int8] are text, not rich markup
             table.add_row(*(escape(cell) for cell in row))
         return table
