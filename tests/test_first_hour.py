@@ -50,3 +50,28 @@ def test_portable_paths_keep_urls_and_lookalikes():
         "a": ["~/m", "/home/anna/m", "https://x/home/ann", "--dir=$TMPDIR/x"],
         "n": 1,
     }
+
+
+def test_progress_moves_once_per_batch(tmp_path, fake_plugin_path, monkeypatch):
+    """Built-in encoders report every batch; a plugin without a ``progress`` keyword moves once per call. Either
+    way the bar ends exactly at the number of texts."""
+    import pytest
+
+    pytest.importorskip("transformers")
+    from conftest import make_tiny_bert
+
+    from xlir_bench.plugins import load_model
+    from xlir_bench.scoring import encode_items
+
+    model = load_model(f"hf:{make_tiny_bert(tmp_path, layers=1)}", device="cpu")
+    texts = [f"question number {i} " + "word " * (i % 7) for i in range(50)]
+    steps: list[int] = []
+    encode_items(model, None, 4, "queries", "encode_queries", "en", texts, None, steps.append)
+    batches = model.plugin.batches([len(x) for x in model.plugin.tokenizer(texts)["input_ids"]], 4)
+    assert len(steps) == len(batches) > 1 and sum(steps) == len(texts)
+
+    monkeypatch.syspath_prepend(str(fake_plugin_path))
+    plain = load_model("hash-int", device="cpu")
+    steps.clear()
+    encode_items(plain, None, 4, "queries", "encode_queries", "en", texts, None, steps.append)
+    assert steps == [len(texts)]

@@ -11,7 +11,8 @@ A name ``prefix:argument`` that is not itself registered calls the plugin ``pref
 The returned object implements one of two protocols:
 
 * :class:`Encoder` (dense): ``encode_queries`` / ``encode_corpus`` return (n, d) float arrays; scores are cosine
-  similarity unless ``similarity = "dot"``.
+  similarity unless ``similarity = "dot"``. A method that declares a ``progress`` keyword gets a callable to call
+  with the number of texts it finished (once per batch), so progress bars move per batch.
 * :class:`Retriever` (scoring, e.g. BM25): ``build_index(docs)`` returns an index whose
   ``score(queries, *, language)`` gives the (n_queries, n_docs) score matrix against the indexed docs.
 
@@ -94,12 +95,27 @@ class LoadedModel:
 
         Any exception becomes one line naming the plugin and the method.
         """
+        progress = kwargs.pop("progress", None)
         try:
-            return getattr(self.plugin if target is None else target, method)(*args, **kwargs)
+            function = getattr(self.plugin if target is None else target, method)
+            if progress is not None and accepts_progress(function):
+                kwargs["progress"] = progress
+            return function(*args, **kwargs)
         except XlirError:
             raise
         except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything, sys.exit() included
             raise plugin_failure(exc, f"model plugin {self.name!r} failed in {method}") from None
+
+
+def accepts_progress(function) -> bool:
+    """Whether a plugin method takes the optional ``progress`` keyword (a callable it calls with the number of
+    texts finished, e.g. once per batch). Plugins without it are advanced once per call by the harness."""
+    import inspect
+
+    try:
+        return "progress" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def plugin_failure(exc: BaseException, context: str) -> BaseException:

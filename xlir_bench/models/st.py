@@ -69,12 +69,24 @@ class SentenceTransformerEncoder:
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return getter()
 
-    def encode_queries(self, texts: list[str], *, language: str, batch_size: int) -> np.ndarray:
-        return self.model.encode_query(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    def encode_queries(self, texts: list[str], *, language: str, batch_size: int, progress=None) -> np.ndarray:
+        return in_slices(self.model.encode_query, texts, batch_size, progress)
 
-    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int) -> np.ndarray:
-        texts = [d["text"] for d in docs]
-        return self.model.encode_document(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int, progress=None) -> np.ndarray:
+        return in_slices(self.model.encode_document, [d["text"] for d in docs], batch_size, progress)
+
+
+def in_slices(encode, texts: list[str], batch_size: int, progress=None, batches_per_slice: int = 4) -> np.ndarray:
+    """``encode`` over slices of a few batches, reporting ``progress`` after each: sentence-transformers has no
+    per-batch callback. Each slice is still sorted by length inside ``encode``."""
+    size = max(1, batch_size * batches_per_slice)
+    parts = []
+    for lo in range(0, len(texts), size):
+        chunk = texts[lo : lo + size]
+        parts.append(encode(chunk, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False))
+        if progress is not None:
+            progress(len(chunk))
+    return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
 
 
 def st(name_or_path: str | None = None, **options: Any) -> SentenceTransformerEncoder:

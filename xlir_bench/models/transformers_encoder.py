@@ -180,11 +180,11 @@ class TransformersEncoder:
         }
 
     # -- protocol -------------------------------------------------------------------------------------------
-    def encode_queries(self, texts: list[str], *, language: str, batch_size: int) -> np.ndarray:
-        return self.encode([self.query_prefix + t for t in texts], batch_size=batch_size)
+    def encode_queries(self, texts: list[str], *, language: str, batch_size: int, progress=None) -> np.ndarray:
+        return self.encode([self.query_prefix + t for t in texts], batch_size=batch_size, progress=progress)
 
-    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int) -> np.ndarray:
-        return self.encode([self.passage_prefix + d["text"] for d in docs], batch_size=batch_size)
+    def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int, progress=None) -> np.ndarray:
+        return self.encode([self.passage_prefix + d["text"] for d in docs], batch_size=batch_size, progress=progress)
 
     # -- work -----------------------------------------------------------------------------------------------
     def batches(self, lengths: list[int], batch_size: int) -> list[np.ndarray]:
@@ -216,7 +216,8 @@ class TransformersEncoder:
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.model = model.to(self.device)
 
-    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 32, progress=None) -> np.ndarray:
+        """Embeddings of ``texts`` in input order; ``progress(n)`` is called after each batch of n texts."""
         torch = _torch()
         self.load()
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, add_special_tokens=True)
@@ -239,6 +240,8 @@ class TransformersEncoder:
                 if self.normalize:
                     pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 out[batch] = pooled.cpu().numpy()
+                if progress is not None:
+                    progress(len(batch))
         return out
 
 
