@@ -75,3 +75,33 @@ def test_progress_moves_once_per_batch(tmp_path, fake_plugin_path, monkeypatch):
     steps.clear()
     encode_items(plain, None, 4, "queries", "encode_queries", "en", texts, None, steps.append)
     assert steps == [len(texts)]
+
+
+def test_offline_hub_models_fail_fast_in_one_line(tmp_path):
+    """Not cached and no hub: one line, exit 2, within 5 s, for run and for train (HF_HUB_OFFLINE unset; the hub
+    endpoint refuses connections)."""
+    import os
+    import time
+
+    from test_cli import one_line_error
+
+    env = {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    assert "HF_HUB_OFFLINE" in os.environ  # conftest sets it; the runs below clear it
+    for args, fragment in (
+        (["run", "--model", "xlmr", "--suite", "mlqa-r", "--results-dir", str(tmp_path)], "hf:/path/to/model"),
+        (
+            ["train", "--base", "xlmr", "--strategy", "hybrid", "--train-data", "mlqa-r", "--max-steps", "1"],
+            "--base hf:/path/to/a/downloaded/model",
+        ),
+    ):
+        start = time.perf_counter()
+        proc = run_cli(*args, "--quiet", env_extra={**env, "XLIR_BENCH_MODELS": str(tmp_path / "models")})
+        assert time.perf_counter() - start < 5 + 3  # + interpreter and import start-up on a loaded CI machine
+        one_line_error(proc, "'FacebookAI/xlm-roberta-base' is not in the local Hugging Face cache", fragment)
+
+
+def test_untrained_plugin_names_the_command_and_what_it_needs(tmp_path):
+    from test_cli import one_line_error
+
+    proc = run_cli("run", "--model", "hybrid-xlmr", "--quiet", env_extra={"XLIR_BENCH_MODELS": str(tmp_path)})
+    one_line_error(proc, "xlir-bench train --base xlmr --strategy hybrid", "needs the hub")

@@ -81,20 +81,74 @@ def resolve_source(name_or_path: str) -> tuple[str, Path | None]:
     return (str(local), local) if local.is_dir() else (name_or_path, None)
 
 
-def read_config(name_or_path: str, *, trust_remote_code: bool = False):
-    """(config, revision) without loading weights: enough to identify the model, e.g. for the embedding cache."""
+_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) accepts a TCP connection, asked once per process with a short
+    timeout. Without it, an offline machine spends ~30 s in the hub client's retries before failing."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    key = url.netloc
+    if key not in _REACHABLE:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            with socket.create_connection((url.hostname or "", port), timeout=timeout):
+                _REACHABLE[key] = True
+        except OSError:
+            _REACHABLE[key] = False
+    return _REACHABLE[key]
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an odd id or an old huggingface_hub: let transformers decide
+        return True
+
+
+def not_available(name_or_path: str, hint: str = "hf:/path/to/model") -> XlirError:
+    return XlirError(
+        f"model {name_or_path!r} is not in the local Hugging Face cache and the hub is unreachable (offline?); "
+        f"pass a local folder ({hint}) or download it once online (HF_HOME sets the cache)"
+    )
+
+
+def read_config(name_or_path: str, *, trust_remote_code: bool = False, hint: str = "hf:/path/to/model"):
+    """(config, revision) without loading weights: enough to identify the model, e.g. for the embedding cache.
+
+    A hub id is looked up in the local cache first; only when it is not there is the hub asked, and an unreachable
+    hub is one error line at once instead of retries."""
+    source, local = resolve_source(name_or_path)
+    if local is None and not _in_hub_cache(source) and not hub_reachable():
+        raise not_available(name_or_path, hint)  # before importing transformers and torch (seconds)
     from transformers import AutoConfig
 
-    source, local = resolve_source(name_or_path)
     try:
         with quiet_transformers():
-            config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+            if local is not None:
+                config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+            else:
+                try:
+                    config = AutoConfig.from_pretrained(
+                        source, trust_remote_code=trust_remote_code, local_files_only=True
+                    )
+                except (OSError, ValueError):
+                    if not hub_reachable():
+                        raise not_available(name_or_path, hint) from None
+                    config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         if local is not None:
             raise XlirError(f"cannot load a transformers model from {local}: {str(exc).splitlines()[0]}") from None
         raise XlirError(
-            f"model {name_or_path!r} is not in the local Hugging Face cache and could not be downloaded; "
-            "pass a local folder (hf:/path/to/model) or download it once online (HF_HOME sets the cache)"
+            f"model {name_or_path!r} is not in the local Hugging Face cache and could not be downloaded "
+            f"({str(exc).splitlines()[0][:120]}); pass a local folder ({hint}) or download it once online"
         ) from None
     revision = getattr(config, "_commit_hash", None) or (weights_digest(local) if local is not None else "unknown")
     return config, revision

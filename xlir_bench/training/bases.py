@@ -30,7 +30,15 @@ def resolve(name: str) -> Base:
 
         return Base(name, str(converted_path()), "query: ", "passage: ")
     if name in HUB:
-        return Base(name, *HUB[name])
+        return _available(Base(name, *HUB[name]))
     if name.startswith("hf:") and len(name) > 3:
-        return Base(name, name[3:])
+        return _available(Base(name, name[3:]))
     raise XlirError(f"unknown base model {name!r}; choose from {', '.join(NAMES)}")
+
+
+def _available(base: Base) -> Base:
+    """Fail at once, in one line, when a hub base is neither cached nor downloadable (offline)."""
+    from ..models.transformers_encoder import read_config
+
+    read_config(base.path, hint="--base hf:/path/to/a/downloaded/model")
+    return base

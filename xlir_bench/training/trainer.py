@@ -486,9 +486,18 @@ def models_dir() -> Path:
 def require_trained(name: str) -> Path:
     folder = models_dir() / name
     if not (folder / "card.json").is_file():
-        strategy, _, base = name.partition("-")
-        hint = (
-            f"xlir-bench train --base {base} --strategy {strategy} --train-data mlqa-r" if base else "xlir-bench train"
-        )
-        raise XlirError(f"model {name!r} is not trained yet (looked in {folder}); train it with: {hint}")
+        raise XlirError(f"model {name!r} is not trained yet (looked in {folder}); train it with: {train_hint(name)}")
     return folder
+
+
+def train_hint(name: str) -> str:
+    """The command that trains a named plugin such as ``hybrid-xlmr``, and what that command needs."""
+    from .bases import HUB
+
+    strategy, _, base = name.partition("-")
+    if not base:
+        return "xlir-bench train"
+    command = f"xlir-bench train --base {base} --strategy {strategy} --train-data mlqa-r"
+    if base in HUB:
+        command += f" (downloads {HUB[base][0]} once: needs the hub, or use --base hf:/path/to/a/downloaded/model)"
+    return command
