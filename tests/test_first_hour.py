@@ -105,3 +105,17 @@ def test_untrained_plugin_names_the_command_and_what_it_needs(tmp_path):
 
     proc = run_cli("run", "--model", "hybrid-xlmr", "--quiet", env_extra={"XLIR_BENCH_MODELS": str(tmp_path)})
     one_line_error(proc, "xlir-bench train --base xlmr --strategy hybrid", "needs the hub")
+
+
+def test_models_tells_trained_from_untrained(tmp_path):
+    card = {"strategy": "hybrid", "alpha": 0.5, "data": "mlqa-r", "languages": ["en", "de"], "steps": 60, "seed": 1,
+            "base": "e5-small"}  # fmt: skip
+    (tmp_path / "hybrid-e5-small").mkdir()
+    (tmp_path / "hybrid-e5-small" / "card.json").write_text(json.dumps(card))
+    proc = run_cli("models", env_extra={"XLIR_BENCH_MODELS": str(tmp_path), "COLUMNS": "300"})
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.replace("│", " ").split())  # wrapped cells continue on rows with empty neighbours
+    assert "hybrid-e5-small xlir-bench" in text
+    assert "trained: hybrid alpha=0.5 on mlqa-r (en,de), 60 steps, seed 1, base e5-small" in text
+    assert "needs training: xlir-bench train --base e5-small --strategy mono" in text
+    assert "1 trained model(s)" in text

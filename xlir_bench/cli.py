@@ -72,8 +72,14 @@ def models_cmd() -> None:
     for col in ("model", "provided by", "entry point", "status"):
         table.add_column(col)
     infos = plugins.discover(check=True)
+    from .models.trained import status as trained_status
+
     for info in infos:
         status = "[green]ok[/]" if info.error is None else f"[red]broken: {escape(info.error)}[/]"
+        weights = trained_status(info.name, info.target) if info.error is None else None
+        if weights is not None:
+            colour = "yellow" if weights.startswith("needs training") else "green"
+            status = f"[{colour}]{escape(weights)}[/]"
         if info.shadows:
             status += f"\n[yellow]also registered (not used): {escape('; '.join(info.shadows))}[/]"
         table.add_row(escape(info.name), escape(info.distribution), escape(info.target), status)
@@ -457,7 +463,7 @@ def leaderboard_cmd(results_dir, reference, suite, setting, model, fmt) -> None:
     suite = suites.resolve([suite])[0] if suite else None
     mine = results.results_dir(results_dir)
     ref = results.reference_dir()
-    loaded = results.load_results(mine)
+    loaded = results.load_results(mine) if mine.is_dir() or not reference else results.Loaded([], [])
     if reference and ref is not None and ref.resolve() != mine.resolve():
         extra = results.load_results(ref)
         for doc in extra.results:

@@ -56,3 +56,33 @@ def _named(name: str):
 
 mono_e5_small, cross_e5_small, hybrid_e5_small = (_named(f"{s}-e5-small") for s in ("mono", "cross", "hybrid"))
 mono_xlmr, cross_xlmr, hybrid_xlmr = (_named(f"{s}-xlmr") for s in ("mono", "cross", "hybrid"))
+
+
+TRAINED_TARGET = "xlir_bench.models.trained:"
+
+
+def training_summary(card: dict) -> str:
+    """One line on how a model was trained, for `models` and the leaderboard."""
+    alpha = f" alpha={card.get('alpha')}" if card.get("strategy") == "hybrid" else ""
+    stop = f", best at step {card['best_step']}" if card.get("best_step") else ""
+    return (
+        f"{card.get('strategy')}{alpha} on {card.get('data')} ({','.join(card.get('languages') or [])}), "
+        f"{card.get('steps')} steps{stop}, seed {card.get('seed')}, base {card.get('base')}"
+    )
+
+
+def status(name: str, target: str) -> str | None:
+    """For the trained-model plugins: whether weights exist (and how they were trained) or the command that
+    trains them; None for any other plugin."""
+    from ..training.trainer import models_dir, train_hint
+
+    if not target.startswith(TRAINED_TARGET):
+        return None
+    if name == "trained":
+        folders = sorted(p.name for p in models_dir().glob("*/card.json")) if models_dir().is_dir() else []
+        return f"{len(folders)} trained model(s) in {models_dir()} (use trained:<name>)"
+    try:
+        card = read_json(models_dir() / name / "card.json")
+    except (OSError, ValueError):
+        return f"needs training: {train_hint(name)}"
+    return f"trained: {training_summary(card)}"

@@ -20,6 +20,16 @@ BIAS_COLUMNS = ("rank_distance", "lang_pref@1")
 FORMATS = ("table", "markdown", "csv", "latex", "json")
 
 
+TEXT_COLUMNS = ("model", "set", "training", "suite", "setting")
+
+
+def training_label(training: dict) -> str:
+    """What a fine-tuned model was trained with, short: ``hybrid a=0.5, mlqa-r, 60 steps, seed 0``."""
+    alpha = f" a={training.get('alpha')}" if training.get("strategy") == "hybrid" else ""
+    steps, seed = training.get("steps"), training.get("seed")
+    return f"{training.get('strategy')}{alpha}, {training.get('data')}, {steps} steps, seed {seed}"
+
+
 def records_of(result: dict) -> list[dict]:
     rows = []
     for setting in SETTINGS:
@@ -29,6 +39,9 @@ def records_of(result: dict) -> list[dict]:
         row = {"model": result["model"]["name"], "suite": result["suite"]["name"], "setting": setting}
         if result.get("_reference"):
             row["set"] = "reference"
+        training = (result["model"].get("metadata") or {}).get("training")
+        if isinstance(training, dict):
+            row["training"] = training_label(training)
         row.update({name: block["metrics"].get(name) for name in MEASURES})
         if setting == "multilingual" and "bias" in block:
             row.update({name: block["bias"].get(name) for name in BIAS_COLUMNS})
@@ -57,7 +70,8 @@ class Report:
 
     @property
     def columns(self) -> list[str]:
-        cols = ["model", *(["set"] if any("set" in r for r in self.records) else []), "suite", "setting", *MEASURES]
+        optional = [c for c in ("set", "training") if any(c in r for r in self.records)]
+        cols = ["model", *optional, "suite", "setting", *MEASURES]
         if any(r["setting"] == "multilingual" for r in self.records):
             cols += list(BIAS_COLUMNS)
         return cols
@@ -87,7 +101,7 @@ class Report:
 
         table = Table(title=title)
         for col in self.columns:
-            table.add_column(col, justify="left" if col in ("model", "set", "suite", "setting") else "right")
+            table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
         for row in self.rows():  # labels such as e5-small[dtype=int8] are text, not rich markup
             table.add_row(*(escape(cell) for cell in row))
         return table
