@@ -1,4 +1,5 @@
-"""Shared fixtures: the real evaluation data (XLIR_BENCH_DATA, default ../shared/data) and fake plugins."""
+"""Shared fixtures: the real evaluation data (XLIR_BENCH_DATA, else the cache's verified copy from `xlir-bench data
+download`, else ../shared/data, else a pinned download) and fake plugins."""
 
 from __future__ import annotations
 
@@ -14,7 +15,32 @@ import pytest
 from xlir_bench import suites
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("XLIR_BENCH_DATA") or ROOT.parent / "shared" / "data").resolve()
+
+
+def _find_data() -> Path:
+    """XLIR_BENCH_DATA when set; else the user cache's data folder (filled by `xlir-bench data download`, or here
+    by downloading the pinned files when online); else ../shared/data of the development machines."""
+    if os.environ.get("XLIR_BENCH_DATA"):
+        return Path(os.environ["XLIR_BENCH_DATA"]).resolve()
+    from xlir_bench.errors import XlirError
+    from xlir_bench.suites import datafiles
+
+    cached = datafiles.default_target()
+    if all(f.good for f in datafiles.verify(cached)):
+        return cached.resolve()
+    shared = ROOT.parent / "shared" / "data"
+    if (shared / "xquad-r" / "en.json").is_file():
+        return shared.resolve()
+    try:
+        datafiles.fetch_all(cached)  # the pinned, checksummed download (needs network once)
+    except XlirError as exc:
+        raise pytest.UsageError(
+            f"evaluation data not found: set XLIR_BENCH_DATA, or run `xlir-bench data download` online ({exc})"
+        ) from None
+    return cached.resolve()
+
+
+DATA = _find_data()
 
 
 def pytest_configure(config):

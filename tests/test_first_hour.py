@@ -119,3 +119,51 @@ def test_models_tells_trained_from_untrained(tmp_path):
     assert "trained: hybrid alpha=0.5 on mlqa-r (en,de), 60 steps, seed 1, base e5-small" in text
     assert "needs training: xlir-bench train --base e5-small --strategy mono" in text
     assert "1 trained model(s)" in text
+
+
+def test_data_download_verify_and_runs_without_xlir_bench_data(tmp_path, monkeypatch):
+    """`data download --from` fills the cache (verified), `data verify` checks a folder, and with XLIR_BENCH_DATA
+    unset the loaders (LAReQA and MIRACL topics) read the cache's copy."""
+    from conftest import DATA
+    from test_cli import one_line_error
+
+    from xlir_bench.suites import miracl
+
+    env = {"XLIR_BENCH_CACHE": str(tmp_path / "cache"), "XLIR_BENCH_DATA": ""}
+    proc = run_cli("data", "download", "--from", str(DATA), "--suite", "mlqa-r", "--suite", "miracl", "--quiet",
+                   env_extra=env)  # fmt: skip
+    assert proc.returncode == 0 and "43 files verified (0 already there, 43 copied" in proc.stdout, proc.stderr
+    copy = tmp_path / "cache" / "data"
+    assert run_cli("data", "verify", str(copy), "--suite", "mlqa-r", "--suite", "miracl").returncode == 0
+    one_line_error(run_cli("data", "verify", str(copy), "--suite", "xquad-r"), "11 missing")
+    run = run_cli("run", "--model", "bm25", "--suite", "mlqa-r", "--setting", "monolingual", "--quiet",
+                  "--results-dir", str(tmp_path / "r"), env_extra=env)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = results.load_results(tmp_path / "r").results[0]
+    assert result["suite"]["queries"] > 0
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("XLIR_BENCH_DATA")
+    assert miracl.load_topics("yo").checksums == miracl.load_topics("yo", DATA).checksums
+    with open(copy / "mlqa-r" / "de.json", "a") as handle:
+        handle.write(" ")
+    one_line_error(run_cli("data", "verify", str(copy), "--suite", "mlqa-r"), "1 mismatch")
+
+
+def test_the_test_suite_runs_without_xlir_bench_data(tmp_path):
+    """With XLIR_BENCH_DATA unset, the tests find the data in the cache (after `xlir-bench data download`)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import DATA
+
+    cache = tmp_path / "cache"
+    assert run_cli("data", "download", "--from", str(DATA), "--quiet", env_extra={"XLIR_BENCH_CACHE": str(cache)})
+    env = {k: v for k, v in os.environ.items() if k != "XLIR_BENCH_DATA"}
+    env["XLIR_BENCH_CACHE"] = str(cache)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_suites.py", "-k",
+         "counts_match_published or gold_sentence or pinned_md5s"],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0 and " passed" in proc.stdout and "1 skipped" in proc.stdout, proc.stdout + proc.stderr

@@ -29,6 +29,8 @@ from xlir_bench.suites import miracl
 
 def published_query_counts() -> dict[str, int]:
     """The dev query counts as the shared data's README states them (an independent source)."""
+    if not (DATA / "README.md").is_file():
+        pytest.skip("needs shared/data's README (the independent list of counts); the cache copy has none")
     text = (DATA / "README.md").read_text()
     line = re.search(r"MIRACL dev queries:(.*?)\.", " ".join(text.split()))
     assert line, "the shared data README lists MIRACL's dev query counts"

@@ -157,6 +157,8 @@ def test_unreachable_download_says_how_to_provide_data(tmp_path, monkeypatch):
 
 
 def test_pinned_md5s_match_shared_md5sums():
+    if not (DATA / "MD5SUMS").is_file():
+        pytest.skip("needs shared/data's MD5SUMS (an independent list); a cache copy is verified against the pins")
     listed = dict(line.split()[::-1] for line in (DATA / "MD5SUMS").read_text().splitlines() if line.strip())
     for relpath, remote in download.FILES.items():
         assert listed[f"./{relpath}"] == remote.md5

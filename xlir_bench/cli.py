@@ -416,6 +416,67 @@ def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size
     out.print(paths[1].read_text())
 
 
+@cli.group("data")
+def data_group() -> None:
+    """Fetch, copy or verify the evaluation data (every file's md5 is pinned)."""
+
+
+_DATA_SUITES = click.Choice(["all", "xquad-r", "mlqa-r", "miracl"])
+
+
+@data_group.command("download")
+@click.option("--suite", "suite_names", multiple=True, type=_DATA_SUITES, default=("all",), show_default=True,
+              help="Which suites (repeatable); miracl means its 18 languages' dev topics and qrels.")  # fmt: skip
+@click.option("--from", "source", type=click.Path(file_okay=False, exists=True),
+              help="Copy from this folder (same layout, e.g. shared/data) instead of downloading.")  # fmt: skip
+@click.option("--to", "target", type=click.Path(file_okay=False),
+              help="Where to (default: the cache's data folder, used when XLIR_BENCH_DATA is not set).")  # fmt: skip
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def data_download(suite_names, source, target, quiet) -> None:
+    """Put the evaluation data where xlir-bench finds it without XLIR_BENCH_DATA, verified file by file."""
+    from pathlib import Path
+
+    from .suites import datafiles
+
+    folder = Path(target) if target else datafiles.default_target()
+    files = datafiles.pinned(suite_names)
+    with _progress(quiet) as progress:
+        task = progress.add_task("data", total=len(files))
+        done = datafiles.fetch_all(
+            folder, suite_names, Path(source) if source else None,
+            lambda path: progress.update(task, advance=1, description=f"data: {path}"),
+        )  # fmt: skip
+    counts = {s: sum(f.status == s for f in done) for s in ("ok", "copied", "downloaded")}
+    out.print(f"{folder}: {len(done)} files verified ({counts['ok']} already there, {counts['copied']} copied, "
+              f"{counts['downloaded']} downloaded)", highlight=False)  # fmt: skip
+
+
+@data_group.command("verify")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.option("--suite", "suite_names", multiple=True, type=_DATA_SUITES, default=("all",), show_default=True)
+def data_verify(folder, suite_names) -> None:
+    """Check a data folder against the pinned md5s (exit 2 if any file is missing or differs)."""
+    from pathlib import Path
+
+    from .suites import datafiles
+
+    found = datafiles.verify(Path(folder), suite_names)
+    bad = [f for f in found if not f.good]
+    if not bad:
+        out.print(f"{folder}: all {len(found)} files intact (md5 as pinned)", highlight=False)
+        return
+    table = Table(title=f"{folder}: {len(found) - len(bad)} of {len(found)} files intact")
+    for col in ("file", "status", "md5"):
+        table.add_column(col)
+    for f in bad:
+        table.add_row(f.path, f"[red]{f.status}[/]", f.md5)
+    out.print(table)
+    if bad:
+        kinds = ", ".join(f"{sum(f.status == k for f in bad)} {k}" for k in ("missing", "mismatch") if any(
+            f.status == k for f in bad))  # fmt: skip
+        raise XlirError(f"{folder} is not a complete, intact copy ({kinds}); `xlir-bench data download` fetches them")
+
+
 @cli.group("cache")
 def cache_group() -> None:
     """Inspect or clear the embedding cache (XLIR_BENCH_CACHE, default ~/.cache/xlir-bench)."""

@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import XlirError
-from .download import configured_data_dir, md5_of
+from .download import cache_dir, configured_data_dir, md5_of
 from .records import SuiteQuery
 
 NAME = "miracl"
@@ -107,7 +107,7 @@ def load_topics(lang: str, data_dir: str | os.PathLike | None = None) -> Topics:
     """Dev queries and qrels of ``lang``: from the data folder when one is configured, else from ir_datasets."""
     from ir_datasets.formats import TrecQrels, TsvQueries
 
-    configured = configured_data_dir(data_dir)
+    configured = configured_data_dir(data_dir) or _cached_copy(lang)
     checksums: dict[str, str] = {}
     if configured is not None:
         folder = configured / NAME / lang / "dev"
@@ -146,6 +146,13 @@ def load_topics(lang: str, data_dir: str | os.PathLike | None = None) -> Topics:
     except Exception as exc:  # noqa: BLE001 - ir_datasets' download and parse errors
         raise XlirError(f"could not read MIRACL {lang} dev topics/qrels: {type(exc).__name__}: {exc}") from None
     return Topics(lang, queries, qrels, checksums)
+
+
+def _cached_copy(lang: str) -> Path | None:
+    """The user cache's data folder when ``xlir-bench data download`` put ``lang``'s dev files there."""
+    folder = cache_dir() / "data"
+    present = all((folder / NAME / lang / "dev" / f"{w}.tsv").is_file() for w in ("topics", "qrels"))
+    return folder if present else None
 
 
 def _irds_dataset(dataset_id: str):
