@@ -167,3 +167,40 @@ def test_the_test_suite_runs_without_xlir_bench_data(tmp_path):
         capture_output=True, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0 and " passed" in proc.stdout and "1 skipped" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_every_option_has_help_and_summaries_are_whole():
+    import click
+
+    from xlir_bench.cli import cli
+
+    missing = []
+
+    def walk(command, path):
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        else:
+            missing.extend(f"{' '.join(path)} {p.opts[0]}" for p in command.params
+                           if isinstance(p, click.Option) and not p.help)  # fmt: skip
+
+    walk(cli, [])
+    assert missing == []
+    commands = run_cli("--help").stdout.split("Commands:")[1]
+    assert "..." not in commands and "(arXiv 2408.10536)" in " ".join(commands.split())
+
+
+def test_int8_quantization_warns_nobody(tmp_path):
+    import warnings
+
+    import pytest
+
+    pytest.importorskip("transformers")
+    from conftest import make_tiny_bert
+
+    from xlir_bench.plugins import load_model
+
+    model = load_model(f"hf:{make_tiny_bert(tmp_path, layers=1)}", device="cpu", options={"dtype": "int8"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.plugin.encode(["a short text"], batch_size=2)

@@ -59,7 +59,17 @@ LEARNING_RATE = FiniteFloat(0.0, 1.0, low_open=True)
 SEED = click.IntRange(0, 2**32 - 1)
 
 
-@click.group()
+class WholeSummaries(click.Group):
+    """A group whose --help shows each command's whole first sentence, wrapped, never cut off with '...'."""
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, cmd.get_short_help_str(limit=10_000)) for name, cmd in sorted(self.commands.items())]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=WholeSummaries, context_settings={"max_content_width": 120})
 @click.version_option(__version__, prog_name="xlir-bench")
 def cli() -> None:
     """Benchmark encoders on cross-lingual and multilingual retrieval with exact metrics."""
@@ -320,14 +330,21 @@ def _training_device_options(command):
 
 @cli.command("train")
 @click.option("--base", required=True, help="e5-small, xlmr, labse, me5-small, me5-base or hf:<id or folder>.")
-@click.option("--strategy", type=click.Choice(["mono", "cross", "hybrid"]), required=True)
+@click.option(
+    "--strategy", type=click.Choice(["mono", "cross", "hybrid"]), required=True,
+    help="Batches of one language each (mono), of pairs in two different languages (cross), or a mix (hybrid).",
+)  # fmt: skip
 @click.option("--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid).")
 @click.option("--train-data", required=True, help="A suite (xquad-r, mlqa-r) or an ir_datasets template with {lang}.")
 @click.option("--langs", help="Comma-separated training languages (default: all of the data's).")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2))
-@click.option("--max-steps", default=200, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--batch-size", default=32, show_default=True, type=click.IntRange(2), help="Pairs per batch (all ranks)."
+)
+@click.option("--max-steps", default=200, show_default=True, type=click.IntRange(1), help="Optimizer steps at most.")
 @click.option("--lr", default=3e-5, show_default=True, type=LEARNING_RATE, help="AdamW learning rate (> 0).")
-@click.option("--max-length", default=64, show_default=True, type=click.IntRange(8))
+@click.option(
+    "--max-length", default=64, show_default=True, type=click.IntRange(8), help="Tokens per text (truncated)."
+)
 @click.option("--hard-negatives", is_flag=True, help="Add one hard negative per pair (a sibling sentence).")
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU).")
 @click.option("--eval-every", default=25, show_default=True, type=click.IntRange(1), help="Steps between validations.")
@@ -336,7 +353,7 @@ def _training_device_options(command):
 @click.option("--name", help="Model name (default <strategy>-<base>); it becomes a --model name.")
 @_training_device_options
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Suite data folder (else XLIR_BENCH_DATA).")
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, lr, max_length, hard_negatives,
               freeze_embeddings, eval_every, patience, seed, name, device, precision, data_dir,
               quiet) -> None:  # fmt: skip
@@ -373,29 +390,39 @@ def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, l
     err.print(out_text, highlight=False)
 
 
-@cli.group("experiment")
+@cli.group("experiment", cls=WholeSummaries)
 def experiment_group() -> None:
     """Experiments that answer research questions end to end."""
 
 
 @experiment_group.command("domain-shift")
 @click.option("--base", default="e5-small", show_default=True, help="Base model to fine-tune.")
-@click.option("--train", "train_suite", default="mlqa-r", show_default=True, type=click.Choice(list(suites.SUITES)))
-@click.option("--eval", "eval_suite", default="xquad-r", show_default=True, type=click.Choice(list(suites.SUITES)))
-@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1))
-@click.option("--max-steps", default=100, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2))
+@click.option(
+    "--train", "train_suite", default="mlqa-r", show_default=True, type=click.Choice(list(suites.SUITES)),
+    help="Suite the models are trained on.",
+)  # fmt: skip
+@click.option(
+    "--eval", "eval_suite", default="xquad-r", show_default=True, type=click.Choice(list(suites.SUITES)),
+    help="Suite they are evaluated on, zero-shot (the domain shift).",
+)  # fmt: skip
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds 0..N-1 per strategy.")
+@click.option("--max-steps", default=100, show_default=True, type=click.IntRange(1), help="Optimizer steps at most.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2), help="Pairs per batch.")
 @click.option("--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid).")
-@click.option("--max-length", default=64, show_default=True, type=click.IntRange(8))
-@click.option("--hard-negatives", is_flag=True)
+@click.option(
+    "--max-length", default=64, show_default=True, type=click.IntRange(8), help="Tokens per text (truncated)."
+)
+@click.option("--hard-negatives", is_flag=True, help="Add one hard negative per pair (a sibling sentence).")
 @click.option("--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU).")
 @click.option("--allow-overlap", is_flag=True, help="Run even when training texts occur in the evaluation suite.")
 @_training_device_options
 @click.option(
     "--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else ~/.local/share/xlir-bench/results)."
 )
-@click.option("--data-dir", type=click.Path(file_okay=False))
-@click.option("--quiet", is_flag=True)
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Folder laid out like shared/data (else XLIR_BENCH_DATA)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size, alpha, max_length, hard_negatives,
                      freeze_embeddings, allow_overlap, device, precision, results_dir, data_dir,
                      quiet) -> None:  # fmt: skip
@@ -416,7 +443,7 @@ def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size
     out.print(paths[1].read_text())
 
 
-@cli.group("data")
+@cli.group("data", cls=WholeSummaries)
 def data_group() -> None:
     """Fetch, copy or verify the evaluation data (every file's md5 is pinned)."""
 
@@ -453,7 +480,10 @@ def data_download(suite_names, source, target, quiet) -> None:
 
 @data_group.command("verify")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True))
-@click.option("--suite", "suite_names", multiple=True, type=_DATA_SUITES, default=("all",), show_default=True)
+@click.option(
+    "--suite", "suite_names", multiple=True, type=_DATA_SUITES, default=("all",), show_default=True,
+    help="Which suites to check (repeatable).",
+)  # fmt: skip
 def data_verify(folder, suite_names) -> None:
     """Check a data folder against the pinned md5s (exit 2 if any file is missing or differs)."""
     from pathlib import Path
@@ -477,7 +507,7 @@ def data_verify(folder, suite_names) -> None:
         raise XlirError(f"{folder} is not a complete, intact copy ({kinds}); `xlir-bench data download` fetches them")
 
 
-@cli.group("cache")
+@cli.group("cache", cls=WholeSummaries)
 def cache_group() -> None:
     """Inspect or clear the embedding cache (XLIR_BENCH_CACHE, default ~/.cache/xlir-bench)."""
 
@@ -518,7 +548,10 @@ def cache_clear(model: str | None, broken: bool) -> None:
 @click.option("--suite", help="Only this suite (xquad-r, mlqa-r, miracl or miracl:<lang,...>).")
 @click.option("--setting", type=click.Choice(SETTINGS), help="Only this setting.")
 @click.option("--model", help="Only this model.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    help="table (terminal), markdown, csv, latex (booktabs) or json.",
+)  # fmt: skip
 def leaderboard_cmd(results_dir, reference, suite, setting, model, fmt) -> None:
     """Show results as one table (terminal, Markdown, CSV, LaTeX or JSON)."""
     suite = suites.resolve([suite])[0] if suite else None

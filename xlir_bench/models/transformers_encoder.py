@@ -267,7 +267,12 @@ class TransformersEncoder:
         self.tokenizer, model = load_pretrained(self.source, trust_remote_code=self.trust_remote_code)
         model.eval()
         if self.dtype == "int8":
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            import warnings
+
+            with warnings.catch_warnings():  # torch deprecates eager quantization in favour of torchao; it works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.filterwarnings("ignore", message=".*quantiz.*")
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.model = model.to(self.device)
 
     def encode(self, texts: list[str], batch_size: int = 32, progress=None) -> np.ndarray:

@@ -301,7 +301,10 @@ class Trainer:
             self.losses.append(round(float(loss.detach()), 6))
             if task is not None:
                 rate = self.step / max(self.step_seconds, 1e-9)
-                desc = f"train {cfg.strategy}: loss {np.mean(self.losses[-10:]):.4f}, {rate:.2f} steps/s"
+                desc = (
+                    f"train {cfg.strategy}: loss {self.losses[-1]:.4f} (mean of last 10: "
+                    f"{np.mean(self.losses[-10:]):.4f}), best validation {self.best:.4f}, {rate:.2f} steps/s"
+                )
                 self.progress.update(task, completed=self.step, description=desc)
             if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
                 val = self.validation_loss()
