@@ -260,6 +260,8 @@ def run_cmd(
     loaded = {name: suites.load(name, data_dir) for name in names}  # data problems surface before any model work
     written = []
     with _progress(quiet or not main_rank) as progress:
+        overall = progress.add_task("all runs (model x suite)", total=len(models) * len(names)) if len(
+            models) * len(names) > 1 else None  # fmt: skip
         for model_name in models:
             model = plugins.load_model(model_name, device=resolved_device, options=options)
             plugins.check_metadata(model)
@@ -302,6 +304,8 @@ def run_cmd(
                 if save_run:
                     for p in runs_writer():
                         progress.console.print(f"wrote {p}")
+                if overall is not None:
+                    progress.update(overall, advance=1)
     if main_rank:
         out.print(Report.from_results(written).rich_table(title="this run"))
 
