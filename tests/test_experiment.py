@@ -42,18 +42,34 @@ def test_summary_means_stds_seed_gaps_and_markdown():
     ]
     # per strategy, one list of per-query AP per seed; the tests average them over seeds first
     per_query = {"hybrid": [[0.9, 0.8, 0.7, 0.9], [0.7, 0.8, 0.9, 0.9]], "mono": [[0.1, 0.2, 0.1, 0.3]] * 2}
-    summary = summarise(rows, per_query)
-    assert summary["table"]["hybrid"]["multilingual"]["mAP"] == {"mean": 0.6, "std": pytest.approx(0.1), "n": 2}
+    summary = summarise(rows, per_query, resamples=500)
+    cell = summary["table"]["hybrid"]["multilingual"]["mAP"]
+    assert cell["mean"] == 0.6 and cell["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1)) and cell["n"] == 2
     assert summary["seed_gaps_multilingual_mAP"]["hybrid - mono"] == pytest.approx([0.1, -0.1])
-    test = summary["paired_tests_multilingual_AP"]["hybrid vs mono"]
+    test = summary["comparisons_multilingual_AP"]["hybrid vs mono"]
     assert test["mean_difference"] == pytest.approx(0.65) and test["p_value"] == 0.125  # 2/16 sign vectors
-    assert test["seeds"] == 2
+    assert test["p_holm"] == 0.125 and not test["significant"] and test["units"] == 4 and test["unit"] == "query"
+    assert test["across_seeds"]["seeds"] == 2 and test["ci95"][0] > 0
     meta = {"base": "b", "train": "mlqa-r", "eval": "xquad-r", "command": "c", "seeds": 2, "max_steps": 1,
             "batch_size": 2, "alpha": 0.5, "overlap": Overlap(0, 0, 0, 0).as_dict()}  # fmt: skip
     text = render_markdown(summary, meta)
-    assert "| hybrid | 0.6000 ± 0.1000 |" in text and "p = 0.1250" in text
+    assert "| hybrid | 0.6000 ± 0.1414 |" in text and "p = 0.125 (Holm 0.125; 4 query units)" in text
     assert "- hybrid - mono: +0.1000, -0.1000 (hybrid ahead in 1 of 2 seeds)" in text
-    assert "averaged over 2 seed(s)" in text and "unseen" not in text
+    assert "sample standard deviation" in text and "unseen" not in text
+    assert "no difference between the trained strategies is significant" in text
+
+
+def test_comparisons_resample_questions_not_translations():
+    """Two questions x 3 translations, hybrid better on both: per query that is 6 units (p = 2/64), per question
+    only 2 (p = 0.5, the smallest possible with two clusters)."""
+    per_query = {"hybrid": [[0.9] * 6], "cross": [[0.5] * 6], "mono": [[0.4] * 6]}
+    rows = [{"strategy": s, "seed": 0, "setting": "multilingual", "mAP": v} for s, v in
+            (("hybrid", 0.9), ("cross", 0.5), ("mono", 0.4))]  # fmt: skip
+    clustered = summarise(rows, per_query, clusters=["a", "a", "a", "b", "b", "b"], resamples=200)
+    flat = summarise(rows, per_query, resamples=200)
+    assert clustered["comparisons_multilingual_AP"]["hybrid vs cross"]["p_value"] == 0.5
+    assert clustered["comparisons_multilingual_AP"]["hybrid vs cross"]["units"] == 2
+    assert flat["comparisons_multilingual_AP"]["hybrid vs cross"]["p_value"] == 2 / 64
 
 
 def test_unseen_language_columns(xquad):  # per_language as Evaluator writes it
@@ -118,3 +134,33 @@ def test_other_configurations_get_other_names(tmp_path):
     (tmp_path / "card.json").write_text(json.dumps({**card, "trainer_version": TRAINER_VERSION - 1}))
     with pytest.raises(XlirError, match=rf"trainer_version={TRAINER_VERSION - 1} \(this run: {TRAINER_VERSION}\)"):
         check_reusable(tmp_path, trained)
+
+
+def test_committed_results_are_reused_only_for_the_same_training(tmp_path):
+    """A fresh machine without the trained weights resumes from committed results, but never from results of
+    another configuration or trainer version."""
+    from types import SimpleNamespace
+
+    from xlir_bench import results
+    from xlir_bench.training.experiment import committed_result
+    from xlir_bench.training.trainer import TRAINER_VERSION, TrainConfig
+
+    suite = SimpleNamespace(name="xquad-r", checksums={"xquad-r/en.json": "abc"})
+    config = TrainConfig(base="e5-small", base_path="x", strategy="hybrid", seed=1, data="mlqa-r", languages=["en"])
+    training = {"base": "e5-small", "strategy": "hybrid", "seed": 1, "data": "mlqa-r", "alpha": 0.5,
+                "languages": ["en"], "trainer_version": TRAINER_VERSION}  # fmt: skip
+    result = {
+        "schema_version": 1, "model": {"name": "trained:m", "metadata": {"training": training}},
+        "suite": {"name": "xquad-r", "checksums_md5": suite.checksums},
+        "settings": {"multilingual": {"metrics": {"mAP": 0.5}}}, "per_query": {"query_ids": [], "AP": {}},
+        "provenance": {},
+    }  # fmt: skip
+    results.write_result(tmp_path, result)
+    assert committed_result(tmp_path, "trained:m", suite, config)["model"]["name"] == "trained:m"
+    assert committed_result(tmp_path, "trained:m", suite, dataclasses.replace(config, seed=2)) is None
+    old = json.loads(json.dumps(result))
+    old["model"]["metadata"]["training"]["trainer_version"] = TRAINER_VERSION - 1
+    results.write_atomic(results.result_path(tmp_path, "trained:m", "xquad-r"), json.dumps(old))
+    assert committed_result(tmp_path, "trained:m", suite, config) is None
+    other_data = SimpleNamespace(name="xquad-r", checksums={"xquad-r/en.json": "changed"})
+    assert committed_result(tmp_path, "trained:m", other_data, None) is None

@@ -34,12 +34,34 @@ def test_mono_batches_are_one_language(mlqa_groups):
         assert all(langs <= set(mlqa_groups.groups[p.group].languages) for p in batch)
 
 
-def test_cross_batches_draw_languages_independently(xquad_groups):
-    sampler = HybridBatchSampler(xquad_groups, "cross", 32, seed=2, steps_per_epoch=100)
-    pairs = [p for batch in sampler for p in batch]
-    same = np.mean([p.query_language == p.passage_language for p in pairs])
-    assert abs(same - 1 / 11) < 0.02  # independent uniform draws over 11 languages
-    assert len({p.query_language for p in pairs}) == 11
+@pytest.mark.parametrize("strategy", ["cross", "hybrid"])
+def test_cross_pairs_are_never_same_language(xquad_groups, mlqa_groups, strategy):
+    """The paper's X-Y batches: every pair of a cross batch (also hybrid's cross arm) has two languages."""
+    for data in (xquad_groups, mlqa_groups):
+        sampler = HybridBatchSampler(data, strategy, 32, seed=2, steps_per_epoch=200)
+        for kind, pairs in sampler.global_batches():
+            if kind == "cross":
+                assert all(p.query_language != p.passage_language for p in pairs)
+                assert all({p.query_language, p.passage_language} <= set(data.groups[p.group].languages) for p in pairs)
+
+
+def test_cross_languages_are_uniform(xquad_groups):
+    pairs = [p for batch in HybridBatchSampler(xquad_groups, "cross", 32, seed=2, steps_per_epoch=300) for p in batch]
+    counts = np.unique([(p.query_language, p.passage_language) for p in pairs], axis=0, return_counts=True)[1]
+    assert len(counts) == 110  # every ordered pair of different languages occurs
+    assert counts.max() / counts.min() < 2.5  # ~87 draws each: uniform within sampling noise
+
+
+def test_single_language_questions_never_enter_cross_batches(mlqa_groups):
+    from xlir_bench.training.data import ParallelData, ParallelGroup
+
+    lonely = [ParallelGroup(f"x{i}", {"en": "q"}, {"en": "p"}) for i in range(40)]
+    data = ParallelData(mlqa_groups.groups[:40] + lonely, mlqa_groups.languages, "mix")
+    ids = {i for i, g in enumerate(data.groups) if len(g.languages) == 1}
+    for batch in HybridBatchSampler(data, "cross", 16, seed=1, steps_per_epoch=50):
+        assert not ids & {p.group for p in batch}
+    with pytest.raises(ValueError, match="two or more languages"):
+        HybridBatchSampler(ParallelData(lonely, ["en"], "en only"), "cross", 16)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
@@ -73,3 +95,17 @@ def test_ranks_share_one_global_batch(xquad_groups):
     single = HybridBatchSampler(xquad_groups, "hybrid", 16, seed=7, steps_per_epoch=30)
     for left, right, whole in zip(*ranks, single):
         assert left + right == whole  # same batch type on both ranks, disjoint halves, no duplicate groups
+
+
+@pytest.mark.parametrize("schedule", ["rising", "falling"])
+def test_alpha_schedules_move_from_cross_to_mono_or_back(xquad_groups, schedule):
+    sampler = HybridBatchSampler(xquad_groups, "hybrid", 8, seed=3, steps_per_epoch=3000, schedule=schedule,
+                                 total_steps=3000)  # fmt: skip
+    kinds = np.array([kind == "mono" for kind, _ in sampler.global_batches()])
+    early, late = kinds[:600].mean(), kinds[-600:].mean()
+    assert (early, late) == ((pytest.approx(0.1, abs=0.05), pytest.approx(0.9, abs=0.05)) if schedule == "rising"
+                             else (pytest.approx(0.9, abs=0.05), pytest.approx(0.1, abs=0.05)))  # fmt: skip
+    assert sampler.alpha_at(0) == (0.0 if schedule == "rising" else 1.0) and sampler.alpha_at(2999) == (
+        1.0 if schedule == "rising" else 0.0)  # fmt: skip
+    with pytest.raises(ValueError, match="needs total_steps"):
+        HybridBatchSampler(xquad_groups, "hybrid", 8, schedule=schedule)

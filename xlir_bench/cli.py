@@ -339,6 +339,10 @@ def _training_device_options(command):
     help="Batches of one language each (mono), of pairs in two different languages (cross), or a mix (hybrid).",
 )  # fmt: skip
 @click.option("--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid).")
+@click.option(
+    "--alpha-schedule", type=click.Choice(["constant", "rising", "falling"]), default="constant", show_default=True,
+    help="hybrid: alpha fixed, or moving linearly from 0 to 1 (rising: cross-lingual batches early) or 1 to 0.",
+)  # fmt: skip
 @click.option("--train-data", required=True, help="A suite (xquad-r, mlqa-r) or an ir_datasets template with {lang}.")
 @click.option("--langs", help="Comma-separated training languages (default: all of the data's).")
 @click.option(
@@ -358,8 +362,8 @@ def _training_device_options(command):
 @_training_device_options
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Suite data folder (else XLIR_BENCH_DATA).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, lr, max_length, hard_negatives,
-              freeze_embeddings, eval_every, patience, seed, name, device, precision, data_dir,
+def train_cmd(base, strategy, alpha, alpha_schedule, train_data, langs, batch_size, max_steps, lr, max_length,
+              hard_negatives, freeze_embeddings, eval_every, patience, seed, name, device, precision, data_dir,
               quiet) -> None:  # fmt: skip
     """Fine-tune a dual encoder with mono, cross-lingual or hybrid batches (arXiv 2408.10536)."""
     from .training import bases, data
@@ -380,7 +384,8 @@ def train_cmd(base, strategy, alpha, train_data, langs, batch_size, max_steps, l
     data.check_strategy(parallel, strategy, alpha)
     chosen = bases.resolve(base)  # after the cheap checks: e5-small converts its weights on first use
     config = TrainConfig(
-        base=base, base_path=chosen.path, strategy=strategy, alpha=alpha, batch_size=batch_size,
+        base=base, base_path=chosen.path, strategy=strategy, alpha=alpha, alpha_schedule=alpha_schedule,
+        batch_size=batch_size,
         max_steps=max_steps, lr=lr, max_length=max_length, hard_negatives=hard_negatives,
         freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix, passage_prefix=chosen.passage_prefix,
         seed=seed,
@@ -414,6 +419,10 @@ def experiment_group() -> None:
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2), help="Pairs per batch.")
 @click.option("--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid).")
 @click.option(
+    "--alpha-schedule", type=click.Choice(["constant", "rising", "falling"]), default="constant", show_default=True,
+    help="hybrid: alpha fixed, or moving linearly from 0 to 1 (rising: cross-lingual batches early) or 1 to 0.",
+)  # fmt: skip
+@click.option(
     "--max-length", default=64, show_default=True, type=click.IntRange(8), help="Tokens per text (truncated)."
 )
 @click.option("--hard-negatives", is_flag=True, help="Add one hard negative per pair (a sibling sentence).")
@@ -427,8 +436,8 @@ def experiment_group() -> None:
     "--data-dir", type=click.Path(file_okay=False), help="Folder laid out like shared/data (else XLIR_BENCH_DATA)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size, alpha, max_length, hard_negatives,
-                     freeze_embeddings, allow_overlap, device, precision, results_dir, data_dir,
+def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size, alpha, alpha_schedule, max_length,
+                     hard_negatives, freeze_embeddings, allow_overlap, device, precision, results_dir, data_dir,
                      quiet) -> None:  # fmt: skip
     """Train mono / cross / hybrid on one suite, evaluate zero-shot on the other, summarise over seeds."""
     from .training.experiment import run_domain_shift
@@ -436,7 +445,8 @@ def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size
     with _progress(quiet) as progress:
         paths = run_domain_shift(
             base=base, train=train_suite, evaluate=eval_suite, seeds=seeds, max_steps=max_steps,
-            batch_size=batch_size, alpha=alpha, max_length=max_length, hard_negatives=hard_negatives,
+            batch_size=batch_size, alpha=alpha, alpha_schedule=alpha_schedule, max_length=max_length,
+            hard_negatives=hard_negatives,
             freeze_embeddings=freeze_embeddings, allow_overlap=allow_overlap, data_dir=data_dir,
             device=provenance.resolve_device(device), precision=precision,
             results_root=results.results_dir(results_dir),

@@ -14,7 +14,8 @@ from ..fileio import read_json
 from ..training.trainer import require_trained
 from .transformers_encoder import TransformersEncoder
 
-CARD_FIELDS = ("base", "strategy", "alpha", "data", "languages", "seed", "steps", "best_validation_loss")
+CARD_FIELDS = ("base", "strategy", "alpha", "alpha_schedule", "data", "languages", "seed", "steps",
+               "best_validation_loss")  # fmt: skip
 
 
 def trained(name_or_path: str | None = None, **options: Any) -> TransformersEncoder:
@@ -28,20 +29,7 @@ def trained(name_or_path: str | None = None, **options: Any) -> TransformersEnco
         raise XlirError(f"{folder / 'card.json'} is unreadable ({exc}); train the model again") from None
     defaults = {"query_prefix": card.get("query_prefix", ""), "passage_prefix": card.get("passage_prefix", "")}
     encoder = TransformersEncoder(str(folder), display_name=str(name_or_path), **{**defaults, **options})
-    encoder.metadata["training"] = {
-        k: card.get(k)
-        for k in (
-            "base",
-            "strategy",
-            "alpha",
-            "data",
-            "languages",
-            "seed",
-            "steps",
-            "best_validation_loss",
-            "trainer_version",
-        )  # fmt: skip
-    }
+    encoder.metadata["training"] = {k: card.get(k) for k in (*CARD_FIELDS, "best_step", "trainer_version")}
     return encoder
 
 

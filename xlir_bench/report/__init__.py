@@ -27,7 +27,8 @@ def training_label(training: dict) -> str:
     """What a fine-tuned model was trained with, short: ``hybrid a=0.5, mlqa-r, 60 steps, seed 0``."""
     alpha = f" a={training.get('alpha')}" if training.get("strategy") == "hybrid" else ""
     steps, seed = training.get("steps"), training.get("seed")
-    return f"{training.get('strategy')}{alpha}, {training.get('data')}, {steps} steps, seed {seed}"
+    kept = f" (kept step {training['best_step']})" if training.get("best_step") else ""
+    return f"{training.get('strategy')}{alpha}, {training.get('data')}, {steps} steps{kept}, seed {seed}"
 
 
 def records_of(result: dict) -> list[dict]:

@@ -20,13 +20,13 @@ import numpy as np
 from .. import results, suites
 from ..errors import XlirError
 from ..fileio import read_json
-from ..metrics.significance import paired_randomization
+from ..metrics.significance import holm, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
 from ..suites.records import SuiteData
 from .data import ParallelData
 
 MAX_OVERLAP = 0.01
 STRATEGIES = ("mono", "cross", "hybrid")
-SUMMARY_KEYS = ("mAP", "rank_distance", "lang_pref@1", "unseen_mAP", "unseen_rank_distance")
+SUMMARY_KEYS = ("mAP", "mAP_macro_lang", "rank_distance", "lang_pref@1", "unseen_mAP", "unseen_rank_distance")
 
 
 def _norm(text: str) -> str:
@@ -78,9 +78,12 @@ REFERENCE = {
 }
 
 
-def variant(batch_size: int, freeze_embeddings: bool, alpha: float, max_length: int, hard_negatives: bool) -> str:
+def variant(
+    batch_size: int, freeze_embeddings: bool, alpha: float, max_length: int, hard_negatives: bool,
+    schedule: str = "constant",
+) -> str:  # fmt: skip
     """Name suffix for the settings that differ from ``REFERENCE`` ("" for the reference configuration)."""
-    parts = []
+    parts = [] if schedule == "constant" else [f"alpha-{schedule}"]
     if batch_size != REFERENCE["batch_size"]:
         parts.append(f"b{batch_size}")
     if not freeze_embeddings:
@@ -98,8 +101,8 @@ def model_name(base: str, train: str, strategy: str, seed: int, steps: int, suff
     return results.slug(f"ds-{base}-{train}-{strategy}-{steps}st{suffix}-s{seed}")
 
 
-CARD_FIELDS = ("base", "strategy", "seed", "data", "max_steps", "batch_size", "alpha", "max_length", "lr",
-               "hard_negatives", "freeze_embeddings")  # fmt: skip
+CARD_FIELDS = ("base", "strategy", "seed", "data", "max_steps", "batch_size", "alpha", "alpha_schedule",
+               "max_length", "lr", "hard_negatives", "freeze_embeddings")  # fmt: skip
 
 
 def check_reusable(folder: Path, config) -> None:
@@ -120,13 +123,43 @@ def check_reusable(folder: Path, config) -> None:
         )
 
 
-def summarise(rows: list[dict], per_query: dict[str, list[list[float]]]) -> dict:
-    """Mean and std over seeds per (strategy, setting); seed-by-seed gaps; paired tests against hybrid.
+COMPARISONS = (("hybrid", "cross"), ("hybrid", "mono"), ("cross", "mono"))
+LEVEL = 0.05  # family-wise, Holm-corrected over COMPARISONS
+MEASURE_NAMES = {
+    "mAP": "multilingual mAP (mean over queries)",
+    "mAP_macro_lang": "multilingual mAP (macro over query languages, as in the paper)",
+    "rank_distance": "rank distance (lower is better)",
+}
 
-    ``per_query`` holds, per strategy, one list of per-query multilingual AP per seed. The paired tests run on
-    per-query AP averaged over the seeds, so they speak about query sampling for the seed-averaged systems; the
-    per-seed gaps show whether a difference survives a change of seed, which the tests cannot.
-    """
+
+def committed_result(root: Path, label: str, suite: SuiteData, config=None) -> dict | None:
+    """A result already in ``root`` for this model on this data (md5s), so a re-run (or the next session, on a
+    machine without the trained weights) skips what is done. For a trained model its recorded training must match
+    ``config`` field by field and the trainer version must be the current one."""
+    from .trainer import TRAINER_VERSION
+
+    try:
+        result = read_json(results.result_path(root, label, suite.name))
+        results.validate(result)
+    except (OSError, ValueError):
+        return None
+    if result["suite"].get("checksums_md5") != suite.checksums or "multilingual" not in result["settings"]:
+        return None
+    if config is not None:
+        training = (result["model"].get("metadata") or {}).get("training") or {}
+        keys = ("base", "strategy", "seed", "data", "alpha", "alpha_schedule", "languages")
+        wanted = {k: getattr(config, k) for k in keys}
+        if training.get("trainer_version") != TRAINER_VERSION or any(training.get(k) != v for k, v in wanted.items()):
+            return None
+    return result
+
+
+def summarise(rows: list[dict], per_query: dict[str, list[list[float]]], clusters=None, resamples: int = 10000) -> dict:
+    """Mean and sample std (ddof=1) over seeds per (strategy, setting); per-seed gaps; and for each pair of trained
+    strategies: the mean per-query difference of multilingual AP with a cluster bootstrap 95% interval, a
+    cluster-level sign-flip test (``clusters``: one question id per query, so a question and its translations are
+    one unit), Holm's correction over the comparisons, and a sign-flip test across seeds (seeds are the units of
+    training randomness). Per-query AP is averaged over each strategy's seeds first."""
     table: dict = {}
     for row in rows:
         cell = table.setdefault(row["strategy"], {}).setdefault(row["setting"], {k: [] for k in SUMMARY_KEYS})
@@ -135,17 +168,16 @@ def summarise(rows: list[dict], per_query: dict[str, list[list[float]]]) -> dict
                 cell[key].append(row[key])
     summary = {
         strategy: {
-            setting: {
-                k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} for k, v in cells.items() if v
-            }
+            setting: {k: {"mean": float(np.mean(v)), "std": sample_std(v), "n": len(v)} for k, v in cells.items() if v}
             for setting, cells in settings.items()
         }
         for strategy, settings in table.items()
     }
     return {
         "table": summary,
+        "std": "sample standard deviation over seeds (ddof=1)",
         "seed_gaps_multilingual_mAP": seed_gaps(rows),
-        "paired_tests_multilingual_AP": paired_tests(per_query),
+        "comparisons_multilingual_AP": compare_strategies(rows, per_query, clusters, resamples),
     }
 
 
@@ -160,17 +192,69 @@ def seed_gaps(rows: list[dict]) -> dict[str, list[float]]:
     }
 
 
-def paired_tests(per_query: dict[str, list[list[float]]]) -> dict:
-    if "hybrid" not in per_query:
-        return {}
+def compare_strategies(rows, per_query, clusters=None, resamples: int = 10000) -> dict:
+    by_seed = {(r["strategy"], r["seed"]): r["mAP"] for r in rows if r["setting"] == "multilingual"}
     averaged = {name: np.mean(np.asarray(runs, dtype=np.float64), axis=0) for name, runs in per_query.items()}
-    tests = {}
-    for other, values in averaged.items():
-        if other != "hybrid":
-            test = paired_randomization(averaged["hybrid"], values)
-            seeds = {"seeds": len(per_query["hybrid"]), "other_seeds": len(per_query[other])}
-            tests[f"hybrid vs {other}"] = {**test, **seeds}
-    return tests
+    out = {}
+    for a, b in COMPARISONS:
+        if a not in averaged or b not in averaged:
+            continue
+        test = paired_randomization(averaged[a], averaged[b], clusters=clusters)
+        low, high = paired_bootstrap_ci(averaged[a], averaged[b], clusters=clusters, resamples=resamples)
+        seeds = sorted({s for (k, s) in by_seed if k == a} & {s for (k, s) in by_seed if k == b})
+        across = seed_test([by_seed[(a, s)] for s in seeds], [by_seed[(b, s)] for s in seeds]) if seeds else None
+        out[f"{a} vs {b}"] = {
+            "mean_difference": test["mean_difference"], "ci95": [low, high], "p_value": test["p_value"],
+            "units": test["units"], "unit": "question (all its translations)" if clusters is not None else "query",
+            "queries": test["n"], "seeds": {"a": len(per_query[a]), "b": len(per_query[b])}, "across_seeds": across,
+        }  # fmt: skip
+    for cmp, adjusted in zip(out.values(), holm([c["p_value"] for c in out.values()])):
+        cmp["p_holm"] = adjusted
+        cmp["significant"] = adjusted < LEVEL
+    return out
+
+
+def reading(summary: dict, meta: dict) -> list[str]:
+    """The experiment's claims, generated from its numbers: orderings with spreads, then each comparison with its
+    interval and tests. README quotes this text, so prose and numbers cannot drift apart."""
+    table, lines = summary["table"], []
+    trained = [s for s in STRATEGIES if s in table]
+    for key, label in MEASURE_NAMES.items():
+        stats = {s: table[s].get("multilingual", {}).get(key) for s in trained}
+        stats = {s: v for s, v in stats.items() if v}
+        if len(stats) < 2:
+            continue
+        order = sorted(stats, key=lambda s: stats[s]["mean"], reverse=key != "rank_distance")
+        digits = 1 if key == "rank_distance" else 4
+        shown = " > ".join(
+            f"{s} {stats[s]['mean']:.{digits}f}" + (f" ± {stats[s]['std']:.{digits}f}" if stats[s]["std"] else "")
+            for s in order
+        )
+        lines.append(f"- {label}, better first: {shown} (mean ± sample std over seeds)")
+    mono = {s: table[s].get("monolingual", {}).get("mAP") for s in trained}
+    if all(mono.values()) and len(mono) >= 2:
+        order = sorted(mono, key=lambda s: mono[s]["mean"], reverse=True)
+        lines.append("- monolingual mAP, better first: " + " > ".join(f"{s} {mono[s]['mean']:.4f}" for s in order))
+    comparisons = summary.get("comparisons_multilingual_AP") or {}
+    for name, c in comparisons.items():
+        seeds = c.get("across_seeds")
+        seed_text = (
+            f"; across {seeds['seeds']} seeds p = {seeds['p_value']:.3f}" if seeds and seeds["seeds"] > 1 else ""
+        )
+        verdict = "significant" if c["significant"] else "not significant"
+        lines.append(
+            f"- {name}: multilingual AP difference {c['mean_difference']:+.4f}, 95% CI [{c['ci95'][0]:+.4f}, "
+            f"{c['ci95'][1]:+.4f}], p = {c['p_value']:.3f} (Holm {c['p_holm']:.3f}; {c['units']:,} {c['unit']} "
+            f"units){seed_text}: {verdict} at {LEVEL} after Holm"
+        )
+    if comparisons:
+        winners = [n for n, c in comparisons.items() if c["significant"]]
+        lines.append(
+            "- Conclusion: " + (f"significant at the question level after Holm: {', '.join(winners)}."
+                                if winners else "no difference between the trained strategies is significant at the "
+                                "question level after Holm correction.")
+        )  # fmt: skip
+    return lines
 
 
 def render_markdown(summary: dict, meta: dict) -> str:
@@ -179,13 +263,17 @@ def render_markdown(summary: dict, meta: dict) -> str:
         "",
         f"Command: `{meta['command']}`  ",
         f"Seeds: {meta['seeds']}; steps per model: {meta['max_steps']}; batch {meta['batch_size']}; "
-        f"alpha {meta['alpha']}; frozen token embeddings: {meta.get('freeze_embeddings', False)}  ",
+        f"alpha {meta['alpha']}; frozen token embeddings: {meta.get('freeze_embeddings', False)}; "
+        f"trainer version {meta.get('trainer_version', 'unrecorded (1)')}  ",
         f"Overlap of training texts with the evaluation suite: queries {meta['overlap']['queries']:.2%}, "
         f"candidates {meta['overlap']['candidates']:.2%}",
         "",
     ]
     unseen = meta.get("unseen_languages") or []
-    header = "| model | multilingual mAP | monolingual mAP | cross-lingual mAP | rank distance | lang_pref@1 |"
+    header = (
+        "| model | multilingual mAP | multilingual mAP (macro over languages) | monolingual mAP | cross-lingual mAP "
+        "| rank distance | lang_pref@1 |"
+    )
     if unseen:
         header += f" multilingual mAP, unseen ({'/'.join(unseen)}) |"
     lines += [header, "|---" * (header.count("|") - 1) + "|"]
@@ -195,18 +283,25 @@ def render_markdown(summary: dict, meta: dict) -> str:
         if not value:
             return ""
         text = f"{value['mean']:.{digits}f}"
-        return text + (f" ± {value['std']:.{digits}f}" if value["n"] > 1 else "")
+        return text + (f" ± {value['std']:.{digits}f}" if value.get("std") else "")
 
     for strategy in ("base", *STRATEGIES):
         if strategy in summary["table"]:
             line = (
-                f"| {strategy} | {cell(strategy, 'multilingual', 'mAP')} | {cell(strategy, 'monolingual', 'mAP')} | "
+                f"| {strategy} | {cell(strategy, 'multilingual', 'mAP')} | "
+                f"{cell(strategy, 'multilingual', 'mAP_macro_lang')} | {cell(strategy, 'monolingual', 'mAP')} | "
                 f"{cell(strategy, 'cross-lingual', 'mAP')} | {cell(strategy, 'multilingual', 'rank_distance', 1)} | "
                 f"{cell(strategy, 'multilingual', 'lang_pref@1', 3)} |"
             )
             if unseen:
                 line += f" {cell(strategy, 'multilingual', 'unseen_mAP')} |"
             lines.append(line)
+    lines += [
+        "",
+        "± is the sample standard deviation over seeds (ddof=1). Multilingual mAP is shown both as the mean over all "
+        "queries and macro-averaged over query languages (the paper's aggregate); rank distance is averaged per "
+        "query language, lang_pref@1 over queries.",
+    ]
     gaps = summary.get("seed_gaps_multilingual_mAP") or {}
     if gaps:
         lines += ["", "Multilingual mAP gap per seed (seed 0, 1, ...):", ""]
@@ -214,19 +309,9 @@ def render_markdown(summary: dict, meta: dict) -> str:
             ahead = sum(v > 0 for v in values)
             shown = ", ".join(f"{v:+.4f}" for v in values)
             lines.append(f"- {name}: {shown} (hybrid ahead in {ahead} of {len(values)} seeds)")
-    tests = summary["paired_tests_multilingual_AP"]
-    if tests:
-        seeds = next(iter(tests.values())).get("seeds", 1)
-        lines += [
-            "",
-            f"Paired sign-flip randomization tests on per-query multilingual AP (averaged over {seeds} seed(s); "
-            "query sampling only, not seed variance):",
-            "",
-        ]
-        for name, test in tests.items():
-            lines.append(
-                f"- {name}: mean difference {test['mean_difference']:+.4f}, p = {test['p_value']:.4f} (n = {test['n']})"
-            )
+    text = reading(summary, meta)
+    if text:
+        lines += ["", "## Reading (generated from the numbers above)", "", *text]
     return "\n".join(lines) + "\n"
 
 
@@ -239,6 +324,8 @@ def records_for(result: dict, strategy: str, seed: int, unseen: list[str] = ()) 
     per_language = result["settings"].get("multilingual", {}).get("per_language", {})
     present = [lang for lang in unseen if lang in per_language]
     for row in rows:
+        if row["setting"] == "multilingual" and per_language:
+            row["mAP_macro_lang"] = float(np.mean([block["mAP"] for block in per_language.values()]))
         if row["setting"] == "multilingual" and present:
             row["unseen_mAP"] = float(np.mean([per_language[lang]["mAP"] for lang in present]))
             distances = [per_language[lang].get("rank_distance") for lang in present]
@@ -259,13 +346,14 @@ def run_domain_shift(
     *, base: str, train: str, evaluate: str, seeds: int, max_steps: int, batch_size: int, alpha: float,
     max_length: int, hard_negatives: bool, freeze_embeddings: bool, allow_overlap: bool, data_dir,
     results_root: Path, progress, command: str, device: str = "cpu", precision: str = "auto",
+    alpha_schedule: str = "constant",
 ) -> tuple[Path, Path]:  # fmt: skip
     """Train (or resume) every strategy for every seed, evaluate all models plus the base, write the summary."""
     from ..plugins import load_model
     from ..runner import evaluate_model
     from . import bases
     from .data import from_suite
-    from .trainer import TrainConfig, Trainer, models_dir
+    from .trainer import TRAINER_VERSION, TrainConfig, Trainer, models_dir
 
     if train == evaluate:
         raise XlirError("--train and --eval are the same suite; the experiment measures transfer to another one")
@@ -280,20 +368,31 @@ def run_domain_shift(
     rows: list[dict] = []
     per_query: dict[str, list[list[float]]] = {}
 
-    def evaluate_one(name: str, strategy: str, seed: int) -> None:
-        model = load_model(name, device=device)
-        result, _ = evaluate_model(model, eval_suite, device=device, batch_size=64, progress=progress, use_cache=True)
-        results.write_result(results_root, result)
+    def evaluate_one(name: str, strategy: str, seed: int, config=None) -> None:
+        result = committed_result(results_root, name, eval_suite, config)
+        if result is None:
+            model = load_model(name, device=device)
+            result, _ = evaluate_model(
+                model, eval_suite, device=device, batch_size=64, progress=progress, use_cache=True
+            )
+            results.write_result(results_root, result)
         rows.extend(records_for(result, strategy, seed, unseen))
         per_query.setdefault(strategy, []).append(list(result["per_query"]["AP"]["multilingual"]))
 
     evaluate_one(base, "base", 0)
-    suffix = variant(batch_size, freeze_embeddings, alpha, max_length, hard_negatives)
+    suffix = variant(batch_size, freeze_embeddings, alpha, max_length, hard_negatives, alpha_schedule)
     for seed in range(seeds):
         for strategy in STRATEGIES:
-            name = model_name(base, train, strategy, seed, max_steps, suffix)
+            # alpha and its schedule only shape hybrid batches: mono and cross models are the reference ones, so an
+            # alpha sweep trains hybrid models only and compares them with the same mono and cross models
+            own = (alpha, alpha_schedule) if strategy == "hybrid" else (REFERENCE["alpha"], "constant")
+            name = model_name(
+                base, train, strategy, seed, max_steps,
+                variant(batch_size, freeze_embeddings, own[0], max_length, hard_negatives, own[1]),
+            )  # fmt: skip
             config = TrainConfig(
-                base=base, base_path=chosen.path, strategy=strategy, alpha=alpha, batch_size=batch_size,
+                base=base, base_path=chosen.path, strategy=strategy, alpha=own[0], alpha_schedule=own[1],
+                batch_size=batch_size,
                 max_steps=max_steps, max_length=max_length, hard_negatives=hard_negatives,
                 freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix,
                 passage_prefix=chosen.passage_prefix, seed=seed,
@@ -301,19 +400,21 @@ def run_domain_shift(
                 data=train, languages=train_data.languages, device=device, precision=precision,
             )  # fmt: skip
             folder = models_dir() / name
-            if (folder / "card.json").is_file():
-                check_reusable(folder, config)
-            else:
-                Trainer(config, train_data, folder, progress=progress).train()
-            evaluate_one(f"trained:{name}", strategy, seed)
+            if committed_result(results_root, f"trained:{name}", eval_suite, config) is None:
+                if (folder / "card.json").is_file():
+                    check_reusable(folder, config)
+                else:
+                    Trainer(config, train_data, folder, progress=progress).train()
+            evaluate_one(f"trained:{name}", strategy, seed, config)
     meta = {
         "base": base, "train": train, "eval": evaluate, "seeds": seeds, "max_steps": max_steps,
         "batch_size": batch_size, "alpha": alpha, "max_length": max_length, "hard_negatives": hard_negatives,
         "freeze_embeddings": freeze_embeddings, "train_languages": list(train_data.languages),
         "unseen_languages": unseen, "overlap": overlap.as_dict(), "command": command,
-        "device": device, "precision": precision,
+        "device": device, "precision": precision, "trainer_version": TRAINER_VERSION,
+        "alpha_schedule": alpha_schedule,
     }  # fmt: skip
-    summary = summarise(rows, per_query)
+    summary = summarise(rows, per_query, clusters=[q.group_id for q in eval_suite.queries])
     summary["rows"] = rows
     stem = f"domain-shift-{results.slug(base)}-{train}-to-{evaluate}"
     if suffix or max_steps != REFERENCE["max_steps"]:

@@ -1,9 +1,12 @@
 """Batch samplers: X-X-mono, X-Y and hybrid batches of (group, query language, passage language) triples.
 
 * ``mono`` (X-X-mono): one language per batch, drawn uniformly; every pair is query and passage in it.
-* ``cross`` (X-Y): for every pair, the query language and the passage language are drawn independently from
-  the group's languages, so most pairs are cross-lingual.
+* ``cross`` (X-Y): every pair is cross-lingual, as in the paper: the query language is drawn uniformly from the
+  group's languages and the passage language uniformly from the *other* ones. Only questions that exist in at least
+  two languages can be in a cross batch.
 * ``hybrid``: each batch is X-X-mono with probability ``alpha``, X-Y otherwise (arXiv 2408.10536, alpha 0.5).
+  ``schedule`` beyond the paper: ``rising`` moves alpha linearly from 0 at the first step to 1 at step
+  ``total_steps`` (cross-lingual batches early, monolingual late), ``falling`` the reverse; ``constant`` keeps it.
 
 A batch never holds two versions of one question (translations would be false in-batch negatives). The draw
 is a pure function of (seed, epoch): every rank of a distributed run generates the same global batch and keeps
@@ -20,6 +23,7 @@ import numpy as np
 from .data import ParallelData
 
 STRATEGIES = ("mono", "cross", "hybrid")
+SCHEDULES = ("constant", "rising", "falling")
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,14 @@ class HybridBatchSampler:
         steps_per_epoch: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        schedule: str = "constant",
+        total_steps: int | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        if schedule not in SCHEDULES or (schedule != "constant" and not total_steps):
+            raise ValueError(f"schedule {schedule!r} needs total_steps; schedules are {', '.join(SCHEDULES)}")
+        self.schedule, self.total_steps = schedule, total_steps
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha={alpha} must lie in [0, 1]")
         self.data, self.strategy, self.alpha, self.seed = data, strategy, float(alpha), int(seed)
@@ -57,6 +66,16 @@ class HybridBatchSampler:
         self.by_language = {k: v for k, v in self.by_language.items() if len(v) >= self.global_batch}
         if not self.by_language:
             raise ValueError(f"no language has {self.global_batch} training groups; lower the batch size")
+        self.multilingual = np.array([i for i, g in enumerate(data.groups) if len(g.languages) >= 2])
+        if (
+            strategy != "mono"
+            and (strategy == "cross" or self.alpha < 1 or schedule != "constant")
+            and len(self.multilingual) < self.global_batch
+        ):
+            raise ValueError(
+                f"{strategy} batches need {self.global_batch} questions in two or more languages; "
+                f"the data has {len(self.multilingual)}"
+            )
         self.steps_per_epoch = steps_per_epoch or max(1, len(data.groups) // self.global_batch)
         self.epoch = 0
 
@@ -66,27 +85,35 @@ class HybridBatchSampler:
     def __len__(self) -> int:
         return self.steps_per_epoch
 
-    def batch_kind(self, rng: np.random.Generator) -> str:
+    def alpha_at(self, step: int) -> float:
+        """The share of monolingual batches at global step ``step`` (0-based)."""
+        if self.schedule == "constant":
+            return self.alpha
+        progress = min(1.0, step / max(1, self.total_steps - 1))
+        return progress if self.schedule == "rising" else 1.0 - progress
+
+    def batch_kind(self, rng: np.random.Generator, step: int = 0) -> str:
         if self.strategy == "hybrid":
-            return "mono" if rng.random() < self.alpha else "cross"
+            return "mono" if rng.random() < self.alpha_at(step) else "cross"
         return self.strategy
 
     def global_batches(self) -> Iterator[tuple[str, list[Pair]]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         languages = sorted(self.by_language)
-        every_group = np.arange(len(self.data.groups))
-        for _ in range(self.steps_per_epoch):
-            kind = self.batch_kind(rng)
+        for i in range(self.steps_per_epoch):
+            kind = self.batch_kind(rng, self.epoch * self.steps_per_epoch + i)
             if kind == "mono":
                 lang = languages[rng.integers(len(languages))]
                 groups = rng.choice(self.by_language[lang], size=self.global_batch, replace=False)
                 pairs = [Pair(int(g), lang, lang) for g in groups]
             else:
-                groups = rng.choice(every_group, size=self.global_batch, replace=False)
+                groups = rng.choice(self.multilingual, size=self.global_batch, replace=False)
                 pairs = []
                 for g in groups:
                     langs = self.data.groups[g].languages
-                    pairs.append(Pair(int(g), langs[rng.integers(len(langs))], langs[rng.integers(len(langs))]))
+                    q = int(rng.integers(len(langs)))
+                    d = (q + 1 + int(rng.integers(len(langs) - 1))) % len(langs)  # uniform over the others
+                    pairs.append(Pair(int(g), langs[q], langs[d]))
             yield kind, pairs
 
     def __iter__(self) -> Iterator[list[Pair]]:

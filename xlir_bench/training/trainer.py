@@ -31,7 +31,10 @@ from .samplers import HybridBatchSampler, Pair
 
 # Bumped whenever a change to the trainer, sampler or loss changes what a configuration trains; recorded in every
 # card and checkpoint, and a model or checkpoint of another version is never reused or resumed.
-TRAINER_VERSION = 2
+# 1 (cards without a version): cross pairs drew both languages independently (some were same-language), validation
+#   on hybrid batches. 3: cross pairs always have two different languages; validation on fixed mono and fixed
+#   cross batches, reported separately, checkpoint selection on their mean.
+TRAINER_VERSION = 3
 
 # Fields that may differ when a killed run is resumed (where it runs, not what it trains).
 RESUMABLE_DIFFERENCES = ("device",)
@@ -43,6 +46,7 @@ class TrainConfig:
     base_path: str
     strategy: str
     alpha: float = 0.5
+    alpha_schedule: str = "constant"  # hybrid only: constant, rising (0 -> 1 over max_steps) or falling
     batch_size: int = 32
     max_steps: int = 200
     lr: float = 3e-5
@@ -96,13 +100,15 @@ class Trainer:
             raise XlirError(f"--batch-size {config.batch_size} does not split over {self.world_size} processes")
         self.sampler = HybridBatchSampler(
             self.train_data, config.strategy, config.batch_size // self.world_size, alpha=config.alpha,
-            seed=config.seed, rank=self.rank, world_size=self.world_size,
+            seed=config.seed, rank=self.rank, world_size=self.world_size, schedule=config.alpha_schedule,
+            total_steps=config.max_steps,
         )  # fmt: skip
         self.engine = self._wrap(self.model)
         self.step, self.epoch = 0, 0
         self.losses: list[float] = []
         self.curve: list[dict] = []
         self.best = float("inf")
+        self.best_step = 0
         self.stale = 0
         self.sampler_seconds = 0.0
         self.step_seconds = 0.0
@@ -138,16 +144,25 @@ class Trainer:
         hard = vectors[2] if negatives else None
         return info_nce(vectors[0], vectors[1], hard, cfg.scale)
 
-    def validation_loss(self) -> float:
-        sampler = HybridBatchSampler(
-            self.val_data, "hybrid", min(self.config.batch_size, len(self.val_data.groups)),
-            alpha=0.5, seed=12345, steps_per_epoch=self.config.validation_batches,
-        )  # fmt: skip
+    def validation_losses(self) -> dict[str, float]:
+        """InfoNCE on fixed validation batches, the same for every strategy: ``mono`` (one language per batch) and
+        ``cross`` (every pair in two languages), each reported; ``mean`` of the two selects the checkpoint, so no
+        strategy is validated on its own kind of batch only."""
+        out = {}
         self.model.eval()
         with self.torch.inference_mode():
-            losses = [float(self.batch_loss(pairs, self.val_data)) for pairs in sampler]
+            for kind in ("mono", "cross"):
+                try:
+                    sampler = HybridBatchSampler(
+                        self.val_data, kind, min(self.config.batch_size, len(self.val_data.groups)),
+                        seed=12345, steps_per_epoch=self.config.validation_batches,
+                    )  # fmt: skip
+                except ValueError:  # e.g. one language only: no cross batches to validate on
+                    continue
+                out[kind] = float(np.mean([float(self.batch_loss(pairs, self.val_data)) for pairs in sampler]))
         self.model.train()
-        return float(np.mean(losses))
+        out["mean"] = float(np.mean(list(out.values())))
+        return out
 
     def _optimizer(self):
         """AdamW over the trainable weights. ``freeze_embeddings`` keeps the token embedding matrix fixed: for
@@ -200,7 +215,8 @@ class Trainer:
         state = {
             "trainer_version": TRAINER_VERSION, "config": asdict(self.config),
             "step": self.step, "epoch": self.epoch, "losses": self.losses, "curve": self.curve,
-            "best": self.best, "stale": self.stale, "torch_rng": self.torch.get_rng_state().tolist(),
+            "best": self.best, "best_step": self.best_step, "stale": self.stale,
+            "torch_rng": self.torch.get_rng_state().tolist(),
             "wall_seconds": self.wall_seconds + time.perf_counter() - self._started,
         }  # fmt: skip
         if self.device.type == "cuda":
@@ -225,6 +241,7 @@ class Trainer:
         self.optimizer.load_state_dict(optimizer_state)
         self.step, self.epoch = state["step"], state["epoch"]
         self.losses, self.curve, self.best, self.stale = state["losses"], state["curve"], state["best"], state["stale"]
+        self.best_step = state.get("best_step", 0)
         self.wall_seconds = state.get("wall_seconds", 0.0)
         self.torch.set_rng_state(self.torch.tensor(state["torch_rng"], dtype=self.torch.uint8))
         if self.device.type == "cuda" and state.get("cuda_rng"):
@@ -307,11 +324,15 @@ class Trainer:
                 )
                 self.progress.update(task, completed=self.step, description=desc)
             if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                val = self.validation_loss()
+                losses = self.validation_losses()
+                val = losses["mean"]
                 check_finite(val, "validation loss", self.step, cfg.lr)
-                self.curve.append({"step": self.step, "validation_loss": round(val, 6)})
+                self.curve.append(
+                    {"step": self.step, "validation_loss": round(val, 6),
+                     **{f"validation_{k}": round(v, 6) for k, v in losses.items() if k != "mean"}}
+                )  # fmt: skip
                 if val < self.best:
-                    self.best, self.stale = val, 0
+                    self.best, self.best_step, self.stale = val, self.step, 0
                     self._save_model(self.out / "best")
                 else:
                     self.stale += 1
@@ -339,6 +360,8 @@ class Trainer:
             "stopped_early": stopped_early,
             "resumed": resumed,
             "best_validation_loss": self.best,
+            "best_step": self.best_step,  # the step whose weights were kept (early stopping / selection)
+            "selection": "lowest mean of the mono and cross validation losses",
             "losses": self.losses,
             "validation_curve": self.curve,
             "train_groups": len(self.train_data.groups),

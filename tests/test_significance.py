@@ -1,0 +1,65 @@
+"""Cluster-level paired statistics (issue 10): known answers, and agreement with scipy where scipy has the same
+test (per-query units)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xlir_bench.metrics.significance import holm, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
+
+
+def test_cluster_test_has_the_known_exact_answer():
+    """3 questions x 4 translations, differences constant within a question (4 x 1, 4 x 2, 4 x -0.5): the cluster
+    sums are 4, 8, -2 and exactly 4 of the 8 sign vectors reach |10|, so p = 0.5. Treating the 12 translations as
+    independent gives p = 140/4096 = 0.034, "significant": the error the cluster test avoids."""
+    diff = np.repeat([1.0, 2.0, -0.5], 4)
+    clusters = np.repeat(["q1", "q2", "q3"], 4)
+    clustered = paired_randomization(diff, np.zeros(12), clusters=clusters)
+    assert clustered["p_value"] == 0.5 and clustered["units"] == 3 and clustered["n"] == 12 and clustered["exact"]
+    naive = paired_randomization(diff, np.zeros(12))
+    assert naive["p_value"] == 140 / 4096 and naive["units"] == 12
+    assert clustered["mean_difference"] == pytest.approx(diff.mean())
+
+
+def test_per_query_exact_test_agrees_with_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    a, b = rng.random(12), rng.random(12)
+    ours = paired_randomization(a, b)["p_value"]
+    theirs = scipy_stats.permutation_test(
+        (a, b), lambda x, y: np.mean(x - y), permutation_type="samples", n_resamples=np.inf, alternative="two-sided"
+    ).pvalue
+    assert ours == pytest.approx(theirs, abs=1e-12)
+
+
+def test_bootstrap_interval_resamples_clusters():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
+    per_cluster = rng.normal(0.02, 0.05, 300)
+    diff = np.repeat(per_cluster, 5) + rng.normal(0, 0.001, 1500)  # five near-identical translations each
+    clusters = np.repeat(np.arange(300), 5)
+    low, high = paired_bootstrap_ci(diff, np.zeros(1500), clusters=clusters, resamples=4000)
+    ref = scipy_stats.bootstrap((per_cluster,), np.mean, n_resamples=4000, method="percentile", random_state=1)
+    assert low == pytest.approx(ref.confidence_interval.low, abs=0.002)
+    assert high == pytest.approx(ref.confidence_interval.high, abs=0.002)
+    naive_low, naive_high = paired_bootstrap_ci(diff, np.zeros(1500), resamples=4000)
+    assert (naive_high - naive_low) < 0.6 * (high - low)  # ignoring clusters understates the uncertainty
+
+
+def test_holm_known_values():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_seed_test_and_sample_std():
+    assert seed_test([0.5, 0.52, 0.51, 0.53, 0.50], [0.4, 0.41, 0.42, 0.40, 0.43])["p_value"] == pytest.approx(2 / 32)
+    assert sample_std([1.0, 2.0, 3.0]) == pytest.approx(1.0) and sample_std([1.0]) is None
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError):
+        paired_randomization([1], [1, 2])
+    with pytest.raises(ValueError, match="one label per query"):
+        paired_randomization([1, 2], [1, 2], clusters=["a"])
+    assert paired_randomization([1, 2, 3], [1, 2, 3])["p_value"] == 1.0
