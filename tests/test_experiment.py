@@ -148,7 +148,7 @@ def test_committed_results_are_reused_only_for_the_same_training(tmp_path):
     suite = SimpleNamespace(name="xquad-r", checksums={"xquad-r/en.json": "abc"})
     config = TrainConfig(base="e5-small", base_path="x", strategy="hybrid", seed=1, data="mlqa-r", languages=["en"])
     training = {"base": "e5-small", "strategy": "hybrid", "seed": 1, "data": "mlqa-r", "alpha": 0.5,
-                "languages": ["en"], "trainer_version": TRAINER_VERSION}  # fmt: skip
+                "alpha_schedule": "constant", "languages": ["en"], "trainer_version": TRAINER_VERSION}  # fmt: skip
     result = {
         "schema_version": 1, "model": {"name": "trained:m", "metadata": {"training": training}},
         "suite": {"name": "xquad-r", "checksums_md5": suite.checksums},
