@@ -25,7 +25,7 @@ from .errors import XlirError
 from .fileio import read_json
 
 SCHEMA_VERSION = 1
-RESERVED_FOLDERS = ("runs", "experiments")  # beside the per-suite result folders; not results themselves
+RESERVED_FOLDERS = ("runs", "experiments", "superseded")  # beside the per-suite folders; not results themselves
 REQUIRED_KEYS = ("schema_version", "model", "suite", "settings")
 
 

@@ -1,0 +1,57 @@
+"""README blocks generated from committed results, so that prose about results cannot drift from the numbers.
+
+A block is delimited by ``<!-- generated: KIND NAME -->`` and ``<!-- /generated -->``. Kinds:
+
+* ``experiment STEM``: the table and the generated reading of ``results/experiments/STEM.md`` (what
+  ``xlir-bench experiment domain-shift`` wrote), from its first table line to its end.
+
+``python -m xlir_bench.readme`` rewrites the blocks of README.md in place; ``--check`` exits 1 when a block is stale
+(the test suite runs the same check).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- generated: (\w+) ([^>]+?) -->\n)(.*?)(<!-- /generated -->)", re.S)
+
+
+def experiment_block(results_root: Path, stem: str) -> str:
+    path = results_root / "experiments" / f"{stem}.md"
+    if not path.is_file():
+        return f"(no committed results yet: `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`)\n"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("| model")), 0)
+    return "\n".join(lines[start:]).rstrip() + "\n"
+
+
+def render(text: str, results_root: Path) -> str:
+    def replace(match: re.Match) -> str:
+        kind, name = match.group(2), match.group(3).strip()
+        if kind != "experiment":
+            raise ValueError(f"unknown generated block kind {kind!r}")
+        return match.group(1) + experiment_block(results_root, name) + match.group(5)
+
+    return BLOCK.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    readme = ROOT / "README.md"
+    current = readme.read_text(encoding="utf-8")
+    fresh = render(current, ROOT / "results")
+    if "--check" in argv:
+        if fresh != current:
+            print("README.md has stale generated blocks; run `python -m xlir_bench.readme`", file=sys.stderr)
+            return 1
+        return 0
+    if fresh != current:
+        readme.write_text(fresh, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
