@@ -28,4 +28,6 @@ def test_experiment_block_quotes_the_summary_from_its_table_on(tmp_path):
     )
     text = "intro\n<!-- generated: experiment x -->\nold\n<!-- /generated -->\nend\n"
     block = "| model | mAP |\n|---|---|\n| a | 1 |\n\n- claim\n"
-    assert readme.render(text, tmp_path) == f"intro\n<!-- generated: experiment x -->\n{block}<!-- /generated -->\nend\n"
+    assert (
+        readme.render(text, tmp_path) == f"intro\n<!-- generated: experiment x -->\n{block}<!-- /generated -->\nend\n"
+    )
