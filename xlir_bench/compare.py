@@ -1,0 +1,118 @@
+"""``xlir-bench compare``: is model A really better than B, and by how much? Paired, question-level statistics.
+
+Per-query AP of each model (stored in every result) is paired query by query. A question and all its translations
+form one cluster (LAReQA query ids are ``<lang>-<question id>``); in MIRACL every query is its own cluster. For
+each pair of models: the mean difference, a cluster bootstrap 95% interval, a cluster sign-flip randomization
+test, Holm's correction over all pairs shown, and an effect size (mean difference over the standard deviation of
+the per-cluster differences). Results of different data (md5s), different query sets or different metric
+definitions (tie rule, schema) are refused: their per-query values do not pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from .errors import XlirError
+from .metrics.significance import holm, paired_bootstrap_ci, paired_randomization
+
+LAREQA = ("xquad-r", "mlqa-r")
+
+
+@dataclass
+class Comparison:
+    a: str
+    b: str
+    mean_a: float
+    mean_b: float
+    difference: float
+    ci95: tuple[float, float]
+    p_value: float
+    p_holm: float
+    effect_size: float
+    units: int
+    queries: int
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "ci95": list(self.ci95)}
+
+
+def clusters_of(suite: str, query_ids: list[str]) -> list[str]:
+    """One cluster label per query: the question id for LAReQA suites, the query itself elsewhere."""
+    if suite in LAREQA:
+        return [qid.split("-", 1)[1] if "-" in qid else qid for qid in query_ids]
+    return list(query_ids)
+
+
+def per_query_values(result: dict, setting: str) -> tuple[list[str], np.ndarray]:
+    """(unit ids, AP values) of one setting; cross-lingual values are flattened over target pools."""
+    label = result["model"]["name"]
+    per_query = result.get("per_query") or {}
+    values = (per_query.get("AP") or {}).get(setting)
+    ids = per_query.get("query_ids")
+    if values is None or not isinstance(ids, list):
+        raise XlirError(f"result of {label!r} has no per-query AP for {setting}; re-run it with this xlir-bench")
+    if isinstance(values, dict):
+        flat_ids = [f"{qid}@{pool}" for pool in sorted(values) for qid in ids]
+        flat = [v for pool in sorted(values) for v in values[pool]]
+        return flat_ids, np.array([np.nan if v is None else v for v in flat], dtype=np.float64)
+    return list(ids), np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _check_pairable(results: list[dict], setting: str) -> None:
+    first = results[0]
+    for other in results[1:]:
+        names = f"{first['model']['name']!r} and {other['model']['name']!r}"
+        if other["suite"].get("checksums_md5") != first["suite"].get("checksums_md5"):
+            raise XlirError(f"{names} were evaluated on different data (md5s differ); they cannot be paired")
+        if other.get("tie_rule") != first.get("tie_rule") or other.get("schema_version") != first.get("schema_version"):
+            raise XlirError(f"{names} use different metric definitions (tie rule or schema); they cannot be paired")
+        if (other.get("per_query") or {}).get("query_ids") != (first.get("per_query") or {}).get("query_ids"):
+            raise XlirError(f"{names} have different query sets; they cannot be paired")
+    missing = [r["model"]["name"] for r in results if setting not in r["settings"]]
+    if missing:
+        raise XlirError(f"no {setting} setting in the results of {', '.join(map(repr, missing))}; run that setting")
+
+
+def compare(results: list[dict], setting: str, resamples: int = 10000, seed: int = 0) -> list[Comparison]:
+    if len(results) < 2:
+        raise XlirError("compare needs at least two models")
+    _check_pairable(results, setting)
+    suite = results[0]["suite"]["name"]
+    ids, _ = per_query_values(results[0], setting)
+    clusters = clusters_of(suite, [i.split("@", 1)[0] for i in ids])
+    values = {r["model"]["name"]: per_query_values(r, setting)[1] for r in results}
+    out = []
+    for a, b in combinations(values, 2):
+        test = paired_randomization(values[a], values[b], permutations=resamples, seed=seed, clusters=clusters)
+        low, high = paired_bootstrap_ci(values[a], values[b], clusters=clusters, resamples=resamples, seed=seed)
+        out.append(
+            Comparison(
+                a,
+                b,
+                float(np.nanmean(values[a])),
+                float(np.nanmean(values[b])),
+                test["mean_difference"],
+                (low, high),
+                test["p_value"],
+                1.0,
+                _effect_size(values[a], values[b], clusters),
+                test["units"],
+                test["n"],
+            )  # fmt: skip
+        )
+    for comparison, adjusted in zip(out, holm([c.p_value for c in out])):
+        comparison.p_holm = adjusted
+    return out
+
+
+def _effect_size(a: np.ndarray, b: np.ndarray, clusters: list[str]) -> float:
+    """Mean per-query difference over the standard deviation of the per-cluster mean differences."""
+    keep = ~(np.isnan(a) | np.isnan(b))
+    diff = (a - b)[keep]
+    _, index = np.unique(np.asarray(clusters, dtype=object)[keep].astype(str), return_inverse=True)
+    means = np.bincount(index, weights=diff) / np.bincount(index)
+    spread = means.std(ddof=1) if len(means) > 1 else 0.0
+    return float(diff.mean() / spread) if spread > 0 else 0.0
