@@ -561,12 +561,17 @@ def cache_clear(model: str | None, broken: bool) -> None:
 )  # fmt: skip
 @click.option("--suite", help="Only this suite (xquad-r, mlqa-r, miracl or miracl:<lang,...>).")
 @click.option("--setting", type=click.Choice(SETTINGS), help="Only this setting.")
-@click.option("--model", help="Only this model.")
+@click.option("--model", help="Only this model (or configuration of several seeds).")
+@click.option("--by", type=click.Choice(["language", "pair"]),
+              help="language: a row per query language; pair: the cross-lingual X -> Y mAP matrix.")  # fmt: skip
+@click.option("--per-seed", is_flag=True, help="One row per seed instead of mean ± sample std over seeds.")
+@click.option("--sort", "sort_by", default="mAP", show_default=True,
+              help="Order rows within each suite and setting by this measure (best first).")  # fmt: skip
 @click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
     help="table (terminal), markdown, csv, latex (booktabs) or json.",
 )  # fmt: skip
-def leaderboard_cmd(results_dir, reference, suite, setting, model, fmt) -> None:
+def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed, sort_by, fmt) -> None:
     """Show results as one table (terminal, Markdown, CSV, LaTeX or JSON)."""
     suite = suites.resolve([suite])[0] if suite else None
     mine = results.results_dir(results_dir)
@@ -582,7 +587,14 @@ def leaderboard_cmd(results_dir, reference, suite, setting, model, fmt) -> None:
                   "XLIR_BENCH_REFERENCE)", highlight=False)  # fmt: skip
     for warning in loaded.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    report = Report.from_results(loaded.results, suite=suite, setting=setting, model=model)
+    from .metrics import MEASURES
+    from .report import BIAS_COLUMNS
+
+    if sort_by not in (*MEASURES, *BIAS_COLUMNS):
+        raise XlirError(f"--sort {sort_by!r}: use one of {', '.join((*MEASURES, *BIAS_COLUMNS))}")
+    report = Report.from_results(
+        loaded.results, suite=suite, setting=setting, model=model, by=by, per_seed=per_seed, sort=sort_by
+    )
     if fmt == "table":
         if not report.records:
             hint = " (--reference shows the project's reference results)" if not reference and ref else ""

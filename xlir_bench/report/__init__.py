@@ -1,7 +1,12 @@
 """One Report over many results, rendered as a terminal table, Markdown, CSV, LaTeX or JSON.
 
-A report is a list of flat records, one per (model, suite, setting): the headline measures, plus the bias
-measures on multilingual records.
+A report is a list of flat records. ``by=None``: one per (model, suite, setting) with the headline measures (plus
+the bias measures on multilingual records); ``by="language"``: one per query language as well; ``by="pair"``: the
+cross-lingual X -> Y mAP matrix, one record per (model, query language X) with a column per target language Y.
+Seeds of one configuration (trained models named ``...-s<seed>``) collapse into one record: the mean, the sample
+standard deviation (``<measure> std``) and the number of seeds, unless ``per_seed``. Every format renders the same
+records; the only formatting is digits, ``±``, bold for the best value of a column within a (suite, setting,
+language) group, and each format's escaping of labels.
 """
 
 from __future__ import annotations
@@ -9,8 +14,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 
+import numpy as np
 from tabulate import tabulate
 
 from ..evaluate import SETTINGS
@@ -18,36 +25,123 @@ from ..metrics import MEASURES
 
 BIAS_COLUMNS = ("rank_distance", "lang_pref@1")
 FORMATS = ("table", "markdown", "csv", "latex", "json")
+BY = ("language", "pair")
+TEXT_COLUMNS = ("model", "set", "training", "suite", "setting", "language", "X")
+LOWER_IS_BETTER = ("rank_distance",)
+NOT_RANKED = ("lang_pref@1", "seeds")  # no "better" direction: a preference is not a score
 
 
-TEXT_COLUMNS = ("model", "set", "training", "suite", "setting")
-
-
-def training_label(training: dict) -> str:
+def training_label(training: dict, with_seed: bool = True) -> str:
     """What a fine-tuned model was trained with, short: ``hybrid a=0.5, mlqa-r, 60 steps, seed 0``."""
     alpha = f" a={training.get('alpha')}" if training.get("strategy") == "hybrid" else ""
+    schedule = training.get("alpha_schedule")
+    alpha += f" ({schedule})" if schedule and schedule != "constant" else ""
     steps, seed = training.get("steps"), training.get("seed")
-    kept = f" (kept step {training['best_step']})" if training.get("best_step") else ""
-    return f"{training.get('strategy')}{alpha}, {training.get('data')}, {steps} steps{kept}, seed {seed}"
+    kept = f" (kept step {training['best_step']})" if training.get("best_step") and with_seed else ""
+    text = f"{training.get('strategy')}{alpha}, {training.get('data')}"
+    return text + (f", {steps} steps{kept}, seed {seed}" if with_seed else "")
 
 
-def records_of(result: dict) -> list[dict]:
+def _identity(result: dict) -> dict:
+    """Label, row kind and seed grouping of one result."""
+    label = result["model"]["name"]
+    row = {"model": label, "suite": result["suite"]["name"]}
+    if result.get("_reference"):
+        row["set"] = "reference"
+    training = (result["model"].get("metadata") or {}).get("training")
+    if isinstance(training, dict):
+        row["training"] = training_label(training)
+        seed = training.get("seed")
+        match = re.fullmatch(rf"(.+)-s{seed}", label) if seed is not None else None
+        if match:  # one of several seeds of a configuration
+            row["_config"], row["_config_training"], row["_seed"] = (
+                match.group(1),
+                training_label(training, False),
+                seed,
+            )
+    return row
+
+
+def records_of(result: dict, by: str | None = None) -> list[dict]:
+    base = _identity(result)
     rows = []
     for setting in SETTINGS:
         block = result["settings"].get(setting)
         if not block:
             continue
-        row = {"model": result["model"]["name"], "suite": result["suite"]["name"], "setting": setting}
-        if result.get("_reference"):
-            row["set"] = "reference"
-        training = (result["model"].get("metadata") or {}).get("training")
-        if isinstance(training, dict):
-            row["training"] = training_label(training)
-        row.update({name: block["metrics"].get(name) for name in MEASURES})
-        if setting == "multilingual" and "bias" in block:
-            row.update({name: block["bias"].get(name) for name in BIAS_COLUMNS})
+        if by is None:
+            row = {**base, "setting": setting, **{m: block["metrics"].get(m) for m in MEASURES}}
+            if setting == "multilingual" and "bias" in block:
+                row.update({name: block["bias"].get(name) for name in BIAS_COLUMNS})
+            rows.append(row)
+        elif by == "language":
+            rows += _language_rows(base, setting, block)
+        elif by == "pair" and setting == "cross-lingual":
+            rows += _pair_rows(base, block)
+    return rows
+
+
+def _language_rows(base: dict, setting: str, block: dict) -> list[dict]:
+    if setting == "cross-lingual":  # per query language X: the mean over its target languages Y
+        by_x: dict[str, list[dict]] = {}
+        for pair, values in (block.get("per_pair") or {}).items():
+            by_x.setdefault(pair.split("-", 1)[0], []).append(values)
+        per = {x: {m: _mean([v.get(m) for v in vs]) for m in MEASURES} for x, vs in by_x.items()}
+    else:
+        per = block.get("per_language") or {}
+    rows = []
+    for lang in sorted(per):
+        values = per[lang]
+        row = {**base, "setting": setting, "language": lang, **{m: values.get(m) for m in MEASURES}}
+        if setting == "multilingual":
+            row.update({name: values.get(name) for name in BIAS_COLUMNS})
         rows.append(row)
     return rows
+
+
+def _pair_rows(base: dict, block: dict) -> list[dict]:
+    matrix: dict[str, dict[str, float]] = {}
+    for pair, values in (block.get("per_pair") or {}).items():
+        x, _, y = pair.partition("-")
+        matrix.setdefault(x, {})[y] = values.get("mAP")
+    return [{**base, "setting": "cross-lingual", "X": x, **matrix[x]} for x in sorted(matrix)]
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def collapse_seeds(records: list[dict]) -> list[dict]:
+    """Records of several seeds of one configuration become one: mean, sample std (ddof=1) and seed count."""
+    groups: dict[tuple, list[dict]] = {}
+    order = []
+    for r in records:
+        if "_config" not in r:
+            key = (id(r),)
+        else:
+            key = (r["_config"], r["suite"], r["setting"], r.get("language"), r.get("X"), r.get("set"))
+        if key not in groups:
+            order.append(key)
+        groups.setdefault(key, []).append(r)
+    out = []
+    for key in order:
+        members = groups[key]
+        if len(members) == 1 and "_config" not in members[0]:
+            out.append(members[0])
+            continue
+        first = members[0]
+        merged = {k: v for k, v in first.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
+        merged["model"] = first["_config"]
+        merged["training"] = f"{first['_config_training']}, seeds {', '.join(str(m['_seed']) for m in members)}"
+        merged["seeds"] = len(members)
+        for column in {k for m in members for k, v in m.items() if isinstance(v, float) and not k.startswith("_")}:
+            values = [m.get(column) for m in members if m.get(column) is not None]
+            merged[column] = float(np.mean(values)) if values else None
+            if len(values) > 1:
+                merged[f"{column} std"] = float(np.std(values, ddof=1))
+        out.append(merged)
+    return out
 
 
 @dataclass
@@ -56,44 +150,112 @@ class Report:
 
     @classmethod
     def from_results(
-        cls, results: list[dict], suite: str | None = None, setting: str | None = None, model: str | None = None
+        cls,
+        results: list[dict],
+        suite: str | None = None,
+        setting: str | None = None,
+        model: str | None = None,
+        *,
+        by: str | None = None,
+        per_seed: bool = False,
+        sort: str = "mAP",
     ) -> Report:
-        rows = [r for res in results for r in records_of(res)]
+        rows = [r for res in results for r in records_of(res, by)]
         rows = [
             r
             for r in rows
             if (suite is None or r["suite"] == suite)
             and (setting is None or r["setting"] == setting)
-            and (model is None or r["model"] == model)
+            and (model is None or r["model"] == model or r.get("_config") == model)
         ]
-        rows.sort(key=lambda r: (r["suite"], SETTINGS.index(r["setting"]), -(r.get("mAP") or 0.0), r["model"]))
-        return cls(rows)
+        if not per_seed:
+            rows = collapse_seeds(rows)
+        sign = 1.0 if sort in LOWER_IS_BETTER else -1.0
+
+        def key(r):
+            value = r.get(sort)
+            return (
+                r["suite"], SETTINGS.index(r["setting"]), r.get("language") or "", r.get("X") or "",
+                value is None, sign * (value or 0.0), r["model"],
+            )  # fmt: skip
+
+        rows.sort(key=key)
+        return cls([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
 
     @property
     def columns(self) -> list[str]:
         optional = [c for c in ("set", "training") if any(c in r for r in self.records)]
-        cols = ["model", *optional, "suite", "setting", *MEASURES]
+        group = [c for c in ("language", "X") if any(c in r for r in self.records)]
+        if "X" in group:  # the cross-lingual matrix: one column per target language
+            targets = sorted({k for r in self.records for k in r if re.fullmatch(r"[a-z]{2,3}", k)})
+            return ["model", *optional, "suite", "X", *targets]
+        cols = ["model", *optional, "suite", "setting", *group, *MEASURES]
         if any(r["setting"] == "multilingual" for r in self.records):
             cols += list(BIAS_COLUMNS)
+        if any("seeds" in r for r in self.records):
+            cols.append("seeds")
         return cols
 
+    def best(self) -> set[tuple[int, str]]:
+        """(record index, column) of the best value per column within each (suite, setting, language/X) group."""
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(self.records):
+            groups.setdefault((r["suite"], r["setting"], r.get("language"), r.get("X")), []).append(i)
+        marked = set()
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            for column in self.columns:
+                if column in TEXT_COLUMNS or column in NOT_RANKED:
+                    continue
+                values = [(self.records[i].get(column), i) for i in members]
+                values = [(v, i) for v, i in values if isinstance(v, float)]
+                if len(values) < 2:
+                    continue
+                pick = min if column in LOWER_IS_BETTER else max
+                top = pick(v for v, _ in values)
+                marked |= {(i, column) for v, i in values if v == top}
+        return marked
+
+    def cells(self, digits: int = 4, bold=None) -> list[list[str]]:
+        """Display strings: values with ``± std`` for collapsed seeds; ``bold(text)`` wraps the best values."""
+        best = self.best() if bold else set()
+        out = []
+        for i, r in enumerate(self.records):
+            row = []
+            for c in self.columns:
+                text = _fmt(r.get(c), c, digits)
+                if text and f"{c} std" in r:
+                    text += f" ± {_fmt(r[f'{c} std'], c, digits)}"
+                row.append(bold(text) if (i, c) in best and text else text)
+            out.append(row)
+        return out
+
     def rows(self, digits: int = 4) -> list[list[str]]:
-        return [[_fmt(r.get(c), c, digits) for c in self.columns] for r in self.records]
+        return self.cells(digits)
 
     def render(self, fmt: str) -> str:
         if fmt == "json":
             return json.dumps(self.records, indent=1, ensure_ascii=False, allow_nan=False)
         if fmt == "csv":
+            stds = {k for r in self.records for k in r if k.endswith(" std")}
+            columns = [name for c in self.columns for name in (c, f"{c} std") if name == c or name in stds]
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(self.columns)
-            writer.writerows([["" if r.get(c) is None else r.get(c) for c in self.columns] for r in self.records])
+            writer.writerow(columns)
+            writer.writerows([["" if r.get(c) is None else r.get(c) for c in columns] for r in self.records])
             return out.getvalue()
         if fmt == "markdown":  # a "|" in a label would end its cell
-            rows = [[cell.replace("|", "\\|") for cell in row] for row in self.rows()]
+            rows = [[cell.replace("|", "\\|") for cell in row] for row in self.cells(bold=lambda t: f"**{t}**")]
             return tabulate(rows, headers=self.columns, tablefmt="github", disable_numparse=True)
         if fmt == "latex":
-            return tabulate(self.rows(), headers=self.columns, tablefmt="latex_booktabs", disable_numparse=True)
+            rows = [[_latex(cell) for cell in row] for row in self.cells(bold=lambda t: f"\0B{t}\0E")]
+            rows = [[cell.replace("\0B", "\\textbf{").replace("\0E", "}") for cell in row] for row in rows]
+            headers = [_latex(c) for c in self.columns]
+            text = tabulate(rows, headers=headers, tablefmt="latex_raw", disable_numparse=True)
+            for rule in ("\\toprule", "\\midrule"):  # booktabs rules: top, below the header, then bottom
+                text = text.replace("\\hline", rule, 1)
+            return text.replace("\\hline", "\\bottomrule")
         raise ValueError(fmt)
 
     def rich_table(self, title: str | None = None):
@@ -103,9 +265,18 @@ class Report:
         table = Table(title=title)
         for col in self.columns:
             table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
-        for row in self.rows():  # labels such as e5-small[dtype=int8] are text, not rich markup
-            table.add_row(*(escape(cell) for cell in row))
+        # labels such as e5-small[dtype=int8] are text, not rich markup: escape first, then mark the best
+        for row in self.cells(bold=lambda t: f"\0B{t}\0E"):
+            table.add_row(*(escape(cell).replace("\0B", "[bold]").replace("\0E", "[/bold]") for cell in row))
         return table
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}  # fmt: skip
+
+
+def _latex(text: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in text)
 
 
 def _fmt(value, column: str, digits: int) -> str:

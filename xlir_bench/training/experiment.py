@@ -320,7 +320,10 @@ def records_for(result: dict, strategy: str, seed: int, unseen: list[str] = ()) 
     over the query languages never seen in training (``unseen``) of their mAP and rank distance."""
     from ..report import records_of
 
-    rows = [{**r, "strategy": strategy, "seed": seed} for r in records_of(result)]
+    rows = [
+        {**{k: v for k, v in r.items() if not k.startswith("_")}, "strategy": strategy, "seed": seed}
+        for r in records_of(result)
+    ]
     per_language = result["settings"].get("multilingual", {}).get("per_language", {})
     present = [lang for lang in unseen if lang in per_language]
     for row in rows:

@@ -1,0 +1,76 @@
+"""The leaderboard report (issue 11): seeds collapse into mean ± sample std, best values in bold in every format,
+sorting, a row per language, the cross-lingual matrix; all formats from the same records."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from xlir_bench import results
+from xlir_bench.report import Report
+
+
+@pytest.fixture(scope="module")
+def seeded():
+    """Three seeds of one trained configuration (copies of a real result with shifted numbers) plus bm25."""
+    base = results.read_json(ROOT / "results" / "mlqa-r" / "e5-small.json")
+    docs = []
+    for seed, shift in ((0, 0.0), (1, 0.01), (2, 0.02)):
+        doc = json.loads(json.dumps(base))
+        doc["model"]["name"] = f"trained:ds-x-hybrid-s{seed}"
+        doc["model"]["metadata"]["training"] = {"strategy": "hybrid", "alpha": 0.5, "data": "xquad-r", "seed": seed,
+                                                "steps": 60}  # fmt: skip
+        for block in doc["settings"].values():
+            block["metrics"]["mAP"] += shift
+        docs.append(doc)
+    return [*docs, results.read_json(ROOT / "results" / "mlqa-r" / "bm25.json")]
+
+
+def test_seeds_collapse_to_mean_and_sample_std(seeded):
+    records = Report.from_results(seeded, setting="multilingual").records
+    assert [r["model"] for r in records] == ["trained:ds-x-hybrid", "bm25"]
+    hybrid = records[0]
+    expected = [seeded[i]["settings"]["multilingual"]["metrics"]["mAP"] for i in range(3)]
+    assert hybrid["mAP"] == pytest.approx(np.mean(expected)) and hybrid["seeds"] == 3
+    assert hybrid["mAP std"] == pytest.approx(np.std(expected, ddof=1))
+    assert hybrid["training"] == "hybrid a=0.5, xquad-r, seeds 0, 1, 2"
+    assert len(Report.from_results(seeded, setting="multilingual", per_seed=True).records) == 4
+
+
+def test_best_values_are_bold_in_every_format(seeded):
+    report = Report.from_results(seeded, setting="multilingual")
+    markdown = report.render("markdown")
+    assert f"**{report.records[0]['mAP']:.4f} ± {report.records[0]['mAP std']:.4f}**" in markdown
+    latex = report.render("latex")
+    assert "\\textbf{" in latex and "\\toprule" in latex and "\\midrule" in latex and "\\bottomrule" in latex
+    assert "$\\pm$" in latex and "trained:ds-x-hybrid" in latex
+    from rich.console import Console
+
+    console = Console(width=250, record=True)
+    console.print(report.rich_table())
+    assert "±" in console.export_text()
+    csv_text = report.render("csv")
+    assert ",mAP,mAP std,R@1," in csv_text.splitlines()[0] and "**" not in csv_text
+    assert json.loads(report.render("json"))[0]["seeds"] == 3
+
+
+def test_sort_and_lower_is_better(seeded):
+    by_distance = Report.from_results(seeded, setting="multilingual", sort="rank_distance").records
+    distances = [r["rank_distance"] for r in by_distance]
+    assert distances == sorted(distances)
+
+
+def test_rows_per_language_and_the_pair_matrix(seeded):
+    by_language = Report.from_results(seeded[3:], by="language").records
+    mono = [r for r in by_language if r["setting"] == "monolingual"]
+    assert [r["language"] for r in mono] == ["ar", "de", "en", "es", "hi", "vi", "zh"]
+    per_pair = seeded[3]["settings"]["cross-lingual"]["per_pair"]
+    cross_de = next(r for r in by_language if r["setting"] == "cross-lingual" and r["language"] == "de")
+    assert cross_de["mAP"] == pytest.approx(np.mean([v["mAP"] for k, v in per_pair.items() if k.startswith("de-")]))
+    matrix = Report.from_results(seeded[3:], by="pair")
+    assert matrix.columns[-7:] == ["ar", "de", "en", "es", "hi", "vi", "zh"] and "X" in matrix.columns
+    row = next(r for r in matrix.records if r["X"] == "de")
+    assert row["en"] == per_pair["de-en"]["mAP"] and "de" not in row
