@@ -605,6 +605,37 @@ def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed,
         click.echo(report.render(fmt))
 
 
+@cli.command("report")
+@click.option("--results-dir", help="Your results (else XLIR_BENCH_RESULTS, else ~/.local/share/xlir-bench/results).")
+@click.option("--reference", is_flag=True, help="Also include the project's reference results.")
+@click.option("--suite", "suite_names", multiple=True, help="Only these suites (repeatable).")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for index.html, report.md, plots/.")
+@click.option("--title", default="xlir-bench report", show_default=True, help="Page title.")
+def report_cmd(results_dir, reference, suite_names, out_dir, title) -> None:
+    """Write a self-contained HTML page and a Markdown report: leaderboard, comparisons and plots."""
+    from pathlib import Path
+
+    from .report.html import build
+
+    mine = results.results_dir(results_dir)
+    loaded = results.load_results(mine) if mine.is_dir() or reference else results.load_results(mine)
+    ref = results.reference_dir()
+    if reference and ref is not None and ref.resolve() != mine.resolve():
+        extra = results.load_results(ref)
+        for doc in extra.results:
+            doc["_reference"] = True
+        loaded = results.Loaded(loaded.results + extra.results, loaded.warnings + extra.warnings)
+    for warning in loaded.warnings:
+        if not (reference and warning.startswith("no results directory")):
+            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    wanted = set(suites.resolve(list(suite_names))) if suite_names else None
+    docs = [d for d in loaded.results if wanted is None or d["suite"]["name"] in wanted]
+    notes = build(docs, Path(out_dir), title=title)
+    for note in notes:
+        err.print(f"note: {escape(note)}", highlight=False)
+    out.print(f"wrote {escape(str(Path(out_dir) / 'index.html'))} and report.md", highlight=False)
+
+
 @cli.command("compare")
 @click.argument("models", nargs=-1, required=True)
 @click.option("--suite", required=True, help="The suite both results are on (xquad-r, mlqa-r, miracl:...).")

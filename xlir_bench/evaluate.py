@@ -152,6 +152,8 @@ class Evaluator:
         everything = _concat([b for _, b in blocks])
         self.per_query["multilingual"][everything.query_idx] = everything.values["mAP"]
         bias_all, per_language = self._bias(everything), {}
+        self.rank_distance = np.full(len(self.suite.queries), np.nan)
+        self.rank_distance[everything.query_idx] = bias_all["rank_distance"]
         for x, block in blocks:
             per_language[x] = {**_means(block), **_summarise_bias(self._bias(block))}
         summary = _means(everything)
@@ -193,7 +195,13 @@ class Evaluator:
         for setting in settings:
             values = self.per_query[setting]
             out[setting] = {y: as_list(v) for y, v in values.items()} if isinstance(values, dict) else as_list(values)
-        return {"query_ids": [q.query_id for q in self.suite.queries], "AP": out}
+        doc = {"query_ids": [q.query_id for q in self.suite.queries], "AP": out}
+        if "multilingual" in settings and getattr(self, "rank_distance", None) is not None:
+            # the language-bias picture per query (rank distance of its parallel answers), for plots
+            doc["rank_distance"] = {
+                "multilingual": [None if np.isnan(v) else round(float(v), 1) for v in self.rank_distance]
+            }
+        return doc
 
     def evaluate(self, settings: tuple[str, ...] = SETTINGS) -> dict[str, dict]:
         runners = {

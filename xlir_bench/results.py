@@ -217,6 +217,8 @@ def merge_previous(result: dict, path: Path) -> list[str]:
         result["settings"][setting] = old["settings"][setting]
         if setting in old["per_query"].get("AP", {}):
             result["per_query"].setdefault("AP", {})[setting] = old["per_query"]["AP"][setting]
+        if setting in (old["per_query"].get("rank_distance") or {}):
+            result["per_query"].setdefault("rank_distance", {})[setting] = old["per_query"]["rank_distance"][setting]
         previous = old.get("provenance", {})
         carried[setting] = {k: previous.get(k) for k in ("command", "finished", "device")}
     order = [s for s in (*old["settings"], *result["settings"]) if s in result["settings"]]

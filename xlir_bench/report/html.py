@@ -1,0 +1,169 @@
+"""``xlir-bench report``: one self-contained HTML page (and a Markdown twin) with the leaderboard, a comparison
+table and the plots, per suite.
+
+Self-contained means no server and no network: styles are inline and images are PNG data URIs, so the page can be
+mailed or attached to a paper's supplement. A small inline script records, on load, how many images decoded
+(``<body data-images="loaded/total">``) and how many script errors happened (``data-errors``), which the browser
+test reads. The report is built in a temporary folder and renamed into place, so a failure leaves the previous
+report (if any) untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import XlirError
+from . import Report, plots
+
+MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best models by multilingual mAP
+MAX_COMPARED = 3
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1, h2, h3 { font-weight: 600; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 13px; margin: .6em 0 1.2em; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; } td.text, th.text { text-align: left; }
+figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
+figcaption { font-size: 12px; color: #555; } img { max-width: 100%; }
+p.note { font-size: 12px; color: #555; }
+"""
+
+CHECK = """
+window.__errors = 0;
+window.addEventListener('error', function () { window.__errors += 1; }, true);
+(function () {
+  var original = console.error;
+  console.error = function () { window.__errors += 1; return original.apply(console, arguments); };
+})();
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images', ok + '/' + images.length);
+  document.body.setAttribute('data-errors', String(window.__errors));
+});
+"""
+
+
+def _table(report: Report) -> str:
+    head = "".join(
+        f'<th class="{"text" if c in _text_columns() else ""}">{html.escape(c)}</th>' for c in report.columns
+    )
+    rows = []
+    for cells in report.cells(bold=lambda t: f"\0B{t}\0E"):
+        tds = []
+        for column, cell in zip(report.columns, cells):
+            text = html.escape(cell).replace("\0B", "<b>").replace("\0E", "</b>")
+            tds.append(f'<td class="{"text" if column in _text_columns() else ""}">{text}</td>')
+        rows.append("<tr>" + "".join(tds) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _text_columns():
+    from . import TEXT_COLUMNS
+
+    return TEXT_COLUMNS
+
+
+def _comparison_table(rows) -> str:
+    header = ["A", "B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters"]
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=text' if k < 2 else ''}>{html.escape(v)}</td>" for k, v in enumerate(
+            [r.a, r.b, f"{r.difference:+.4f}", f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]", f"{r.p_value:.4f}",
+             f"{r.p_holm:.4f}", f"{r.effect_size:+.2f}", f"{r.units:,}"])) + "</tr>"
+        for r in rows
+    )  # fmt: skip
+    head = "".join(f"<th{' class=text' if k < 2 else ''}>{h}</th>" for k, h in enumerate(header))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure(png: Path, caption: str) -> str:
+    data = base64.b64encode(png.read_bytes()).decode()
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _best(results: list[dict], k: int) -> list[dict]:
+    def key(r):
+        return -(r["settings"].get("multilingual", {}).get("metrics", {}).get("mAP") or 0.0)
+
+    return sorted(results, key=key)[:k]
+
+
+def build(results: list[dict], out: Path, title: str = "xlir-bench report", resamples: int = 2000) -> list[str]:
+    """Write ``out/index.html``, ``out/report.md`` and ``out/plots/``; return notes on what was left out."""
+    from ..compare import compare
+
+    if not results:
+        raise XlirError("no results to report; run `xlir-bench run` first, or pass --reference")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    notes: list[str] = []
+    body, markdown = [f"<h1>{html.escape(title)}</h1>"], [f"# {title}", ""]
+    try:
+        for suite in sorted({r["suite"]["name"] for r in results}):
+            on_suite = [r for r in results if r["suite"]["name"] == suite]
+            report = Report.from_results(on_suite)
+            body += [f"<h2>{html.escape(suite)}</h2>", "<h3>Leaderboard</h3>", _table(report)]
+            markdown += [f"## {suite}", "", report.render("markdown"), ""]
+            multi = [r for r in on_suite if "multilingual" in r["settings"]]
+            top = _best(multi, MAX_COMPARED)
+            if len(top) >= 2:
+                try:
+                    rows = compare(top, "multilingual", resamples=resamples)
+                    body += [
+                        "<h3>Comparison (multilingual, best models)</h3>",
+                        _comparison_table(rows),
+                        f'<p class="note">Paired per-query AP; a question and its translations are one unit; '
+                        f"{resamples:,} resamples; Holm over {len(rows)} pairs.</p>",
+                    ]
+                except XlirError as exc:
+                    notes.append(f"{suite}: no comparison ({exc})")
+            figures = []
+            if multi:
+                figures.append((plots.rank_distance_plot(multi, work / "plots" / f"{suite}-rank-distance")[0],
+                                "rank distance of parallel answers per model"))  # fmt: skip
+                figures.append((plots.top1_split(multi, work / "plots" / f"{suite}-top1")[0],
+                                "where the top-ranked candidate falls"))  # fmt: skip
+            for result in _best(on_suite, MAX_MODEL_PLOTS):
+                name = result["model"]["name"]
+                slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+                if "cross-lingual" in result["settings"]:
+                    png = plots.pair_heatmap(result, work / "plots" / f"{suite}-{slug}-pairs")[0]
+                    figures.append((png, f"{name}: cross-lingual mAP X -> Y"))
+                else:
+                    notes.append(f"{suite}/{name}: no cross-lingual setting, no X -> Y heatmap")
+                png = plots.language_bars(result, work / "plots" / f"{suite}-{slug}-languages")[0]
+                figures.append((png, f"{name}: mAP per query language"))
+            body += ["<h3>Plots</h3>", *(_figure(png, caption) for png, caption in figures)]
+            markdown += ["### Plots", "", *(f"![{c}](plots/{p.name})" for p, c in figures), ""]
+        page = (
+            f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style><script>{CHECK}</script></head><body>{''.join(body)}</body></html>\n"
+        )
+        (work / "index.html").write_text(page, encoding="utf-8")
+        (work / "report.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
+        os.chmod(work, 0o755)  # mkdtemp makes it private; a report is meant to be shared
+        _replace_dir(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return notes
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise XlirError(f"{target} is a file; pass --out a folder")
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
