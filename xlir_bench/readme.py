@@ -7,8 +7,8 @@ A block is delimited by ``<!-- generated: KIND NAME -->`` and ``<!-- /generated 
 * ``headline all``: the reference results of every untrained model, one row per (suite, model): mAP in the three
   settings and the two bias measures, best first by multilingual mAP.
 
-``python -m xlir_bench.readme`` rewrites the blocks of README.md in place; ``--check`` exits 1 when a block is stale
-(the test suite runs the same check).
+``python -m xlir_bench.readme`` rewrites the blocks of README.md in place (``--figures`` also redraws README's
+pictures from the reference results); ``--check`` exits 1 when a block is stale (the test suite runs the check).
 """
 
 from __future__ import annotations
@@ -78,8 +78,24 @@ def render(text: str, results_root: Path) -> str:
     return BLOCK.sub(replace, text)
 
 
+def figures(results_root: Path) -> list[Path]:
+    """README's pictures, drawn from the reference results (regenerated, not checked byte for byte: PNG bytes
+    depend on the matplotlib version)."""
+    from . import results
+    from .report import plots
+
+    docs = [
+        d for d in results.load_results(results_root).results
+        if d["suite"]["name"] == "xquad-r" and "multilingual" in d["settings"]
+        and not (d["model"].get("metadata") or {}).get("training")
+    ]  # fmt: skip
+    return plots.top1_split(docs, ROOT / "docs" / "img" / "xquad-r-top1", formats=("png",)) if docs else []
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--figures" in argv:
+        figures(ROOT / "results")
     readme = ROOT / "README.md"
     current = readme.read_text(encoding="utf-8")
     fresh = render(current, ROOT / "results")
