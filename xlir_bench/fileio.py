@@ -103,3 +103,16 @@ def load_npy(data: bytes) -> np.ndarray:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Replace the folder ``target`` by the complete folder ``new`` without a moment where neither exists on disk:
+    the old one is renamed aside first and deleted last (a kill in between leaves it, or ``new``, to recover)."""
+    import shutil
+
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import XlirError
+from ..fileio import replace_dir
 from . import Report, plots
 
 MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best models by multilingual mAP
@@ -161,9 +162,4 @@ def build(results: list[dict], out: Path, title: str = "xlir-bench report", resa
 def _replace_dir(new: Path, target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise XlirError(f"{target} is a file; pass --out a folder")
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(new, target)

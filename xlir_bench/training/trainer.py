@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XlirError
-from ..fileio import read_json, write_bytes
+from ..fileio import read_json, replace_dir, write_bytes
 from .data import ParallelData
 from .loss import info_nce
 from .samplers import HybridBatchSampler, Pair
@@ -390,14 +390,9 @@ def check_finite(value: float, what: str, step: int, lr: float) -> None:
 
 
 def swap_in(tmp: Path, folder: Path) -> None:
-    """Replace ``folder`` by the complete folder ``tmp`` without a moment where neither exists on disk: the old
-    one is renamed aside first and deleted last (a kill in between leaves it, or ``tmp``, for resume to find)."""
-    old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """Checkpoints and the best model change atomically; a kill mid-way leaves ``.<folder>.old`` or ``tmp`` for
+    :func:`latest_checkpoint` to find."""
+    replace_dir(tmp, folder)
 
 
 def latest_checkpoint(out: Path) -> tuple[Path, dict] | None:
