@@ -74,3 +74,32 @@ def test_rows_per_language_and_the_pair_matrix(seeded):
     assert matrix.columns[-7:] == ["ar", "de", "en", "es", "hi", "vi", "zh"] and "X" in matrix.columns
     row = next(r for r in matrix.records if r["X"] == "de")
     assert row["en"] == per_pair["de-en"]["mAP"] and "de" not in row
+
+
+def test_any_ir_measures_measure_from_saved_runs(tmp_path):
+    """`--measure P@5`: computed by ir-measures from the saved run, labelled with the run depth; AP stays the exact
+    engine's column; a bad name or a missing run is one line."""
+    import ir_measures
+    from conftest import run_cli
+    from test_cli import one_line_error
+
+    root = tmp_path / "r"
+    proc = run_cli("run", "--model", "bm25", "--suite", "mlqa-r", "--setting", "monolingual", "--measure", "P@5",
+                   "--measure", "AP", "--run-depth", "20", "--results-dir", str(root), "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "P@5 (top-20 run)" in proc.stdout and "AP are exact over the full pool" in proc.stderr
+    board = run_cli("leaderboard", "--results-dir", str(root), "--measure", "P@5", "--format", "json")
+    (record,) = json.loads(board.stdout)
+    run = root / "runs" / "mlqa-r" / "bm25"
+    qrels = list(ir_measures.read_trec_qrels(str(run / "monolingual.qrels")))
+    expected = ir_measures.calc_aggregate(
+        [ir_measures.P @ 5], qrels, list(ir_measures.read_trec_run(str(run / "monolingual.run")))
+    )
+    assert record["P@5 (top-20 run)"] == pytest.approx(expected[ir_measures.P @ 5], abs=1e-12)
+    assert "mAP" in record and "AP" not in record
+    one_line_error(run_cli("leaderboard", "--results-dir", str(root), "--measure", "Bogus@3"), "Bogus@3")
+    one_line_error(run_cli("run", "--model", "bm25", "--measure", "Bogus@3", "--results-dir", str(root)), "Bogus@3")
+    without = run_cli("leaderboard", "--reference", "--results-dir", str(tmp_path / "none"), "--suite", "xquad-r",
+                      "--measure", "ERR@20", "--format", "json")  # fmt: skip
+    assert without.returncode == 0 and "without a saved run" in without.stderr
+    assert all(r["ERR@20"] is None for r in json.loads(without.stdout))

@@ -216,6 +216,8 @@ def _progress(quiet: bool) -> Progress:
     show_default=True,
     help="MIRACL: how corpus vectors are stored (float16 halves the disk; scores are exact for the stored vectors).",
 )
+@click.option("--measure", "measure_names", multiple=True, metavar="NAME",
+              help="Also an ir-measures measure (P@5, ERR@20...) from the saved runs; implies --save-run.")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_cmd(
     models,
@@ -232,6 +234,7 @@ def run_cmd(
     no_cache,
     shard_size,
     shard_dtype,
+    measure_names,
     quiet,
 ) -> None:
     """Evaluate models on suites and write one result JSON per (model, suite).
@@ -243,6 +246,11 @@ def run_cmd(
 
     root = results.results_dir(results_dir)
     names = suites.resolve(suite_names)
+    if measure_names:
+        from . import measures
+
+        measures.parse(measure_names)  # a bad name is found before any compute
+        save_run = True
     options = plugins.parse_model_args(model_args)
     resolved_device = provenance.resolve_device(device)
     world = current_world(resolved_device) if any(suites.is_miracl(n) for n in names) else None
@@ -307,7 +315,8 @@ def run_cmd(
                 if overall is not None:
                     progress.update(overall, advance=1)
     if main_rank:
-        out.print(Report.from_results(written).rich_table(title="this run"))
+        extra = _measure_columns(measure_names, written, root, None)
+        out.print(Report.from_results(written, extra=extra).rich_table(title="this run"))
 
 
 def _seed_everything(seed: int) -> None:
@@ -567,11 +576,14 @@ def cache_clear(model: str | None, broken: bool) -> None:
 @click.option("--per-seed", is_flag=True, help="One row per seed instead of mean ± sample std over seeds.")
 @click.option("--sort", "sort_by", default="mAP", show_default=True,
               help="Order rows within each suite and setting by this measure (best first).")  # fmt: skip
+@click.option("--measure", "measure_names", multiple=True, metavar="NAME",
+              help="Also any ir-measures measure (P@5, Judged@10, ERR@20...): from runs saved with --save-run, "
+                   "shown with the run depth (repeatable).")  # fmt: skip
 @click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
     help="table (terminal), markdown, csv, latex (booktabs) or json.",
 )  # fmt: skip
-def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed, sort_by, fmt) -> None:
+def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed, sort_by, measure_names, fmt) -> None:
     """Show results as one table (terminal, Markdown, CSV, LaTeX or JSON)."""
     suite = suites.resolve([suite])[0] if suite else None
     mine = results.results_dir(results_dir)
@@ -592,9 +604,11 @@ def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed,
 
     if sort_by not in (*MEASURES, *BIAS_COLUMNS):
         raise XlirError(f"--sort {sort_by!r}: use one of {', '.join((*MEASURES, *BIAS_COLUMNS))}")
+    extra = _measure_columns(measure_names, loaded.results, mine, by)
     report = Report.from_results(
-        loaded.results, suite=suite, setting=setting, model=model, by=by, per_seed=per_seed, sort=sort_by
-    )
+        loaded.results, suite=suite, setting=setting, model=model, by=by, per_seed=per_seed, sort=sort_by,
+        extra=extra,
+    )  # fmt: skip
     if fmt == "table":
         if not report.records:
             hint = " (--reference shows the project's reference results)" if not reference and ref else ""
@@ -704,6 +718,26 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
         table.add_row(*(escape(cell) for cell in row))
     out.print(table)
     out.print(note, highlight=False)
+
+
+def _measure_columns(names, docs: list[dict], runs_root, by) -> dict | None:
+    """ir-measures values from saved runs for --measure; missing runs are one summary line."""
+    if not names:
+        return None
+    from . import measures
+
+    parsed = measures.parse(names)
+    if by is not None:
+        raise XlirError("--measure works on whole settings; leave out --by")
+    values, notes = measures.extra_columns(docs, parsed, runs_root)
+    if notes:
+        err.print(f"note: {len(notes)} (model, suite, setting) without a saved run, e.g. {escape(notes[0])}",
+                  highlight=False)  # fmt: skip
+    exact = [str(m) for m in parsed if str(m) in measures.EXACT]
+    if exact:
+        err.print(f"note: {', '.join(exact)} are exact over the full pool: the columns "
+                  f"{', '.join(measures.EXACT[m] for m in exact)}", highlight=False)  # fmt: skip
+    return values
 
 
 def main() -> None:

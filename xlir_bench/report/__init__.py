@@ -62,7 +62,8 @@ def _identity(result: dict) -> dict:
     return row
 
 
-def records_of(result: dict, by: str | None = None) -> list[dict]:
+def records_of(result: dict, by: str | None = None, extra: dict | None = None) -> list[dict]:
+    """``extra``: {(model, suite, setting): {column: value}} of measures computed elsewhere (ir-measures on runs)."""
     base = _identity(result)
     rows = []
     for setting in SETTINGS:
@@ -73,6 +74,7 @@ def records_of(result: dict, by: str | None = None) -> list[dict]:
             row = {**base, "setting": setting, **{m: block["metrics"].get(m) for m in MEASURES}}
             if setting == "multilingual" and "bias" in block:
                 row.update({name: block["bias"].get(name) for name in BIAS_COLUMNS})
+            row.update((extra or {}).get((base["model"], base["suite"], setting), {}))
             rows.append(row)
         elif by == "language":
             rows += _language_rows(base, setting, block)
@@ -147,6 +149,7 @@ def collapse_seeds(records: list[dict]) -> list[dict]:
 @dataclass
 class Report:
     records: list[dict]
+    extra: tuple[str, ...] = ()  # columns of measures computed from saved runs (ir-measures)
 
     @classmethod
     def from_results(
@@ -159,8 +162,9 @@ class Report:
         by: str | None = None,
         per_seed: bool = False,
         sort: str = "mAP",
+        extra: dict | None = None,
     ) -> Report:
-        rows = [r for res in results for r in records_of(res, by)]
+        rows = [r for res in results for r in records_of(res, by, extra)]
         rows = [
             r
             for r in rows
@@ -180,7 +184,8 @@ class Report:
             )  # fmt: skip
 
         rows.sort(key=key)
-        return cls([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
+        columns = tuple(dict.fromkeys(c for values in (extra or {}).values() for c in values))
+        return cls([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], columns)
 
     @property
     def columns(self) -> list[str]:
@@ -192,6 +197,7 @@ class Report:
         cols = ["model", *optional, "suite", "setting", *group, *MEASURES]
         if any(r["setting"] == "multilingual" for r in self.records):
             cols += list(BIAS_COLUMNS)
+        cols += [c for c in self.extra if any(c in r for r in self.records)]
         if any("seeds" in r for r in self.records):
             cols.append("seeds")
         return cols
