@@ -74,3 +74,24 @@ def test_compare_cli_and_refusals(tmp_path):
     results.write_result(root, doc)
     one_line_error(run_cli("compare", "e5-small", "bm25-no-per-query", "--suite", "mlqa-r", "--reference",
                            "--results-dir", str(root)), "no per-query AP")  # fmt: skip
+
+
+def test_configurations_of_several_seeds(tmp_path):
+    """`compare CONFIG_A CONFIG_B` with results named <config>-s<seed>: per-query AP averaged over seeds for the
+    question-level tests, plus the sign-flip test over the shared seeds (3 seeds, all ahead: p = 2/8)."""
+    base = results.read_json(ROOT / "results" / "mlqa-r" / "e5-small.json")
+    for config, shift in (("trained:ds-x-hybrid", 0.02), ("trained:ds-x-cross", 0.0)):
+        for seed in range(3):
+            doc = json.loads(json.dumps(base))
+            doc["model"]["name"] = f"{config}-s{seed}"
+            doc["model"]["metadata"]["training"] = {"strategy": config.rsplit("-", 1)[1], "seed": seed}
+            ap = doc["per_query"]["AP"]["multilingual"]
+            doc["per_query"]["AP"]["multilingual"] = [min(1.0, v + shift + 0.001 * seed) for v in ap]
+            doc["settings"]["multilingual"]["metrics"]["mAP"] += shift + 0.001 * seed
+            results.write_result(tmp_path, doc)
+    proc = run_cli("compare", "trained:ds-x-hybrid", "trained:ds-x-cross", "--suite", "mlqa-r", "--results-dir",
+                   str(tmp_path), "--resamples", "200", "--format", "json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert row["seeds"] == [3, 3] and row["seed_p"] == 0.25
+    assert 0.015 < row["difference"] < 0.0201 and row["ci95"][0] > 0

@@ -683,7 +683,13 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
     for doc in loaded.results:
         if doc["suite"]["name"] == suite:
             available.setdefault(doc["model"]["name"], doc)  # your result wins over a reference one of one label
-    unknown = [m for m in models if m not in available]
+
+    def seeds_of(name: str) -> list[dict]:  # a configuration: the results named <name>-s<seed>
+        import re
+
+        return [doc for label, doc in sorted(available.items()) if re.fullmatch(rf"{re.escape(name)}-s\d+", label)]
+
+    unknown = [m for m in models if m not in available and not seeds_of(m)]
     if unknown:
         have = ", ".join(sorted(available)) or "none"
         hint = "" if reference else " (--reference also searches the project's reference results)"
@@ -692,15 +698,17 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
         raise XlirError(
             "compare needs at least two different models, e.g. xlir-bench compare e5-small bm25 --suite ..."
         )
-    rows = compare([available[m] for m in dict.fromkeys(models)], setting, resamples=resamples, seed=seed)
+    groups = [(m, [available[m]] if m in available else seeds_of(m)) for m in dict.fromkeys(models)]
+    rows = compare(groups, setting, resamples=resamples, seed=seed)
     if fmt == "json":
         click.echo(json_module.dumps([r.as_dict() for r in rows], indent=1, allow_nan=False))
         return
-    header = ["A", "B", "mAP A", "mAP B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters"]
+    header = ["A", "B", "mAP A", "mAP B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters", "seeds",
+              "p (seeds)"]  # fmt: skip
     body = [
         [r.a, r.b, f"{r.mean_a:.4f}", f"{r.mean_b:.4f}", f"{r.difference:+.4f}",
          f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]", f"{r.p_value:.4f}", f"{r.p_holm:.4f}", f"{r.effect_size:+.2f}",
-         f"{r.units:,}"]
+         f"{r.units:,}", f"{r.seeds[0]} / {r.seeds[1]}", "" if r.seed_p is None else f"{r.seed_p:.4f}"]
         for r in rows
     ]  # fmt: skip
     unit = "question (a question and its translations)" if suite in ("xquad-r", "mlqa-r") else "query"

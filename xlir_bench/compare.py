@@ -16,7 +16,7 @@ from itertools import combinations
 import numpy as np
 
 from .errors import XlirError
-from .metrics.significance import holm, paired_bootstrap_ci, paired_randomization
+from .metrics.significance import holm, paired_bootstrap_ci, paired_randomization, seed_test
 
 LAREQA = ("xquad-r", "mlqa-r")
 
@@ -34,9 +34,11 @@ class Comparison:
     effect_size: float
     units: int
     queries: int
+    seeds: tuple[int, int] = (1, 1)
+    seed_p: float | None = None  # sign-flip test over paired seeds, when both sides have several
 
     def as_dict(self) -> dict:
-        return {**self.__dict__, "ci95": list(self.ci95)}
+        return {**self.__dict__, "ci95": list(self.ci95), "seeds": list(self.seeds)}
 
 
 def clusters_of(suite: str, query_ids: list[str]) -> list[str]:
@@ -76,18 +78,34 @@ def _check_pairable(results: list[dict], setting: str) -> None:
         raise XlirError(f"no {setting} setting in the results of {', '.join(map(repr, missing))}; run that setting")
 
 
-def compare(results: list[dict], setting: str, resamples: int = 10000, seed: int = 0) -> list[Comparison]:
-    if len(results) < 2:
+def _seed_of(result: dict):
+    return ((result["model"].get("metadata") or {}).get("training") or {}).get("seed")
+
+
+def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list[Comparison]:
+    """``groups``: results, or (name, [results of the seeds of one configuration]) pairs. Per-query values of a
+    configuration are averaged over its seeds; with several seeds on both sides, a sign-flip test over the seeds
+    they share is added (seeds are the unit of training randomness)."""
+    groups = [g if isinstance(g, tuple) else (g["model"]["name"], [g]) for g in groups]
+    if len(groups) < 2:
         raise XlirError("compare needs at least two models")
-    _check_pairable(results, setting)
-    suite = results[0]["suite"]["name"]
-    ids, _ = per_query_values(results[0], setting)
+    everything = [r for _, members in groups for r in members]
+    _check_pairable(everything, setting)
+    suite = everything[0]["suite"]["name"]
+    ids, _ = per_query_values(everything[0], setting)
     clusters = clusters_of(suite, [i.split("@", 1)[0] for i in ids])
-    values = {r["model"]["name"]: per_query_values(r, setting)[1] for r in results}
+    values = {name: np.mean([per_query_values(r, setting)[1] for r in members], axis=0) for name, members in groups}
+    per_seed = {
+        name: {_seed_of(r): r["settings"][setting]["metrics"]["mAP"] for r in members} for name, members in groups
+    }
     out = []
     for a, b in combinations(values, 2):
         test = paired_randomization(values[a], values[b], permutations=resamples, seed=seed, clusters=clusters)
         low, high = paired_bootstrap_ci(values[a], values[b], clusters=clusters, resamples=resamples, seed=seed)
+        shared = sorted(set(per_seed[a]) & set(per_seed[b]) - {None})
+        seed_p = None
+        if len(per_seed[a]) > 1 and len(per_seed[b]) > 1 and len(shared) > 1:
+            seed_p = seed_test([per_seed[a][k] for k in shared], [per_seed[b][k] for k in shared])["p_value"]
         out.append(
             Comparison(
                 a,
@@ -101,6 +119,8 @@ def compare(results: list[dict], setting: str, resamples: int = 10000, seed: int
                 _effect_size(values[a], values[b], clusters),
                 test["units"],
                 test["n"],
+                (len(per_seed[a]), len(per_seed[b])),
+                seed_p,
             )  # fmt: skip
         )
     for comparison, adjusted in zip(out, holm([c.p_value for c in out])):
