@@ -164,3 +164,28 @@ def test_committed_results_are_reused_only_for_the_same_training(tmp_path):
     assert committed_result(tmp_path, "trained:m", suite, config) is None
     other_data = SimpleNamespace(name="xquad-r", checksums={"xquad-r/en.json": "changed"})
     assert committed_result(tmp_path, "trained:m", other_data, None) is None
+
+
+def test_summary_draws_mono_against_multi(tmp_path):
+    """write_summary adds <stem>.png (one point per model and seed, the mean per strategy) and links it; README's
+    generated block points at it under results/experiments/."""
+    from xlir_bench import readme
+    from xlir_bench.training.experiment import scatter_rows, write_summary
+
+    rows = [
+        {"strategy": s, "seed": seed, "setting": setting, "mAP": value}
+        for s, base in (("mono", 0.5), ("cross", 0.52), ("hybrid", 0.53))
+        for seed in (0, 1)
+        for setting, value in (("monolingual", base + 0.25 + 0.01 * seed), ("multilingual", base + 0.01 * seed))
+    ]
+    assert len(scatter_rows(rows)) == 6 and {"config", "seed", "monolingual", "multilingual"} <= set(
+        scatter_rows(rows)[0]
+    )
+    summary = {**summarise(rows, {}, resamples=100), "rows": rows}
+    meta = {"base": "b", "train": "mlqa-r", "eval": "xquad-r", "command": "c", "seeds": 2, "max_steps": 1,
+            "batch_size": 2, "alpha": 0.5, "overlap": Overlap(0, 0, 0, 0).as_dict()}  # fmt: skip
+    _, md = write_summary(tmp_path, "domain-shift-x", summary, meta)
+    png = tmp_path / "experiments" / "domain-shift-x.png"
+    assert png.is_file() and png.stat().st_size > 5000
+    assert "](domain-shift-x.png)" in md.read_text()
+    assert "](results/experiments/domain-shift-x.png)" in readme.experiment_block(tmp_path, "domain-shift-x")

@@ -27,7 +27,8 @@ def experiment_block(results_root: Path, stem: str) -> str:
         return f"(no committed results yet: `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`)\n"
     lines = path.read_text(encoding="utf-8").splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("| model")), 0)
-    return "\n".join(lines[start:]).rstrip() + "\n"
+    text = "\n".join(lines[start:]).rstrip() + "\n"
+    return text.replace(f"]({stem}.png)", f"](results/experiments/{stem}.png)")  # links relative to README
 
 
 def headline_block(results_root: Path) -> str:

@@ -337,11 +337,31 @@ def records_for(result: dict, strategy: str, seed: int, unseen: list[str] = ()) 
     return rows
 
 
+def scatter_rows(rows: list[dict]) -> list[dict]:
+    """(config, seed, monolingual mAP, multilingual mAP) per trained model, for :func:`plots.mono_vs_multi`."""
+    by: dict[tuple[str, int], dict] = {}
+    for row in rows:
+        if row["setting"] in ("monolingual", "multilingual") and row.get("mAP") is not None:
+            by.setdefault((row["strategy"], row["seed"]), {})[row["setting"]] = row["mAP"]
+    return [{"config": strategy, "seed": seed, **values} for (strategy, seed), values in by.items() if len(values) == 2]
+
+
 def write_summary(root: Path, stem: str, summary: dict, meta: dict) -> tuple[Path, Path]:
+    """The summary as JSON and Markdown, and (with matplotlib) ``<stem>.png``: monolingual against multilingual
+    mAP, one point per model and seed, the mean per strategy marked; the Markdown links it."""
     folder = root / "experiments"
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
     results.write_atomic(json_path, json.dumps({"meta": meta, **summary}, indent=1) + "\n")
-    results.write_atomic(md_path, render_markdown(summary, meta))
+    text = render_markdown(summary, meta)
+    try:
+        from ..report import plots
+
+        title = f"{meta['base']}: {meta['train']} -> {meta['eval']}"
+        plots.mono_vs_multi(scatter_rows(summary.get("rows", [])), folder / stem, title, formats=("png",))
+        text += f"\n![monolingual vs multilingual mAP per model and seed]({stem}.png)\n"
+    except XlirError:  # no matplotlib, or nothing to plot: the tables stand alone
+        pass
+    results.write_atomic(md_path, text)
     return json_path, md_path
 
 
