@@ -190,9 +190,9 @@ class EmbeddingCache:
         if self.disabled:
             yield
             return
-        try:
+        try:  # beside the identity's folder, not in it: forget() may delete the folder while the lock is held
             self.folder.mkdir(parents=True, exist_ok=True)
-            handle = open(self.folder / ".lock", "a+b")  # noqa: SIM115 - held across the yield
+            handle = open(self.folder.with_name(f".{self.folder.name}.lock"), "a+b")  # noqa: SIM115 - held across the yield
         except OSError as exc:
             self._disable("create the cache folder", exc)
             yield
@@ -294,5 +294,6 @@ def clear(root: Path | None = None, model: str | None = None, broken: bool = Fal
     for entry in entries(root):
         if (model is None and not broken) or entry.model == model or (broken and not entry.identity_ok):
             shutil.rmtree(entry.folder, ignore_errors=True)
+            _remove([entry.folder.with_name(f".{entry.folder.name}.lock")])
             removed += 1
     return removed

@@ -63,7 +63,9 @@ def encode_items(
             cached_dims = {len(v) for v in hits.values()}
             if cached_dims and cached_dims != {fresh.shape[1]}:
                 cache.forget(f"they have dimension {sorted(cached_dims)}, {model.name!r} now returns {fresh.shape[1]}")
-                return encode_items(model, cache, batch_size, kind, method, lang, items, dim)
+                stale = sorted(hits)
+                again = _encode(model, batch_size, method, lang, [items[i] for i in stale], fresh.shape[1])
+                missing, fresh, hits = missing + stale, np.concatenate([fresh, again]), {}
             cache.store(kind, [keys[i] for i in missing], fresh)
             rows.update(zip(missing, fresh))
         matrix = np.asarray([rows[i] for i in range(len(items))], dtype=np.float64)
