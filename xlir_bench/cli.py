@@ -588,15 +588,7 @@ def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed,
     suite = suites.resolve([suite])[0] if suite else None
     mine = results.results_dir(results_dir)
     ref = results.reference_dir()
-    loaded = results.load_results(mine) if mine.is_dir() or not reference else results.Loaded([], [])
-    if reference and ref is not None and ref.resolve() != mine.resolve():
-        extra = results.load_results(ref)
-        for doc in extra.results:
-            doc["_reference"] = True
-        loaded = results.Loaded(loaded.results + extra.results, loaded.warnings + extra.warnings)
-    elif reference:
-        err.print("note: no reference results here (a source checkout has them in results/; or set "
-                  "XLIR_BENCH_REFERENCE)", highlight=False)  # fmt: skip
+    loaded = _load_with_reference(mine, reference)
     for warning in loaded.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     from .metrics import MEASURES
@@ -631,17 +623,9 @@ def report_cmd(results_dir, reference, suite_names, out_dir, title) -> None:
 
     from .report.html import build
 
-    mine = results.results_dir(results_dir)
-    loaded = results.load_results(mine) if mine.is_dir() or reference else results.load_results(mine)
-    ref = results.reference_dir()
-    if reference and ref is not None and ref.resolve() != mine.resolve():
-        extra = results.load_results(ref)
-        for doc in extra.results:
-            doc["_reference"] = True
-        loaded = results.Loaded(loaded.results + extra.results, loaded.warnings + extra.warnings)
+    loaded = _load_with_reference(results.results_dir(results_dir), reference)
     for warning in loaded.warnings:
-        if not (reference and warning.startswith("no results directory")):
-            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     wanted = set(suites.resolve(list(suite_names))) if suite_names else None
     docs = [d for d in loaded.results if wanted is None or d["suite"]["name"] in wanted]
     notes = build(docs, Path(out_dir), title=title)
@@ -673,12 +657,7 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
     from .compare import compare
 
     suite = suites.resolve([suite])[0]
-    mine = results.results_dir(results_dir)
-    loaded = results.load_results(mine) if mine.is_dir() else results.Loaded([], [])
-    ref = results.reference_dir()
-    if reference and ref is not None and ref.resolve() != mine.resolve():
-        extra = results.load_results(ref)
-        loaded = results.Loaded(loaded.results + extra.results, loaded.warnings + extra.warnings)
+    loaded = _load_with_reference(results.results_dir(results_dir), reference, quiet_missing=True)
     available: dict[str, dict] = {}
     for doc in loaded.results:
         if doc["suite"]["name"] == suite:
@@ -726,6 +705,22 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
         table.add_row(*(escape(cell) for cell in row))
     out.print(table)
     out.print(note, highlight=False)
+
+
+def _load_with_reference(mine, reference: bool, quiet_missing: bool = False) -> results.Loaded:
+    """The user's results, plus (``reference``) the project's reference results marked as such. A missing user
+    folder is only worth a warning when nothing else is shown."""
+    loaded = results.load_results(mine) if mine.is_dir() or not (reference or quiet_missing) else results.Loaded([], [])
+    ref = results.reference_dir()
+    if reference and ref is not None and ref.resolve() != mine.resolve():
+        extra = results.load_results(ref)
+        for doc in extra.results:
+            doc["_reference"] = True
+        loaded = results.Loaded(loaded.results + extra.results, loaded.warnings + extra.warnings)
+    elif reference and ref is None:
+        err.print("note: no reference results here (a source checkout has them in results/; or set "
+                  "XLIR_BENCH_REFERENCE)", highlight=False)  # fmt: skip
+    return loaded
 
 
 def _measure_columns(names, docs: list[dict], runs_root, by) -> dict | None:
