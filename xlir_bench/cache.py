@@ -29,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import load_npy, npy_bytes, read_bytes, read_json, sha256, write_bytes
+from .fileio import MANIFEST_LIMIT, load_npy, npy_bytes, read_bytes, read_json, sha256, write_bytes
 from .suites.download import cache_dir
 
 KINDS = ("queries", "corpus")
-MANIFEST_LIMIT = 2**20
 STALE_TMP_SECONDS = 3600  # a temporary file this old belongs to no live writer
 
 

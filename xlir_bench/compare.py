@@ -16,7 +16,13 @@ from itertools import combinations
 import numpy as np
 
 from .errors import XlirError
-from .metrics.significance import holm, paired_bootstrap_ci, paired_randomization, seed_test
+from .metrics.significance import (
+    cluster_differences,
+    holm,
+    paired_bootstrap_ci,
+    paired_randomization,
+    seed_test,
+)
 
 LAREQA = ("xquad-r", "mlqa-r")
 
@@ -130,9 +136,6 @@ def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list
 
 def _effect_size(a: np.ndarray, b: np.ndarray, clusters: list[str]) -> float:
     """Mean per-query difference over the standard deviation of the per-cluster mean differences."""
-    keep = ~(np.isnan(a) | np.isnan(b))
-    diff = (a - b)[keep]
-    _, index = np.unique(np.asarray(clusters, dtype=object)[keep].astype(str), return_inverse=True)
-    means = np.bincount(index, weights=diff) / np.bincount(index)
-    spread = means.std(ddof=1) if len(means) > 1 else 0.0
-    return float(diff.mean() / spread) if spread > 0 else 0.0
+    sums, sizes, n = cluster_differences(a, b, clusters)
+    spread = (sums / sizes).std(ddof=1) if len(sums) > 1 else 0.0
+    return float(sums.sum() / n / spread) if spread > 0 else 0.0

@@ -20,6 +20,7 @@ import numpy as np
 
 MiB = 2**20
 JSON_LIMIT = 256 * MiB  # far above any result file (a MIRACL result with per-query AP is a few MiB)
+MANIFEST_LIMIT = MiB  # shard manifests and identity files are a few hundred bytes
 
 
 class NotARegularFile(OSError):

@@ -164,7 +164,7 @@ def dumps_result(result: dict) -> str:
     """Indented JSON for the summary, with the bulky ``per_query`` member written compactly at the end.
 
     NaN or infinity anywhere is a bug upstream (JSON cannot hold them), reported before anything is written."""
-    head = portable({k: v for k, v in result.items() if k != "per_query"})
+    head = {k: v for k, v in result.items() if k != "per_query"}
     try:
         text = json.dumps(head, indent=1, ensure_ascii=False, allow_nan=False)
     except ValueError as exc:
@@ -179,6 +179,7 @@ def write_result(root: Path, result: dict) -> tuple[Path, list[str]]:
     """Write ``result`` (merged with what the file already holds, see :func:`merge_previous`); return the path
     and notes for the user about what was kept or dropped."""
     path = result_path(root, result["model"]["name"], result["suite"]["name"])
+    # machine paths become named roots before the merge compares model sections and before anything is written
     result.update(portable({k: v for k, v in result.items() if k != "per_query"}))
     notes = merge_previous(result, path)
     write_atomic(path, dumps_result(result))

@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import XlirError
-from .fileio import load_npy, npy_bytes, read_bytes, read_json, write_bytes
+from .fileio import MANIFEST_LIMIT, load_npy, npy_bytes, read_bytes, read_json, write_bytes
 
 DTYPES = ("float32", "float16")
-MANIFEST_LIMIT = 2**20
 
 
 def _digest(obj) -> str:

@@ -21,8 +21,9 @@ import numpy as np
 EXACT_UNITS = 20
 
 
-def _units(a, b, clusters) -> tuple[np.ndarray, np.ndarray, int]:
-    """(summed difference per unit, queries per unit, queries) with NaN pairs dropped."""
+def cluster_differences(a, b, clusters=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(summed a - b per unit, queries per unit, queries) with NaN pairs dropped; a unit is a cluster, or a query
+    when ``clusters`` is None."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
         raise ValueError("paired values must be two equal-length, non-empty 1-D sequences")
@@ -47,7 +48,7 @@ def _signs(n: int, permutations: int, seed: int) -> tuple[np.ndarray, bool]:
 
 def paired_randomization(a, b, permutations: int = 10000, seed: int = 0, clusters=None) -> dict:
     """Sign-flip test of mean(a - b) = 0; with ``clusters`` whole clusters flip together."""
-    sums, _, n = _units(a, b, clusters)
+    sums, _, n = cluster_differences(a, b, clusters)
     observed = abs(sums.sum()) - 1e-12 * max(1.0, np.abs(sums).sum())  # ties with the observed count as extreme
     signs, exact = _signs(len(sums), permutations, seed)
     extreme = np.count_nonzero(np.abs(signs @ sums) >= observed)
@@ -63,7 +64,7 @@ def paired_randomization(a, b, permutations: int = 10000, seed: int = 0, cluster
 
 def paired_bootstrap_ci(a, b, clusters=None, resamples: int = 10000, seed: int = 0, level: float = 0.95):
     """(low, high): percentile bootstrap interval of the mean per-query difference, resampling units."""
-    sums, sizes, _ = _units(a, b, clusters)
+    sums, sizes, _ = cluster_differences(a, b, clusters)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(sums), size=(resamples, len(sums)))
     means = sums[picks].sum(axis=1) / sizes[picks].sum(axis=1)

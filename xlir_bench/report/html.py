@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import XlirError
 from ..fileio import replace_dir
-from . import Report, plots
+from . import TEXT_COLUMNS, Report, plots
 
 MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best models by multilingual mAP
 MAX_COMPARED = 3
@@ -52,23 +52,15 @@ window.addEventListener('load', function () {
 
 
 def _table(report: Report) -> str:
-    head = "".join(
-        f'<th class="{"text" if c in _text_columns() else ""}">{html.escape(c)}</th>' for c in report.columns
-    )
+    head = "".join(f'<th class="{"text" if c in TEXT_COLUMNS else ""}">{html.escape(c)}</th>' for c in report.columns)
     rows = []
     for cells in report.cells(bold=lambda t: f"\0B{t}\0E"):
         tds = []
         for column, cell in zip(report.columns, cells):
             text = html.escape(cell).replace("\0B", "<b>").replace("\0E", "</b>")
-            tds.append(f'<td class="{"text" if column in _text_columns() else ""}">{text}</td>')
+            tds.append(f'<td class="{"text" if column in TEXT_COLUMNS else ""}">{text}</td>')
         rows.append("<tr>" + "".join(tds) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _text_columns():
-    from . import TEXT_COLUMNS
-
-    return TEXT_COLUMNS
 
 
 def _comparison_table(rows) -> str:
