@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -41,7 +42,8 @@ from .suites.download import cache_dir
 SETTINGS = ("monolingual", "multilingual")
 DEFAULT_SHARD_SIZE = 100_000
 BLOCK_ELEMENTS = 1 << 23  # scores held at once per block (retrievers: queries x pool)
-TILE_ROWS, TILE_COLS = 1024, 8192  # dense score tiles (queries x passages)
+TILE_ROWS, TILE_COLS = 1024, 8192  # dense score tiles (queries x passages) on CPU
+CUDA_TILE_ROWS, CUDA_TILE_COLS = 16384, 32768  # on a GPU: 2 GiB of float32 scores per tile
 BIAS_CUTOFFS = (10, 100)
 INDEX_LIMIT_ENV = "XLIR_BENCH_MAX_INDEX_PASSAGES"
 DEFAULT_INDEX_LIMIT = 2_000_000
@@ -285,48 +287,59 @@ class StreamEvaluator:
         q_norm = np.linalg.norm(self.q.astype(np.float64), axis=1)
         bound = error_bound(self.q.shape[1])
         all_rows = np.arange(len(self.queries.ids))
+        tiles = TileScorer(self.q, self.device)
+        sources: list[tuple[ShardStore, int]] = []  # a pool reference is source << 32 | column in the shard
         error = None
+        mine = [(lang, store, i) for lang, (store, n) in stores.items() for i in range(n) if self.world.owns(i)]
+        dim = self.q.shape[1]
         try:
-            for lang, (store, n) in stores.items():
-                own = self.queries.rows_of(lang)
-                for i in range(n):
-                    if not self.world.owns(i):
-                        continue
-                    shard = store.read(i, dim=self.q.shape[1])
-                    max_norm = store.max_norm(i)
-                    targets = [(self.states[s], own if s == "monolingual" else all_rows) for s in self.settings]
-                    union = all_rows if "multilingual" in self.settings else own
-                    # tiles of at most TILE_ROWS queries x TILE_COLS passages: the score tile stays small enough
-                    # for the threshold pass to run from cache right after the matmul
-                    for c0 in range(0, len(shard.ids), TILE_COLS):
-                        vecs = shard.vectors[c0 : c0 + TILE_COLS]
-                        ns_ids = np.char.add(f"{lang}:", shard.ids[c0 : c0 + TILE_COLS])
-                        for lo in range(0, len(union), TILE_ROWS):
-                            block = union[lo : lo + TILE_ROWS]
-                            scores = self._matmul(self.q[block], vecs)
-                            eps = bound * q_norm[block] * max_norm
-                            for state, allowed in targets:
-                                keep = np.isin(block, allowed, assume_unique=True)
-                                if keep.any():
-                                    rows = block[keep]
-                                    tile = scores if keep.all() else scores[keep]
-                                    canonical = partial(_canonical_pairs, self.q, rows, vecs)
-                                    _process(state, rows, tile, eps[keep], ns_ids, canonical)
-                    self.advance(f"score {lang} shard {i}", len(shard.ids))
+            # the next shard is read and verified in a thread while this one is scored (I/O and hashing release
+            # the GIL); at most two shards are in memory
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                pending = reader.submit(mine[0][1].read, mine[0][2], dim) if mine else None
+                for at, (lang, store, i) in enumerate(mine):
+                    shard = pending.result()
+                    if at + 1 < len(mine):
+                        pending = reader.submit(mine[at + 1][1].read, mine[at + 1][2], dim)
+                    self._score_shard(lang, store, i, shard, tiles, sources, q_norm, bound, all_rows)
+            for state in self.states.values():
+                state.finalize(partial(self._resolve, sources))
         except XlirError as exc:
             error = str(exc)
         self.world.agree(error, "scoring")
         self.score_seconds += time.perf_counter() - start
 
-    def _matmul(self, q: np.ndarray, v: np.ndarray) -> np.ndarray:
-        if self.device.startswith("cuda"):
-            import torch
+    def _score_shard(self, lang, store, i, shard, tiles, sources, q_norm, bound, all_rows) -> None:
+        own = self.queries.rows_of(lang)
+        max_norm = store.max_norm(i)
+        source = len(sources)
+        sources.append((store, i))
+        targets = [(self.states[s], own if s == "monolingual" else all_rows) for s in self.settings]
+        union = all_rows if "multilingual" in self.settings else own
+        for c0, vecs, block, tile in tiles.tiles(shard.vectors, union):
+            ns_ids = _Prefixed(f"{lang}:", shard.ids[c0 : c0 + len(vecs)])
+            eps = bound * q_norm[block] * max_norm
+            for state, allowed in targets:
+                keep = np.isin(block, allowed, assume_unique=True)
+                if keep.any():
+                    rows = block[keep]
+                    part = tile if keep.all() else tile.subset(keep)
+                    canonical = partial(_canonical_pairs, self.q, rows, vecs)
+                    _process(state, rows, part, eps[keep], ns_ids, canonical, source, c0)
+        self.advance(f"score {lang} shard {i}", len(shard.ids))
 
-            torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would break the float32 error bound
-            with torch.no_grad():
-                out = torch.from_numpy(q).to(self.device) @ torch.from_numpy(v).to(self.device).T
-            return out.cpu().numpy()
-        return q @ v.T
+    def _resolve(self, sources, rows: np.ndarray, refs: np.ndarray, fast: np.ndarray):
+        """Canonical scores and namespaced ids of pool survivors, read back from their shards."""
+        exact = np.empty(len(refs))
+        ids = np.empty(len(refs), dtype=object)
+        src, col = refs >> 32, refs & 0xFFFFFFFF
+        for s in np.unique(src):
+            at = np.flatnonzero(src == s)
+            store, shard = sources[s]
+            exact[at] = canonical_scores(self.q[rows[at]], store.rows(shard, col[at]).astype(np.float32))
+            lang = store.corpus_key["language"]
+            ids[at] = np.char.add(f"{lang}:", store.read_ids(shard)[col[at]])
+        return exact, ids.astype(str)
 
     def score_retriever(self) -> None:
         """A scoring plugin (BM25): one in-memory index per pool, scores from the plugin are canonical."""
@@ -339,6 +352,7 @@ class StreamEvaluator:
         if "multilingual" in self.settings:
             pools.append((self.data.languages, np.arange(len(self.queries.ids)), "multilingual"))
         present: set[str] = set()
+        pool_ids: list[np.ndarray] = []
         for langs, rows, setting in pools:
             ns_ids, docs = self._index_docs(langs)
             present.update(ns_ids)
@@ -346,6 +360,8 @@ class StreamEvaluator:
             self.advance(f"index {'+'.join(langs)}", 0)
             column = {d: c for c, d in enumerate(ns_ids)}
             ns_array = np.array(ns_ids, dtype=str)
+            source = len(pool_ids)
+            pool_ids.append(ns_array)
             state = self.states[setting]
             step = max(1, BLOCK_ELEMENTS // max(1, len(ns_ids)))
             for lang in langs:
@@ -357,8 +373,10 @@ class StreamEvaluator:
                     scores = check_matrix(raw, len(texts), self.model.name, f"score(language={lang!r})", len(ns_ids))
                     scores = np.asarray(scores, dtype=np.float32).astype(np.float64)  # trec_eval's precision
                     state.set_relevant(block, _relevant_from_matrix(self.queries.rel_ids[block], scores, column))
-                    _process(state, block, scores, np.zeros(len(block)), ns_array, None)
+                    _process(state, block, HostTile(scores), np.zeros(len(block)), ns_array, None, source, 0)
                     self.advance(f"score {lang} ({setting})", len(block))
+        for state in self.states.values():
+            state.finalize(lambda rows, refs, fast: (fast, _pool_ids(pool_ids, refs)))
         rel = self.queries.rel_ids
         self.data.notes["relevant_not_in_corpus"] = int(sum(str(x) not in present for x in rel[rel != ""]))
         self.score_seconds += time.perf_counter() - start
@@ -523,16 +541,116 @@ def _relevant_from_matrix(rel_ids: np.ndarray, scores: np.ndarray, column: dict[
     return out
 
 
-def _process(state: StreamState, rows: np.ndarray, scores: np.ndarray, eps: np.ndarray, ids: np.ndarray, canonical):
+class _Prefixed:
+    """A shard's ids seen namespaced (``<lang>:<id>``), built only for the positions asked for."""
+
+    def __init__(self, prefix: str, ids: np.ndarray) -> None:
+        self.prefix, self.ids = prefix, ids
+
+    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+        return np.char.add(self.prefix, self.ids[positions])
+
+
+def _pool_ids(pool_ids: list[np.ndarray], refs: np.ndarray) -> np.ndarray:
+    src, col = refs >> 32, refs & 0xFFFFFFFF
+    out = np.empty(len(refs), dtype=object)
+    for s in np.unique(src):
+        at = np.flatnonzero(src == s)
+        out[at] = pool_ids[s][col[at]]
+    return out.astype(str)
+
+
+def _process(state: StreamState, rows, tile, eps: np.ndarray, ids: np.ndarray, canonical, source: int, col0: int):
     """One block: thresholds, the candidates above them, and the exact update."""
-    kth = None
-    n_cols = scores.shape[1]
-    if state.k and n_cols > state.k and (state.top_n[rows] < state.k).any():
-        kth = np.partition(scores, n_cols - state.k, axis=1)[:, n_cols - state.k].astype(np.float64)
+    kth = tile.kth(state.k) if state.k and tile.n_cols > state.k and state.needs_block_kth(rows) else None
     topk_thr = state.topk_threshold(rows, eps, kth)
     thr = np.minimum(state.count_threshold(rows, eps), topk_thr)
-    if scores.dtype == np.float32:
-        thr = _down32(thr)
-    cand_row, cand_col = np.nonzero(scores >= thr[:, None])
-    cand_score = scores[cand_row, cand_col].astype(np.float64)
-    state.update(rows, cand_row, cand_col, cand_score, eps, topk_thr, ids, canonical)
+    cand_row, cand_col, cand_score = tile.candidates(thr)
+    refs = (np.int64(source) << 32) | (cand_col + col0)
+    state.update(rows, cand_row, cand_col, cand_score, eps, topk_thr, ids, canonical, refs)
+
+
+class HostTile:
+    """A block of scores in host memory (numpy)."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.scores = scores
+        self.n_cols = scores.shape[1]
+
+    def subset(self, keep: np.ndarray) -> HostTile:
+        return HostTile(self.scores[keep])
+
+    def kth(self, k: int) -> np.ndarray:
+        """Each row's k-th largest score."""
+        return np.partition(self.scores, self.n_cols - k, axis=1)[:, self.n_cols - k].astype(np.float64)
+
+    def candidates(self, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, column, score as float64) of the entries >= their row's threshold, in row-major order."""
+        if self.scores.dtype == np.float32:
+            thr = _down32(thr).astype(np.float32)  # same selection as the float64 comparison, at float32 speed
+        flat = np.flatnonzero(self.scores >= thr[:, None])  # 1-d: far cheaper than a 2-d nonzero
+        row, col = np.divmod(flat, self.n_cols)
+        return row, col, self.scores.reshape(-1)[flat].astype(np.float64)
+
+
+class DeviceTile:
+    """A block of float32 scores on a torch device: thresholds go to the device, only candidates come back."""
+
+    def __init__(self, scores) -> None:
+        self.scores = scores
+        self.n_cols = scores.shape[1]
+
+    def subset(self, keep: np.ndarray) -> DeviceTile:
+        import torch
+
+        return DeviceTile(self.scores[torch.from_numpy(np.flatnonzero(keep)).to(self.scores.device)])
+
+    def kth(self, k: int) -> np.ndarray:
+        return self.scores.topk(k, dim=1).values[:, -1].double().cpu().numpy()
+
+    def candidates(self, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import torch
+
+        t = torch.from_numpy(_down32(thr).astype(np.float32)).to(self.scores.device)
+        flat = (self.scores >= t[:, None]).view(-1).nonzero().squeeze(1)
+        values = self.scores.view(-1)[flat].double().cpu().numpy()
+        row, col = np.divmod(flat.cpu().numpy(), self.n_cols)
+        return row, col, values
+
+
+class TileScorer:
+    """Score tiles of (queries x passages): numpy on CPU, torch on a CUDA device (queries and shard resident)."""
+
+    def __init__(self, q: np.ndarray, device: str, on_torch: bool | None = None) -> None:
+        self.q, self.device = q, device
+        self.cuda = device.startswith("cuda") if on_torch is None else on_torch
+        self.rows, self.cols = (CUDA_TILE_ROWS, CUDA_TILE_COLS) if device.startswith("cuda") else (TILE_ROWS, TILE_COLS)
+        self.q_dev = None
+        if self.cuda:
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would break the float32 error bound
+            self.q_dev = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(device)
+
+    def tiles(self, vectors: np.ndarray, union: np.ndarray):
+        """Yield (first column, host vectors, query rows, tile) over a shard.
+
+        On CPU a tile of at most TILE_ROWS x TILE_COLS stays small enough for the threshold pass to run from cache
+        right after the matmul; on CUDA the shard is copied to the device once and the tiles are larger."""
+        if self.cuda:
+            import torch
+
+            with torch.no_grad():
+                v_dev = torch.from_numpy(vectors).to(self.device)
+                for c0 in range(0, len(vectors), self.cols):
+                    vt = v_dev[c0 : c0 + self.cols].T
+                    for lo in range(0, len(union), self.rows):
+                        block = union[lo : lo + self.rows]
+                        rows_dev = torch.from_numpy(block).to(self.device)
+                        yield c0, vectors[c0 : c0 + self.cols], block, DeviceTile(self.q_dev[rows_dev] @ vt)
+            return
+        for c0 in range(0, len(vectors), self.cols):
+            vecs = vectors[c0 : c0 + self.cols]
+            for lo in range(0, len(union), self.rows):
+                block = union[lo : lo + self.rows]
+                yield c0, vecs, block, HostTile(self.q[block] @ vecs.T)

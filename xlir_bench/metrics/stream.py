@@ -44,11 +44,13 @@ def canonical_scores(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """
     out = np.empty(len(q), dtype=np.float64)
     for lo in range(0, len(q), CANONICAL_CHUNK):
-        qt = np.ascontiguousarray(q[lo : lo + CANONICAL_CHUNK].T, dtype=np.float64)
-        vt = np.ascontiguousarray(v[lo : lo + CANONICAL_CHUNK].T, dtype=np.float64)
+        qt = np.ascontiguousarray(q[lo : lo + CANONICAL_CHUNK].T, dtype=np.float32)  # (d, m): one row per dimension
+        vt = np.ascontiguousarray(v[lo : lo + CANONICAL_CHUNK].T, dtype=np.float32)
         acc = np.zeros(qt.shape[1], dtype=np.float64)
+        term = np.empty_like(acc)
         for k in range(qt.shape[0]):
-            acc += qt[k] * vt[k]
+            np.multiply(qt[k], vt[k], out=term, dtype=np.float64)  # inputs widened first: the product is exact
+            acc += term
         out[lo : lo + CANONICAL_CHUNK] = acc
     return out.astype(np.float32).astype(np.float64)
 
@@ -64,6 +66,13 @@ class StreamState:
 
     ``rel_ids`` (Q, R): ids of each query's relevant passages ('' = padding); ``rel_scores`` (Q, R): their canonical
     scores (NaN where the passage is absent from the corpus or padding). ``k``: top-k kept per query (0: none).
+
+    **Top-k without canonical scores in the loop.** While streaming, the top-k is a *pool* of candidates known only
+    by their fast scores ``F`` and error bounds ``e`` (their canonical score lies in ``[F - e, F + e]``) and a
+    reference (an int64 the caller decodes). A candidate is dropped only when k pool entries beat it for certain:
+    its upper bound ``F + e`` is below the k-th largest lower bound ``F - e`` of the row. Canonical scores and ids
+    are resolved once, in :meth:`finalize`, for the few survivors (about k per query), instead of for every passage
+    that briefly entered a running top-k.
     """
 
     def __init__(self, rel_ids: np.ndarray, rel_scores: np.ndarray, k: int) -> None:
@@ -77,6 +86,12 @@ class StreamState:
         self.top_ids = np.full((n, k), "", dtype=rel_ids.dtype if rel_ids.dtype.kind == "U" else "<U1")
         self.top_n = np.zeros(n, dtype=np.int64)
         self.rel_min = np.where(self.valid, rel_scores, np.inf).min(axis=1)
+        # the pool: parallel arrays (row, fast score, error bound, reference), appended in parts, compacted lazily
+        self.pool_count = np.zeros(n, dtype=np.int64)
+        self.lower_kth = np.full(n, -np.inf)  # k-th largest lower bound per row (as of the last compaction)
+        self._parts: list[tuple[np.ndarray, ...]] = []
+        self._pool_size = 0
+        self._compact_at = 1 << 16
 
     def set_relevant(self, rows: np.ndarray, scores: np.ndarray) -> None:
         """Relevant scores known only per block (a retriever's score matrix holds them)."""
@@ -89,16 +104,19 @@ class StreamState:
         """Fast scores below this cannot beat any relevant passage of the row."""
         return self.rel_min[rows] - eps
 
+    def needs_block_kth(self, rows: np.ndarray) -> bool:
+        """Whether some row's pool holds fewer than k entries (then the block's own k-th score bounds it)."""
+        return bool(self.k) and bool((self.pool_count[rows] < self.k).any())
+
     def topk_threshold(self, rows: np.ndarray, eps: np.ndarray, kth_fast: np.ndarray | None) -> np.ndarray:
-        """Fast scores below this cannot enter the row's top-k (full rows: the running k-th; others: the block's)."""
+        """Fast scores below this cannot enter the row's top-k: beaten for certain by k pool entries, or (rows whose
+        pool is not full yet) by k passages of this block, whose fast scores are at least ``kth_fast``."""
         if self.k == 0:
             return np.full(len(rows), np.inf)
-        full = self.top_n[rows] >= self.k
-        thr = np.full(len(rows), -np.inf)
-        thr[full] = self.top_scores[rows[full], self.k - 1] - eps[full]
+        thr = self.lower_kth[rows] - eps
         if kth_fast is not None:
-            # not full yet: everything not beaten by k passages of this block within the error band
-            thr[~full] = kth_fast[~full] - 2 * eps[~full]
+            short = self.pool_count[rows] < self.k
+            thr[short] = np.maximum(thr[short], kth_fast[short] - 2 * eps[short])
         return thr
 
     # -- update ---------------------------------------------------------------------------------------------
@@ -112,12 +130,14 @@ class StreamState:
         topk_thr: np.ndarray,
         ids: np.ndarray,
         canonical: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
+        refs: np.ndarray | None = None,
     ) -> None:
-        """Fold one block's candidates into the counts and the top-k.
+        """Fold one block's candidates into the counts and the top-k pool.
 
         ``rows``: global query indices of the block; ``cand_row`` (M,) positions into ``rows``; ``cand_col`` (M,)
-        passage positions in the shard; ``cand_score`` (M,) fast scores (float64); ``ids`` the shard's ids;
-        ``canonical(row_positions, cols)`` the canonical scores of pairs (None: fast scores are canonical).
+        passage positions in the block; ``cand_score`` (M,) fast scores (float64); ``ids`` the block's ids;
+        ``canonical(row_positions, cols)`` the canonical scores of pairs (None: fast scores are canonical);
+        ``refs`` (M,) what :meth:`finalize` hands back to identify the candidates' passages.
         """
         for lo in range(0, len(cand_row), CANDIDATE_CHUNK):
             sl = slice(lo, lo + CANDIDATE_CHUNK)
@@ -125,9 +145,16 @@ class StreamState:
         if self.k:
             keep = cand_score >= topk_thr[cand_row]
             if keep.any():
-                r, c = cand_row[keep], cand_col[keep]
-                exact = cand_score[keep] if canonical is None else canonical(r, c)
-                self._merge_topk(rows, r, exact, ids[c])
+                r = cand_row[keep]
+                g = rows[r]
+                self._parts.append((g, cand_score[keep], eps[r], refs[keep]))
+                self._pool_size += len(g)
+                self.pool_count += np.bincount(g, minlength=len(self.pool_count))
+                # compact when the pool has doubled, or when a row has just filled (its threshold is still -inf)
+                filled = (self.pool_count[g] >= self.k) & np.isneginf(self.lower_kth[g])
+                if self._pool_size >= self._compact_at or filled.any():
+                    self.compact()
+                    self._compact_at = max(1 << 16, 2 * self._pool_size)
 
     def _count(self, rows, cand_row, cand_col, s, eps, ids, canonical) -> None:
         g = rows[cand_row]
@@ -152,6 +179,33 @@ class StreamState:
         beats = (exact > target) | ((exact == target) & (cand_ids > rel_ids))
         if beats.any():
             flat += np.bincount(g[band_m][beats] * width + band_slot[beats], minlength=flat.size)
+
+    def compact(self) -> None:
+        """Drop the pool entries that k others beat for certain, and raise each row's k-th lower bound."""
+        if not self._parts:
+            return
+        g, fast, eps, refs = (np.concatenate(x) for x in zip(*self._parts))
+        lower = fast - eps
+        order = np.lexsort((-lower, g))  # by row, then lower bound descending
+        g_sorted = g[order]
+        rows, starts, sizes = np.unique(g_sorted, return_index=True, return_counts=True)
+        full = sizes >= self.k
+        kth = lower[order][starts[full] + self.k - 1]
+        self.lower_kth[rows[full]] = np.maximum(self.lower_kth[rows[full]], kth)
+        keep = fast + eps >= self.lower_kth[g]
+        self._parts = [(g[keep], fast[keep], eps[keep], refs[keep])]
+        self._pool_size = int(keep.sum())
+        self.pool_count = np.bincount(g[keep], minlength=len(self.pool_count))
+
+    def finalize(self, resolve: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]) -> None:
+        """Exact top-k from the pool: ``resolve(rows, refs, fast)`` gives the survivors' canonical scores and ids."""
+        self.compact()
+        if not self._parts or not self._pool_size:
+            return
+        g, fast, _, refs = self._parts[0]
+        exact, ids = resolve(g, refs, fast)
+        self._parts, self._pool_size = [], 0
+        self._merge_topk(np.arange(len(self.top_n)), g, np.asarray(exact, dtype=np.float64), np.asarray(ids))
 
     def _merge_topk(self, rows, cand_row, exact, cand_ids) -> None:
         """Merge candidates into the running top-k: per query, score descending, then doc id descending."""
