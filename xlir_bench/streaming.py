@@ -32,7 +32,7 @@ from . import metrics
 from .cache import EmbeddingCache
 from .distributed import World
 from .errors import XlirError
-from .metrics.stream import StreamState, _down32, canonical_scores, error_bound
+from .metrics.stream import StreamState, _down32, _up32, canonical_scores, error_bound
 from .plugins import LoadedModel, check_matrix
 from .scoring import ENCODE_CHUNK, encode_items, normalise, zero_vector_warning
 from .shards import ShardStore
@@ -43,7 +43,7 @@ SETTINGS = ("monolingual", "multilingual")
 DEFAULT_SHARD_SIZE = 100_000
 BLOCK_ELEMENTS = 1 << 23  # scores held at once per block (retrievers: queries x pool)
 TILE_ROWS, TILE_COLS = 1024, 8192  # dense score tiles (queries x passages) on CPU
-CUDA_TILE_ROWS, CUDA_TILE_COLS = 16384, 32768  # on a GPU: 2 GiB of float32 scores per tile
+CUDA_TILE_ROWS, CUDA_TILE_COLS = 4096, 32768  # on a GPU: 512 MiB of scores (and 1 GiB of bucket indices) per tile
 BIAS_CUTOFFS = (10, 100)
 INDEX_LIMIT_ENV = "XLIR_BENCH_MAX_INDEX_PASSAGES"
 DEFAULT_INDEX_LIMIT = 2_000_000
@@ -565,9 +565,15 @@ def _process(state: StreamState, rows, tile, eps: np.ndarray, ids: np.ndarray, c
     kth = tile.kth(state.k) if state.k and tile.n_cols > state.k and state.needs_block_kth(rows) else None
     topk_thr = state.topk_threshold(rows, eps, kth)
     thr = np.minimum(state.count_threshold(rows, eps), topk_thr)
-    cand_row, cand_col, cand_score = tile.candidates(thr)
+    counted = None
+    if isinstance(tile, DeviceTile) and state.valid[rows].any():
+        # on the device: certain counts per relevant passage, and only the error-band and top-k candidates back
+        rel = state.rel_scores[rows]
+        counted, (cand_row, cand_col, cand_score) = tile.split(rel + eps[:, None], rel - eps[:, None], topk_thr)
+    else:
+        cand_row, cand_col, cand_score = tile.candidates(thr)
     refs = (np.int64(source) << 32) | (cand_col + col0)
-    state.update(rows, cand_row, cand_col, cand_score, eps, topk_thr, ids, canonical, refs)
+    state.update(rows, cand_row, cand_col, cand_score, eps, topk_thr, ids, canonical, refs, counted)
 
 
 class HostTile:
@@ -609,10 +615,38 @@ class DeviceTile:
         return self.scores.topk(k, dim=1).values[:, -1].double().cpu().numpy()
 
     def candidates(self, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._fetch(self.scores >= self._f32(_down32(thr))[:, None])
+
+    def split(self, hi: np.ndarray, lo: np.ndarray, topk_thr: np.ndarray):
+        """(counts, candidates): per row and relevant slot the number of scores above ``hi`` (certain wins), and the
+        entries that are either at least the ``lo`` of a slot they do not certainly beat, or >= ``topk_thr``.
+
+        One ``searchsorted`` of every score into its row's sorted ``hi`` values replaces a comparison per slot."""
         import torch
 
-        t = torch.from_numpy(_down32(thr).astype(np.float32)).to(self.scores.device)
-        flat = (self.scores >= t[:, None]).view(-1).nonzero().squeeze(1)
+        hi32 = np.where(np.isnan(hi), np.inf, _up32(hi))  # smallest float32 > hi: F > hi  <=>  F >= hi32
+        lo32 = np.where(np.isnan(lo), np.inf, _down32(np.nan_to_num(lo, nan=np.inf)))
+        order = np.argsort(hi32, axis=1, kind="stable")  # one eps per row: lo sorts the same way
+        hs, ls = np.take_along_axis(hi32, order, 1), np.take_along_axis(lo32, order, 1)
+        width = hs.shape[1]
+        bucket = torch.searchsorted(self._f32(hs), self.scores, right=True)  # slots (sorted) each score beats
+        n = torch.zeros((len(hs), width + 1), dtype=torch.int64, device=self.scores.device)
+        n.scatter_add_(1, bucket, torch.ones_like(bucket))
+        beats_sorted = n.flip(1).cumsum(1).flip(1)[:, 1:].cpu().numpy()  # scores >= hs[:, j]
+        counts = np.zeros_like(beats_sorted)
+        np.put_along_axis(counts, order, beats_sorted, 1)
+        inside = bucket < width  # scores that do not certainly beat every relevant passage
+        low = torch.gather(self._f32(ls), 1, bucket.clamp_(max=width - 1))
+        mask = (inside & (self.scores >= low)) | (self.scores >= self._f32(_down32(topk_thr))[:, None])
+        return counts, self._fetch(mask)
+
+    def _f32(self, x: np.ndarray):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.scores.device)
+
+    def _fetch(self, mask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        flat = mask.view(-1).nonzero().squeeze(1)
         values = self.scores.view(-1)[flat].double().cpu().numpy()
         row, col = np.divmod(flat.cpu().numpy(), self.n_cols)
         return row, col, values

@@ -27,6 +27,7 @@ import numpy as np
 UNIT = 2.0**-24
 CANDIDATE_CHUNK = 1 << 20  # candidate entries handled at once (bounds memory for weak models with many candidates)
 CANONICAL_CHUNK = 1 << 15  # rows per canonical recomputation
+COMPACT_MIN = 1 << 16  # top-k pool entries before the first size-triggered compaction
 
 
 def error_bound(dim: int) -> float:
@@ -61,6 +62,12 @@ def _down32(x: np.ndarray) -> np.ndarray:
     return np.where(x32.astype(np.float64) > x, np.nextafter(x32, np.float32(-np.inf)), x32)
 
 
+def _up32(x: np.ndarray) -> np.ndarray:
+    """The smallest float32 values > x (so that ``S > x``  <=>  ``S >= _up32(x)`` for float32 S)."""
+    x32 = x.astype(np.float32)
+    return np.where(x32.astype(np.float64) <= x, np.nextafter(x32, np.float32(np.inf)), x32)
+
+
 class StreamState:
     """Running exact counts and top-k of one query set over the shards it is scored against.
 
@@ -91,7 +98,7 @@ class StreamState:
         self.lower_kth = np.full(n, -np.inf)  # k-th largest lower bound per row (as of the last compaction)
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._pool_size = 0
-        self._compact_at = 1 << 16
+        self._compact_at = COMPACT_MIN
 
     def set_relevant(self, rows: np.ndarray, scores: np.ndarray) -> None:
         """Relevant scores known only per block (a retriever's score matrix holds them)."""
@@ -131,17 +138,21 @@ class StreamState:
         ids: np.ndarray,
         canonical: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
         refs: np.ndarray | None = None,
+        counted: np.ndarray | None = None,
     ) -> None:
         """Fold one block's candidates into the counts and the top-k pool.
 
         ``rows``: global query indices of the block; ``cand_row`` (M,) positions into ``rows``; ``cand_col`` (M,)
         passage positions in the block; ``cand_score`` (M,) fast scores (float64); ``ids`` the block's ids;
         ``canonical(row_positions, cols)`` the canonical scores of pairs (None: fast scores are canonical);
-        ``refs`` (M,) what :meth:`finalize` hands back to identify the candidates' passages.
+        ``refs`` (M,) what :meth:`finalize` hands back to identify the candidates' passages; ``counted`` (rows, R)
+        the certain wins already counted where the scores are (then only the error band is resolved here).
         """
+        if counted is not None:
+            self.counts[rows] += counted
         for lo in range(0, len(cand_row), CANDIDATE_CHUNK):
             sl = slice(lo, lo + CANDIDATE_CHUNK)
-            self._count(rows, cand_row[sl], cand_col[sl], cand_score[sl], eps, ids, canonical)
+            self._count(rows, cand_row[sl], cand_col[sl], cand_score[sl], eps, ids, canonical, counted is None)
         if self.k:
             keep = cand_score >= topk_thr[cand_row]
             if keep.any():
@@ -154,9 +165,9 @@ class StreamState:
                 filled = (self.pool_count[g] >= self.k) & np.isneginf(self.lower_kth[g])
                 if self._pool_size >= self._compact_at or filled.any():
                     self.compact()
-                    self._compact_at = max(1 << 16, 2 * self._pool_size)
+                    self._compact_at = max(COMPACT_MIN, 2 * self._pool_size)
 
-    def _count(self, rows, cand_row, cand_col, s, eps, ids, canonical) -> None:
+    def _count(self, rows, cand_row, cand_col, s, eps, ids, canonical, add_certain: bool = True) -> None:
         g = rows[cand_row]
         rel = self.rel_scores[g]  # (M, R)
         valid = self.valid[g]
@@ -166,10 +177,11 @@ class StreamState:
             band = valid & ~certain & (s[:, None] >= rel - e)
         width = rel.shape[1]
         flat = self.counts.reshape(-1)
-        hit_m, hit_slot = np.nonzero(certain)
-        if len(hit_m):
-            flat += np.bincount(g[hit_m] * width + hit_slot, minlength=flat.size)
-        band_m, band_slot = np.nonzero(band)
+        if add_certain:
+            hit_m, hit_slot = np.divmod(np.flatnonzero(certain), width)
+            if len(hit_m):
+                flat += np.bincount(g[hit_m] * width + hit_slot, minlength=flat.size)
+        band_m, band_slot = np.divmod(np.flatnonzero(band), width)
         if len(band_m) == 0:
             return
         exact = s[band_m] if canonical is None else canonical(cand_row[band_m], cand_col[band_m])
