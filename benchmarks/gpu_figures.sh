@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The GPU figures of the README, on a machine with one CUDA GPU and no network (the lent machine):
 # e5-small's architecture with random weights (speed does not depend on the values), XQuAD-R from a tarball.
-#   bash benchmarks/gpu_figures.sh PAYLOAD_DIR OUT_DIR
+#   bash benchmarks/gpu_figures.sh PAYLOAD_DIR OUT_DIR [STEP_PATTERN]   (e.g. 'corpus|paragraphs': those steps only)
 # PAYLOAD_DIR holds model.tgz (config + tokenizer of e5-small) and data.tgz (XQuAD-R, MLQA-R, MIRACL topics).
 set -u
-payload=$1 out=$2
+payload=$1 out=$2 only=${3:-.}
 mkdir -p "$out" /tmp/gpu/model /tmp/gpu/data
-step() { echo "== $1 ($(date +%T))"; shift; timeout "$@"; echo "== rc=$?"; }
+step() {
+  [[ $1 =~ $only || $1 == "random weights" ]] || return 0
+  echo "== $1 ($(date +%T))"; shift; timeout "$@"; echo "== rc=$?"
+}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 tar xzf "$payload/model.tgz" -C /tmp/gpu/model && tar xzf "$payload/data.tgz" -C /tmp/gpu/data
