@@ -27,7 +27,7 @@ class NotARegularFile(OSError):
     """The path is a FIFO, device, socket or directory, or larger than the caller's limit."""
 
 
-def read_bytes(path: str | os.PathLike, limit: int = JSON_LIMIT) -> bytes:
+def read_bytes(path: str | os.PathLike, limit: int = JSON_LIMIT) -> bytearray:
     """The file's bytes, if it is a regular file (symlinks followed) of at most ``limit`` bytes.
 
     Opened non-blocking, so a FIFO is seen (and refused) by ``fstat`` before any read can block on it.
@@ -39,17 +39,24 @@ def read_bytes(path: str | os.PathLike, limit: int = JSON_LIMIT) -> bytes:
             raise NotARegularFile(f"{path} is not a regular file")
         if info.st_size > limit:
             raise NotARegularFile(f"{path} is {info.st_size / MiB:.1f} MiB, above the {limit / MiB:.0f} MiB limit")
-        chunks, left = [], limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 8 * MiB))
+        # one buffer of the expected size plus a byte that detects growth: no chunk list, no join, no second copy
+        buffer = bytearray(min(info.st_size, limit) + 1)
+        view, got = memoryview(buffer), 0
+        while got < len(buffer):
+            n = os.readv(fd, [view[got:]])
+            if not n:
+                break
+            got += n
+        view.release()
+        del buffer[got:]
+        while len(buffer) <= limit:  # it grew while being read: read on, up to the limit
+            chunk = os.read(fd, min(limit + 1 - len(buffer), 8 * MiB))
             if not chunk:
                 break
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) > limit:  # grew while being read
+            buffer += chunk
+        if len(buffer) > limit:
             raise NotARegularFile(f"{path} grew above the {limit / MiB:.0f} MiB limit while being read")
-        return data
+        return buffer
     finally:
         os.close(fd)
 
@@ -98,8 +105,19 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def load_npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+def load_npy(data: bytes | bytearray) -> np.ndarray:
+    """The array of a ``.npy`` image, as a view of ``data`` (no copy; writable when ``data`` is a bytearray)."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0)):
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(stream)
+    if dtype.hasobject:
+        raise ValueError("object arrays are not loaded (no pickles)")
+    count = int(np.prod(shape, dtype=np.int64))
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 def sha256(data: bytes) -> str:
