@@ -76,6 +76,40 @@ def test_reduced_precision_stays_close_to_fp32(tiny_bert, dtype, min_cosine):
     assert (fp32 * low).sum(axis=1).min() >= min_cosine
 
 
+def test_auto_precision_is_measured_recorded_and_labelled(tiny_bert, monkeypatch):
+    """dtype=auto: no bf16 instructions -> fp32 without probing; with them the probe decides; the choice and its
+    reason are in the metadata, and a non-fp32 choice is in the label (its results never share a file with fp32)."""
+    from xlir_bench import precision
+
+    def no_probe():
+        raise AssertionError("probed a CPU without bf16 instructions")
+
+    monkeypatch.setattr(precision, "cpu_info", lambda: {"model": "Test CPU", "flags": ["avx2"]})
+    monkeypatch.setattr(precision, "probe_cpu_bf16", no_probe)
+    precision.choose.cache_clear()
+    model = encoder(tiny_bert)
+    assert model.metadata["dtype"] == "fp32" and model.label == f"hf:{tiny_bert}"
+    assert "Test CPU has no bf16 instructions (avx2)" in model.metadata["precision"]["reason"]
+
+    for gain, expected in ((1.7, "bf16"), (1.1, "fp32")):
+        monkeypatch.setattr(precision, "cpu_info", lambda: {"model": "Test CPU", "flags": ["avx512_bf16"]})
+        monkeypatch.setattr(precision, "probe_cpu_bf16", lambda: gain)
+        precision.choose.cache_clear()
+        model = encoder(tiny_bert)
+        assert model.metadata["dtype"] == expected and f"{gain:.2f}x fp32" in model.metadata["precision"]["reason"]
+        assert (f"[dtype={expected}]" in model.label) == (expected != "fp32")
+    precision.choose.cache_clear()
+    asked = encoder(tiny_bert, dtype="int8")
+    assert asked.metadata["precision"] == {"asked": "int8", "reason": "asked for (--model-arg dtype=...)"}
+    assert precision.check_runnable("int8", "cuda:0").startswith("dtype=int8 (dynamic quantization) runs on CPU")
+
+
+def test_cpu_probe_times_both_precisions():
+    from xlir_bench import precision
+
+    assert 0.0 < precision.probe_cpu_bf16(repeats=1) < 100.0  # runs fp32 and bf16 autocast on this CPU
+
+
 def test_missing_hub_model_is_one_clear_error():
     with pytest.raises(XlirError, match="not in the local Hugging Face cache .* local folder"):
         load_model("hf:nobody/no-such-model-xyz", device="cpu")

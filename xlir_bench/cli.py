@@ -273,6 +273,10 @@ def run_cmd(
         for model_name in models:
             model = plugins.load_model(model_name, device=resolved_device, options=options)
             plugins.check_metadata(model)
+            chosen = model.metadata.get("precision")
+            if main_rank and not quiet and isinstance(chosen, dict):
+                err.print(f"{escape(model.label)}: {escape(str(model.metadata.get('dtype')))} "
+                          f"({escape(str(chosen.get('reason')))})", highlight=False)  # fmt: skip
             if model.info.shadows and main_rank:
                 err.print(f"[yellow]warning:[/] model {escape(repr(model.info.name))} is also registered by "
                           f"{escape('; '.join(model.info.shadows))}; using {escape(model.info.distribution)}",

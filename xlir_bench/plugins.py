@@ -76,8 +76,11 @@ class LoadedModel:
     @property
     def label(self) -> str:
         """The name results and tables use: the model name plus any user options, e.g. ``e5-small[dtype=bf16]``,
-        so runs of one model with different options never overwrite each other."""
-        shown = {k: v for k, v in sorted(self.options.items()) if k != "name_or_path"}
+        so runs of one model with different options never overwrite each other. Options a plugin chose for itself
+        and publishes as ``metadata["chosen_options"]`` (the precision ``dtype=auto`` picked) are shown the same way."""
+        chosen = self.metadata.get("chosen_options")  # what the plugin chose itself (dtype=auto -> bf16)
+        options = {**self.options, **(chosen if isinstance(chosen, dict) else {})}
+        shown = {k: v for k, v in sorted(options.items()) if k != "name_or_path"}
         if not shown:
             return self.name
         return self.name + "[" + ",".join(f"{k}={v}" for k, v in shown.items()) + "]"

@@ -4,7 +4,8 @@ Batching: texts are tokenized once, sorted by length and cut into batches under 
 (``max_tokens`` = padded tokens per batch), so short sentences travel in large batches and long ones in small
 batches with little padding; outputs are put back in the input order. On CPU the model runs under
 ``torch.inference_mode`` on all cores; ``dtype=bf16`` adds autocast (fast on CPUs with AVX512-BF16 / AMX), and
-``dtype=int8`` quantizes the linear layers dynamically. On CUDA, ``dtype`` defaults to bf16 autocast.
+``dtype=int8`` quantizes the linear layers dynamically. ``dtype=auto`` (the default) picks by measurement
+(:mod:`xlir_bench.precision`): bf16 or fp16 autocast on CUDA, bf16 on CPUs where a probe shows it faster, else fp32.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import precision
 from ..errors import XlirError
 
 POOLINGS = ("mean", "cls")
-DTYPES = ("fp32", "bf16", "fp16", "int8")
+DTYPES = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def _torch():
@@ -206,11 +208,17 @@ class TransformersEncoder:
         if pooling not in POOLINGS:
             raise XlirError(f"pooling={pooling!r}; use one of {', '.join(POOLINGS)}")
         self.device = resolve_torch_device(device)
-        dtype = dtype or ("bf16" if self.device.startswith("cuda") else "fp32")
-        if dtype not in DTYPES:
-            raise XlirError(f"dtype={dtype!r}; use one of {', '.join(DTYPES)}")
-        if dtype == "int8" and self.device != "cpu":
-            raise XlirError("dtype=int8 (dynamic quantization) runs on CPU only; use bf16 or fp16 on CUDA")
+        dtype_arg = dtype
+        asked = dtype or "auto"
+        if asked not in DTYPES:
+            raise XlirError(f"dtype={asked!r}; use one of {', '.join(DTYPES)}")
+        if asked == "auto":
+            dtype, reason = precision.choose(self.device)
+        else:
+            dtype, reason = asked, "asked for (--model-arg dtype=...)"
+            problem = precision.check_runnable(dtype, self.device)
+            if problem:
+                raise XlirError(problem)
         # Only the config is read now; weights load on the first encode call, so a run served entirely from the
         # embedding cache never loads the model.
         self.source, self.trust_remote_code = str(name_or_path), bool(trust_remote_code)
@@ -231,7 +239,10 @@ class TransformersEncoder:
             "passage_prefix": self.passage_prefix,
             "max_length": self.max_length,
             "dtype": self.dtype,
+            "precision": {"asked": asked, "reason": reason},
         }
+        if asked == "auto" and (dtype != "fp32" or dtype_arg == "auto"):  # shown in the label like an option:
+            self.metadata["chosen_options"] = {"dtype": dtype}  # results of another precision never share a file
 
     # -- protocol -------------------------------------------------------------------------------------------
     def encode_queries(self, texts: list[str], *, language: str, batch_size: int, progress=None) -> np.ndarray:

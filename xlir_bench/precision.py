@@ -1,0 +1,96 @@
+"""Which precision an encoder runs in when the user does not say: measured on this machine, never assumed.
+
+Machines differ from one day to the next (the same benchmark gave bf16 autocast 1.7x fp32 on an EPYC with
+``avx512_bf16`` and 0.20x on an avx2-only EPYC), so ``dtype=auto`` (the default) decides per process:
+
+* CUDA: bf16 autocast where the GPU supports bf16, else fp16 (both within 0.001 mAP of fp32 on XQuAD-R).
+* CPU without bf16 instructions (``avx512_bf16`` / ``amx_bf16``): fp32 at once, since bf16 would be emulated.
+* CPU with them: a probe of about 0.2 s times encoder-shaped matrix products in fp32 and under bf16 autocast; bf16
+  is chosen only if it is at least ``MIN_GAIN`` times faster.
+
+int8 dynamic quantization is never chosen automatically: it loses 0.05 to 0.09 mAP (README, Results).
+The choice and its reason are recorded in the result (``model.metadata.precision``) and printed by ``run``.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import time
+from pathlib import Path
+
+MIN_GAIN = 1.3
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+@functools.cache
+def cpu_info() -> dict:
+    """The CPU's model name and the instruction-set flags that matter for inference (Linux /proc/cpuinfo)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name in ("", platform.machine(), platform.processor()):
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": name, "flags": [f for f in SHOWN_FLAGS if f in flags]}
+
+
+def probe_cpu_bf16(repeats: int = 5) -> float:
+    """fp32 time / bf16-autocast time of encoder-shaped products (256 tokens x 384 -> 1536 -> 384) on this CPU."""
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 384)
+    up, down = torch.nn.Linear(384, 1536), torch.nn.Linear(1536, 384)
+
+    def step():
+        return down(torch.nn.functional.gelu(up(x)))
+
+    def best(autocast: bool) -> float:
+        times = []
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            step()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for _ in range(4):
+                    step()
+                times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(False) / best(True)
+
+
+@functools.cache
+def choose(device: str) -> tuple[str, str]:
+    """(dtype, reason) for ``dtype=auto`` on ``device``."""
+    if device.startswith("cuda"):
+        import torch
+
+        name = torch.cuda.get_device_name(torch.device(device))
+        if torch.cuda.is_bf16_supported():
+            return "bf16", f"auto: {name} supports bf16"
+        return "fp16", f"auto: {name} has no bf16; fp16"
+    info = cpu_info()
+    if not any(f in info["flags"] for f in BF16_FLAGS):
+        return "fp32", f"auto: {info['model']} has no bf16 instructions ({', '.join(info['flags']) or 'no flags read'})"
+    gain = probe_cpu_bf16()
+    verdict = "bf16" if gain >= MIN_GAIN else "fp32"
+    has = "/".join(f for f in BF16_FLAGS if f in info["flags"])
+    return verdict, f"auto: {info['model']} has {has}; bf16 ran {gain:.2f}x fp32 in a probe (needs {MIN_GAIN}x)"
+
+
+def check_runnable(dtype: str, device: str) -> str | None:
+    """Why ``dtype`` cannot run on ``device`` (one line), or None."""
+    if dtype == "int8" and device != "cpu":
+        return "dtype=int8 (dynamic quantization) runs on CPU only; use bf16 or fp16 on CUDA"
+    if dtype == "bf16" and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            return f"dtype=bf16: {torch.cuda.get_device_name(torch.device(device))} has no bf16; use fp16 or auto"
+    return None
