@@ -93,7 +93,7 @@ def test_auto_precision_is_measured_recorded_and_labelled(tiny_bert, monkeypatch
 
     for gain, expected in ((1.7, "bf16"), (1.1, "fp32")):
         monkeypatch.setattr(precision, "cpu_info", lambda: {"model": "Test CPU", "flags": ["avx512_bf16"]})
-        monkeypatch.setattr(precision, "probe_cpu_bf16", lambda: gain)
+        monkeypatch.setattr(precision, "probe_cpu_bf16", lambda gain=gain: gain)
         precision.choose.cache_clear()
         model = encoder(tiny_bert)
         assert model.metadata["dtype"] == expected and f"{gain:.2f}x fp32" in model.metadata["precision"]["reason"]
