@@ -8,20 +8,23 @@ xlir-bench with bf16 autocast and int8 dynamic quantization, with their cosine t
 
 Usage: XLIR_BENCH_DATA=../shared/data python benchmarks/encode_speed.py [--texts 600] [--batch-size 64] [--paragraphs]
        [--device cuda] [--model-folder DIR]  (on CUDA the reduced precisions are fp16 and bf16 autocast)
-Last line: speedup_vs_sentence_transformers=<fp32 ratio> best_reduced=<dtype>:<ratio>
+Last line: speedup_vs_sentence_transformers=<fp32 ratio> best_reduced=<dtype>:<ratio> reduced_map_drift=<max |dmAP|>
+(the drift of the fastest reduced precision over the three XQuAD-R settings, read from the committed full-suite
+results of e5-small; ``n/a`` when there is none for that precision)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from xlir_bench import suites
+from xlir_bench import precision, suites
 from xlir_bench.models.e5_small import converted_path
 from xlir_bench.models.transformers_encoder import TransformersEncoder, quiet_transformers
 
@@ -68,7 +71,8 @@ def main() -> None:
     st_s, st_vecs = best_time(
         lambda: st_model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True, show_progress_bar=False)
     )
-    where = torch.cuda.get_device_name(args.device) if cuda else platform.processor() or platform.machine()
+    info = precision.cpu_info()
+    where = torch.cuda.get_device_name(args.device) if cuda else f"{info['model']}; {', '.join(info['flags'])}"
     threads = torch.get_num_threads()
     print(f"texts={len(texts)} batch={args.batch_size} device={args.device} ({where}) threads={threads}")
     print(f"sentence-transformers fp32: {st_s:.2f}s  {len(texts) / st_s:.1f} texts/s")
@@ -87,7 +91,24 @@ def main() -> None:
         ratios[dtype] = st_s / seconds
         print(f"xlir-bench {dtype}: {seconds:.2f}s  {len(texts) / seconds:.1f} texts/s  x{ratios[dtype]:.2f}  {note}")
     best = max(reduced, key=ratios.get)
-    print(f"speedup_vs_sentence_transformers={ratios['fp32']:.2f} best_reduced={best}:{ratios[best]:.2f}")
+    auto, reason = precision.choose(args.device)
+    print(f"dtype=auto here: {auto} ({reason})")
+    drift = committed_map_drift(best)
+    print(
+        f"speedup_vs_sentence_transformers={ratios['fp32']:.2f} best_reduced={best}:{ratios[best]:.2f} "
+        f"reduced_map_drift={'n/a' if drift is None else f'{drift:.4f}'}"
+    )
+
+
+def committed_map_drift(dtype: str) -> float | None:
+    """Largest |mAP(dtype) - mAP(fp32)| over the three XQuAD-R settings, from the committed e5-small results
+    (full-suite runs: ``xlir-bench run --model e5-small --suite xquad-r [--model-arg dtype=...]``)."""
+    folder = Path(__file__).resolve().parent.parent / "results" / "xquad-r"
+    fp32, low = folder / "e5-small.json", next(folder.glob(f"e5-small_dtype_{dtype}+*.json"), None)
+    if low is None or not fp32.is_file():
+        return None
+    a, b = (json.loads(p.read_text())["settings"] for p in (fp32, low))
+    return max(abs(a[k]["metrics"]["mAP"] - b[k]["metrics"]["mAP"]) for k in a)
 
 
 if __name__ == "__main__":
