@@ -107,8 +107,8 @@ class Evaluator:
             rel_global, padded_gains = metrics.pad_relevant(rel, gains)
             rel_local = np.where(rel_global >= 0, position[np.maximum(rel_global, 0)], -1)
             scores = self.source.scores(qs, pool, language)
-            ranks = metrics.relevant_ranks(scores, rel_local, tiebreak)
-            top1 = pool_docs[metrics.top_1(scores, tiebreak)]
+            ranks, top1_local = metrics.ranks_and_top1(scores, rel_local, tiebreak)
+            top1 = pool_docs[top1_local]
             run = None
             if self.run_depth:
                 top = metrics.top_k(scores, self.run_depth, tiebreak)

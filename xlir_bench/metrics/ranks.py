@@ -101,16 +101,68 @@ def relevant_ranks(scores: np.ndarray, rel: np.ndarray, tiebreak: np.ndarray) ->
     """1-based ranks of the relevant docs ``rel`` (B, R; -1 = padding) in each row of ``scores`` (B, N).
 
     Padding gets rank ``inf``. ``tiebreak`` (N,) orders equal scores, see the module docstring. float32 scores
-    (every dense encoder here) take one integer comparison pass per relevant slot; other dtypes take three.
+    (every dense encoder here) are ranked from the few candidates at or above each row's lowest relevant score
+    (:func:`ranks_and_top1`); other dtypes take three comparison passes per relevant slot.
     Large blocks are split into row slices ranked on all cores.
     """
+    return ranks_and_top1(scores, rel, tiebreak)[0]
+
+
+def ranks_and_top1(scores: np.ndarray, rel: np.ndarray, tiebreak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ranks as :func:`relevant_ranks`, rank-1 column per row as :func:`top_1`) in one pass over the scores."""
     workers = WORKERS
     if scores.size < PARALLEL_MIN_ELEMENTS or workers == 1 or len(scores) < 2 * workers:
-        return _ranks_rows(scores, rel, tiebreak)
+        return _ranks_top1_rows(scores, rel, tiebreak)
     bounds = np.linspace(0, len(scores), workers + 1).astype(int)
     parts = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-    futures = [_pool().submit(_ranks_rows, scores[lo:hi], rel[lo:hi], tiebreak) for lo, hi in parts]
-    return np.concatenate([f.result() for f in futures])
+    futures = [_pool().submit(_ranks_top1_rows, scores[lo:hi], rel[lo:hi], tiebreak) for lo, hi in parts]
+    done = [f.result() for f in futures]
+    return np.concatenate([r for r, _ in done]), np.concatenate([t for _, t in done])
+
+
+def _ranks_top1_rows(scores: np.ndarray, rel: np.ndarray, tiebreak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if scores.dtype != np.float32 or len(tiebreak) >= 2**32 or scores.shape[1] == 0:
+        return _ranks_rows(scores, rel, tiebreak), top_1(scores, tiebreak)
+    return _threshold_ranks(scores, rel, tiebreak)
+
+
+def _keys_1d(values: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
+    """:func:`_composite_keys` for flat float32 ``values`` and their docs' ``tiebreak`` values."""
+    bits = (values + np.float32(0.0)).view(np.int32)
+    bits = bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+    return (bits.astype(np.int64) << 32) + (np.int64(0xFFFFFFFF) - tiebreak.astype(np.int64))
+
+
+def _threshold_ranks(scores: np.ndarray, rel: np.ndarray, tiebreak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Only entries at or above a row's lowest relevant score can beat a relevant doc, and the row's best entry is
+    always among them: one comparison pass over the block picks these candidates (few for a good model), and ranks
+    and the top 1 are computed on the candidates alone. Rows without a relevant doc fall back to :func:`top_1`."""
+    rows_n, width = rel.shape
+    valid = rel >= 0
+    safe = np.where(valid, rel, 0)
+    rel_scores = np.take_along_axis(scores, safe, axis=1)
+    low = np.where(valid, rel_scores, np.float32(np.inf)).min(axis=1)
+    _, mask, _, _ = _workspace().get(scores.shape)
+    np.greater_equal(scores, low[:, None], out=mask)
+    flat = np.flatnonzero(mask)
+    row, col = np.divmod(flat, scores.shape[1])
+    keys = _keys_1d(scores.reshape(-1)[flat], tiebreak[col])
+    rel_keys = _keys_1d(rel_scores.reshape(-1), tiebreak[safe.reshape(-1)]).reshape(rows_n, width)
+    ranks = np.empty((rows_n, width), dtype=np.float64)
+    for r in range(width):
+        ranks[:, r] = 1 + np.bincount(row[keys > rel_keys[row, r]], minlength=rows_n)
+    ranks[~valid] = np.inf
+    top1 = np.empty(rows_n, dtype=np.int64)
+    has = np.zeros(rows_n, dtype=bool)
+    has[row] = True
+    if len(flat):
+        starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])  # row-major order: each row's run is contiguous
+        best = np.maximum.reduceat(keys, starts)
+        at = np.flatnonzero(keys == np.repeat(best, np.diff(np.r_[starts, len(keys)])))
+        top1[row[at]] = col[at]
+    if not has.all():
+        top1[~has] = top_1(scores[~has], tiebreak)
+    return ranks, top1
 
 
 def _ranks_rows(scores: np.ndarray, rel: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
