@@ -28,6 +28,7 @@ fi
 step "random weights" 60 python3 benchmarks/random_weights.py /tmp/gpu/model /tmp/gpu/e5r
 step "encode speed" 110 python3 benchmarks/encode_speed.py --device cuda --model-folder /tmp/gpu/e5r --texts 5500 --batch-size 256
 step "encode speed, paragraphs" 110 python3 benchmarks/encode_speed.py --device cuda --model-folder /tmp/gpu/e5r --texts 2200 --batch-size 256 --paragraphs
+step "stream device check" 120 python3 benchmarks/stream_device_check.py --passages 200000 --device cuda
 step "corpus scale" 150 python3 benchmarks/corpus_scale.py --sizes 100000,1000000 --device cuda
 step "run xquad-r" 120 python3 -m xlir_bench.cli run --model hf:/tmp/gpu/e5r --suite xquad-r --device cuda --batch-size 256
 step "train (torchrun, nccl)" 110 torchrun --nproc-per-node 1 -m xlir_bench.cli train --base hf:/tmp/gpu/e5r \
