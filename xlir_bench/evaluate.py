@@ -174,7 +174,9 @@ class Evaluator:
         doc_lang = self.suite.doc_lang
         rel_lang = np.where(block.rel_docs >= 0, doc_lang[np.maximum(block.rel_docs, 0)], "")
         query_lang = self.suite.query_lang[block.query_idx]
-        top1_relevant = np.array([t in self.suite.rel_docs[q] for q, t in zip(block.query_idx, block.top1)])
+        # the block's relevant docs are those in its pool, and the top 1 is in the pool: the same test as membership
+        # in the query's relevant list
+        top1_relevant = (block.rel_docs == block.top1[:, None]).any(axis=1)
         out = {
             "rank_distance": bias.rank_distance(block.ranks),
             "lang_pref@1": bias.prefers_own_language(block.ranks, rel_lang, query_lang),
