@@ -332,13 +332,10 @@ class StreamEvaluator:
         """Canonical scores and namespaced ids of pool survivors, read back from their shards."""
         exact = np.empty(len(refs))
         ids = np.empty(len(refs), dtype=object)
-        src, col = refs >> 32, refs & 0xFFFFFFFF
-        for s in np.unique(src):
-            at = np.flatnonzero(src == s)
+        for s, at, col in _by_source(refs):
             store, shard = sources[s]
-            exact[at] = canonical_scores(self.q[rows[at]], store.rows(shard, col[at]).astype(np.float32))
-            lang = store.corpus_key["language"]
-            ids[at] = np.char.add(f"{lang}:", store.read_ids(shard)[col[at]])
+            exact[at] = canonical_scores(self.q[rows[at]], store.rows(shard, col).astype(np.float32))
+            ids[at] = np.char.add(f"{store.corpus_key['language']}:", store.read_ids(shard)[col])
         return exact, ids.astype(str)
 
     def score_retriever(self) -> None:
@@ -551,12 +548,18 @@ class _Prefixed:
         return np.char.add(self.prefix, self.ids[positions])
 
 
-def _pool_ids(pool_ids: list[np.ndarray], refs: np.ndarray) -> np.ndarray:
+def _by_source(refs: np.ndarray):
+    """Decode pool references (``source << 32 | column``): yield (source, positions in refs, columns)."""
     src, col = refs >> 32, refs & 0xFFFFFFFF
-    out = np.empty(len(refs), dtype=object)
     for s in np.unique(src):
         at = np.flatnonzero(src == s)
-        out[at] = pool_ids[s][col[at]]
+        yield int(s), at, col[at]
+
+
+def _pool_ids(pool_ids: list[np.ndarray], refs: np.ndarray) -> np.ndarray:
+    out = np.empty(len(refs), dtype=object)
+    for s, at, col in _by_source(refs):
+        out[at] = pool_ids[s][col]
     return out.astype(str)
 
 
@@ -564,14 +567,13 @@ def _process(state: StreamState, rows, tile, eps: np.ndarray, ids: np.ndarray, c
     """One block: thresholds, the candidates above them, and the exact update."""
     kth = tile.kth(state.k) if state.k and tile.n_cols > state.k and state.needs_block_kth(rows) else None
     topk_thr = state.topk_threshold(rows, eps, kth)
-    thr = np.minimum(state.count_threshold(rows, eps), topk_thr)
     counted = None
     if isinstance(tile, DeviceTile) and state.valid[rows].any():
         # on the device: certain counts per relevant passage, and only the error-band and top-k candidates back
         rel = state.rel_scores[rows]
         counted, (cand_row, cand_col, cand_score) = tile.split(rel + eps[:, None], rel - eps[:, None], topk_thr)
     else:
-        cand_row, cand_col, cand_score = tile.candidates(thr)
+        cand_row, cand_col, cand_score = tile.candidates(np.minimum(state.count_threshold(rows, eps), topk_thr))
     refs = (np.int64(source) << 32) | (cand_col + col0)
     state.update(rows, cand_row, cand_col, cand_score, eps, topk_thr, ids, canonical, refs, counted)
 
