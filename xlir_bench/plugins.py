@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import metadata as importlib_metadata
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,11 +74,12 @@ class LoadedModel:
     info: PluginInfo
     options: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def label(self) -> str:
         """The name results and tables use: the model name plus any user options, e.g. ``e5-small[dtype=bf16]``,
         so runs of one model with different options never overwrite each other. Options a plugin chose for itself
-        and publishes as ``metadata["chosen_options"]`` (the precision ``dtype=auto`` picked) are shown the same way."""
+        and publishes as ``metadata["chosen_options"]`` (the precision ``dtype=auto`` picked) are shown the same way.
+        Computed once: progress rows ask for it per batch, and a run's label (its file name) must not change."""
         chosen = self.metadata.get("chosen_options")  # what the plugin chose itself (dtype=auto -> bf16)
         options = {**self.options, **(chosen if isinstance(chosen, dict) else {})}
         shown = {k: v for k, v in sorted(options.items()) if k != "name_or_path"}
