@@ -83,6 +83,7 @@ class QuerySet:
     lang: np.ndarray
     rel_ids: np.ndarray  # (Q, R) '' = padding
     rel_gains: np.ndarray  # (Q, R) 0 = padding
+    _rows: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # rows_of, computed once per language
 
     @classmethod
     def build(cls, data: MiraclData) -> QuerySet:
@@ -110,7 +111,10 @@ class QuerySet:
         return cls(ids, raw, texts, np.array(langs), rel_ids, gains)
 
     def rows_of(self, lang: str) -> np.ndarray:
-        return np.flatnonzero(self.lang == lang)
+        rows = self._rows.get(lang)
+        if rows is None:
+            rows = self._rows[lang] = np.flatnonzero(self.lang == lang)
+        return rows
 
 
 # -- the run ----------------------------------------------------------------------------------------------------
@@ -314,13 +318,17 @@ class StreamEvaluator:
         max_norm = store.max_norm(i)
         source = len(sources)
         sources.append((store, i))
-        targets = [(self.states[s], own if s == "monolingual" else all_rows) for s in self.settings]
         union = all_rows if "multilingual" in self.settings else own
+        own_mask = np.zeros(len(all_rows), dtype=bool)
+        own_mask[own] = True
+        # per setting, which query rows it scores (None: every row of the tile)
+        targets = [(self.states[s], own_mask if s == "monolingual" and len(union) > len(own) else None)
+                   for s in self.settings]  # fmt: skip
         for c0, vecs, block, tile in tiles.tiles(shard.vectors, union):
             ns_ids = _Prefixed(f"{lang}:", shard.ids[c0 : c0 + len(vecs)])
             eps = bound * q_norm[block] * max_norm
             for state, allowed in targets:
-                keep = np.isin(block, allowed, assume_unique=True)
+                keep = np.ones(len(block), dtype=bool) if allowed is None else allowed[block]
                 if keep.any():
                     rows = block[keep]
                     part = tile if keep.all() else tile.subset(keep)
@@ -685,8 +693,12 @@ class TileScorer:
                         rows_dev = torch.from_numpy(block).to(self.device)
                         yield c0, vectors[c0 : c0 + self.cols], block, DeviceTile(self.q_dev[rows_dev] @ vt)
             return
+        # one reused output buffer: a fresh 32 MiB array per tile costs page faults on every tile (the tile yielded
+        # is only valid until the next one is asked for)
+        buffer = np.empty(min(len(union), self.rows) * min(len(vectors), self.cols), dtype=np.float32)
+        blocks = [(union[lo : lo + self.rows], self.q[union[lo : lo + self.rows]]) for lo in range(0, len(union), self.rows)]
         for c0 in range(0, len(vectors), self.cols):
             vecs = vectors[c0 : c0 + self.cols]
-            for lo in range(0, len(union), self.rows):
-                block = union[lo : lo + self.rows]
-                yield c0, vecs, block, HostTile(self.q[block] @ vecs.T)
+            for block, q in blocks:
+                out = buffer[: len(block) * len(vecs)].reshape(len(block), len(vecs))
+                yield c0, vecs, block, HostTile(np.matmul(q, vecs.T, out=out))

@@ -26,7 +26,7 @@ import numpy as np
 
 UNIT = 2.0**-24
 CANDIDATE_CHUNK = 1 << 20  # candidate entries handled at once (bounds memory for weak models with many candidates)
-CANONICAL_CHUNK = 1 << 15  # rows per canonical recomputation
+CANONICAL_CHUNK = 1 << 12  # rows per canonical recomputation (its float64 accumulators stay in cache)
 COMPACT_MIN = 1 << 16  # top-k pool entries before the first size-triggered compaction
 
 
