@@ -175,20 +175,25 @@ def _exact_top(model, data, setting: str, depth: int) -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.parametrize("path", ["numpy", "torch"])
+@pytest.mark.parametrize("path", ["numpy-threads", "numpy-serial", "torch"])
 def test_small_top_k_from_pruned_pools_is_exact(fixture_data, with_fake_plugins, tmp_path, monkeypatch, path):
     """Top-k pools pruned by error bounds (tiny tiles and compaction sizes, so that every pruning path runs) give the
-    exact top-k of the full score matrix, heavy ties included; ``torch`` runs the device-tile code on CPU torch."""
+    exact top-k of the full score matrix, heavy ties included. ``numpy-threads``: tiles scored by 3 worker threads
+    with thresholds taken several tiles before they are folded in; ``numpy-serial``: one thread; ``torch``: the
+    device-tile code on CPU torch."""
     from xlir_bench import streaming
     from xlir_bench.metrics import stream
 
     monkeypatch.setattr(streaming, "TILE_ROWS", 16)
     monkeypatch.setattr(streaming, "TILE_COLS", 40)
     monkeypatch.setattr(stream, "COMPACT_MIN", 8)
+    original = streaming.TileScorer
     if path == "torch":
         pytest.importorskip("torch")
-        original = streaming.TileScorer
         monkeypatch.setattr(streaming, "TileScorer", lambda q, device: original(q, device, on_torch=True))
+    else:
+        workers = 3 if path == "numpy-threads" else 1
+        monkeypatch.setattr(streaming, "TileScorer", lambda q, device: original(q, device, workers=workers))
     data = load_miracl(("sw", "yo"), fixture_data)
     model = plugins.load_model("hash-int", device="cpu")
     depth = 7

@@ -19,9 +19,12 @@ the same exact counting.
 from __future__ import annotations
 
 import os
+import queue
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -322,18 +325,22 @@ class StreamEvaluator:
         own_mask = np.zeros(len(all_rows), dtype=bool)
         own_mask[own] = True
         # per setting, which query rows it scores (None: every row of the tile)
-        targets = [(self.states[s], own_mask if s == "monolingual" and len(union) > len(own) else None)
-                   for s in self.settings]  # fmt: skip
-        for c0, vecs, block, tile in tiles.tiles(shard.vectors, union):
-            ns_ids = _Prefixed(f"{lang}:", shard.ids[c0 : c0 + len(vecs)])
+        settings = [(self.states[s], own_mask if s == "monolingual" and len(union) > len(own) else None)
+                    for s in self.settings]  # fmt: skip
+
+        def prepare(block: np.ndarray) -> list[_Target]:
             eps = bound * q_norm[block] * max_norm
-            for state, allowed in targets:
+            targets = []
+            for state, allowed in settings:
                 keep = np.ones(len(block), dtype=bool) if allowed is None else allowed[block]
                 if keep.any():
-                    rows = block[keep]
-                    part = tile if keep.all() else tile.subset(keep)
-                    canonical = partial(_canonical_pairs, self.q, rows, vecs)
-                    _process(state, rows, part, eps[keep], ns_ids, canonical, source, c0)
+                    targets.append(_Target.of(state, block[keep], keep, eps[keep]))
+            return targets
+
+        for c0, vecs, targets, found in tiles.map(shard.vectors, union, prepare):
+            ns_ids = _Prefixed(f"{lang}:", shard.ids[c0 : c0 + len(vecs)])
+            for target, result in zip(targets, found):
+                target.apply(result, ns_ids, partial(_canonical_pairs, self.q, target.rows, vecs), source, c0)
         self.advance(f"score {lang} shard {i}", len(shard.ids))
 
     def _resolve(self, sources, rows: np.ndarray, refs: np.ndarray, fast: np.ndarray):
@@ -571,19 +578,57 @@ def _pool_ids(pool_ids: list[np.ndarray], refs: np.ndarray) -> np.ndarray:
     return out.astype(str)
 
 
-def _process(state: StreamState, rows, tile, eps: np.ndarray, ids: np.ndarray, canonical, source: int, col0: int):
-    """One block: thresholds, the candidates above them, and the exact update."""
-    kth = tile.kth(state.k) if state.k and tile.n_cols > state.k and state.needs_block_kth(rows) else None
-    topk_thr = state.topk_threshold(rows, eps, kth)
-    counted = None
-    if isinstance(tile, DeviceTile) and state.valid[rows].any():
-        # on the device: certain counts per relevant passage, and only the error-band and top-k candidates back
-        rel = state.rel_scores[rows]
-        counted, (cand_row, cand_col, cand_score) = tile.split(rel + eps[:, None], rel - eps[:, None], topk_thr)
-    else:
-        cand_row, cand_col, cand_score = tile.candidates(np.minimum(state.count_threshold(rows, eps), topk_thr))
-    refs = (np.int64(source) << 32) | (cand_col + col0)
-    state.update(rows, cand_row, cand_col, cand_score, eps, topk_thr, ids, canonical, refs, counted)
+@dataclass
+class _Target:
+    """One setting's rows of one tile, with its thresholds taken when the tile was handed out.
+
+    The thresholds are a snapshot: a tile may be scored (in a worker thread) while earlier tiles are still being
+    folded into the state. That is safe because thresholds only rise: an older one lets more candidates through,
+    never fewer, and :meth:`StreamState.update` treats every candidate exactly.
+    """
+
+    state: StreamState
+    rows: np.ndarray
+    keep: np.ndarray
+    eps: np.ndarray
+    count_thr: np.ndarray
+    topk_thr: np.ndarray
+    short: np.ndarray | None
+
+    @classmethod
+    def of(cls, state: StreamState, rows: np.ndarray, keep: np.ndarray, eps: np.ndarray) -> _Target:
+        return cls(state, rows, keep, eps, state.count_threshold(rows, eps), state.topk_threshold(rows, eps),
+                   state.short_rows(rows))  # fmt: skip
+
+    def find(self, tile) -> tuple:
+        """(top-k threshold, certain counts or None, candidates) of this target's rows in ``tile``: touches no
+        shared state, so it can run in a worker thread."""
+        part = tile if self.keep.all() else tile.subset(self.keep)
+        topk_thr, k = self.topk_thr, self.state.k
+        if self.short is not None and self.short.any() and part.n_cols > k:
+            # rows with fewer than k pool entries: k passages of this block have fast scores >= its k-th
+            topk_thr = topk_thr.copy()
+            kth = part.kth(k)[self.short]
+            topk_thr[self.short] = np.maximum(topk_thr[self.short], kth - 2 * self.eps[self.short])
+        if isinstance(part, DeviceTile) and self.state.valid[self.rows].any():
+            # on the device: certain counts per relevant passage, and only the error-band and top-k candidates back
+            rel = self.state.rel_scores[self.rows]
+            counted, cand = part.split(rel + self.eps[:, None], rel - self.eps[:, None], topk_thr)
+            return topk_thr, counted, cand
+        return topk_thr, None, part.candidates(np.minimum(self.count_thr, topk_thr))
+
+    def apply(self, found: tuple, ids, canonical, source: int, col0: int) -> None:
+        """Fold what :meth:`find` returned into the state (main thread)."""
+        topk_thr, counted, (cand_row, cand_col, cand_score) = found
+        refs = (np.int64(source) << 32) | (cand_col + col0)
+        self.state.update(self.rows, cand_row, cand_col, cand_score, self.eps, topk_thr, ids, canonical, refs,
+                          counted)  # fmt: skip
+
+
+def _process(state: StreamState, rows, tile, eps: np.ndarray, ids, canonical, source: int, col0: int) -> None:
+    """One block scored in the calling thread: thresholds, the candidates above them, the exact update."""
+    target = _Target.of(state, rows, np.ones(len(rows), dtype=bool), eps)
+    target.apply(target.find(tile), ids, canonical, source, col0)
 
 
 class HostTile:
@@ -665,8 +710,9 @@ class DeviceTile:
 class TileScorer:
     """Score tiles of (queries x passages): numpy on CPU, torch on a CUDA device (queries and shard resident)."""
 
-    def __init__(self, q: np.ndarray, device: str, on_torch: bool | None = None) -> None:
+    def __init__(self, q: np.ndarray, device: str, on_torch: bool | None = None, workers: int | None = None) -> None:
         self.q, self.device = q, device
+        self.workers = workers or cpu_workers()
         self.cuda = device.startswith("cuda") if on_torch is None else on_torch
         self.rows, self.cols = (CUDA_TILE_ROWS, CUDA_TILE_COLS) if device.startswith("cuda") else (TILE_ROWS, TILE_COLS)
         self.q_dev = None
@@ -676,29 +722,79 @@ class TileScorer:
             torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would break the float32 error bound
             self.q_dev = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(device)
 
-    def tiles(self, vectors: np.ndarray, union: np.ndarray):
-        """Yield (first column, host vectors, query rows, tile) over a shard.
+    def map(self, vectors: np.ndarray, union: np.ndarray, prepare: Callable[[np.ndarray], list[_Target]]):
+        """Yield (first column, host vectors, targets, what each target found) over a shard, tile by tile in order.
 
-        On CPU a tile of at most TILE_ROWS x TILE_COLS stays small enough for the threshold pass to run from cache
-        right after the matmul; on CUDA the shard is copied to the device once and the tiles are larger."""
+        ``prepare(query rows)`` is called in this thread when a tile is handed out. On CUDA the shard is copied to
+        the device once and tiles are scored one after another. On CPU, tiles are scored by ``workers`` threads,
+        each with a single-threaded BLAS, while this thread folds finished tiles into the state: the threshold
+        pass and the bookkeeping then overlap the matrix products instead of leaving cores idle between them.
+        """
         if self.cuda:
-            import torch
-
-            with torch.no_grad():
-                v_dev = torch.from_numpy(vectors).to(self.device)
-                for c0 in range(0, len(vectors), self.cols):
-                    vt = v_dev[c0 : c0 + self.cols].T
-                    for lo in range(0, len(union), self.rows):
-                        block = union[lo : lo + self.rows]
-                        rows_dev = torch.from_numpy(block).to(self.device)
-                        yield c0, vectors[c0 : c0 + self.cols], block, DeviceTile(self.q_dev[rows_dev] @ vt)
+            yield from self._device_map(vectors, union, prepare)
             return
-        # one reused output buffer: a fresh 32 MiB array per tile costs page faults on every tile (the tile yielded
-        # is only valid until the next one is asked for)
-        buffer = np.empty(min(len(union), self.rows) * min(len(vectors), self.cols), dtype=np.float32)
-        blocks = [(union[lo : lo + self.rows], self.q[union[lo : lo + self.rows]]) for lo in range(0, len(union), self.rows)]
-        for c0 in range(0, len(vectors), self.cols):
+        blocks = [union[lo : lo + self.rows] for lo in range(0, len(union), self.rows)]
+        q_blocks = [self.q[b] for b in blocks]
+        jobs = [(c0, at) for c0 in range(0, len(vectors), self.cols) for at in range(len(blocks))]
+        shape = (min(len(union), self.rows), min(len(vectors), self.cols))
+        buffers: queue.SimpleQueue = queue.SimpleQueue()  # one tile buffer per worker: no page faults per tile
+        for _ in range(self.workers):
+            buffers.put(np.empty(shape, dtype=np.float32))
+
+        def score(c0: int, at: int, targets: list[_Target]) -> list:
             vecs = vectors[c0 : c0 + self.cols]
-            for block, q in blocks:
-                out = buffer[: len(block) * len(vecs)].reshape(len(block), len(vecs))
-                yield c0, vecs, block, HostTile(np.matmul(q, vecs.T, out=out))
+            buffer = buffers.get()
+            try:
+                out = buffer.reshape(-1)[: len(blocks[at]) * len(vecs)].reshape(len(blocks[at]), len(vecs))
+                tile = HostTile(np.matmul(q_blocks[at], vecs.T, out=out))
+                return [t.find(tile) for t in targets]
+            finally:
+                buffers.put(buffer)
+
+        if self.workers == 1:
+            for c0, at in jobs:
+                targets = prepare(blocks[at])
+                yield c0, vectors[c0 : c0 + self.cols], targets, score(c0, at, targets)
+            return
+        with _blas_threads(1), ThreadPoolExecutor(max_workers=self.workers) as pool:
+            pending: deque = deque()
+            for c0, at in jobs:
+                targets = prepare(blocks[at])
+                pending.append((c0, targets, pool.submit(score, c0, at, targets)))
+                if len(pending) > self.workers:
+                    c0_done, t_done, future = pending.popleft()
+                    yield c0_done, vectors[c0_done : c0_done + self.cols], t_done, future.result()
+            while pending:
+                c0_done, t_done, future = pending.popleft()
+                yield c0_done, vectors[c0_done : c0_done + self.cols], t_done, future.result()
+
+    def _device_map(self, vectors: np.ndarray, union: np.ndarray, prepare):
+        import torch
+
+        with torch.no_grad():
+            v_dev = torch.from_numpy(vectors).to(self.device)
+            for c0 in range(0, len(vectors), self.cols):
+                vt = v_dev[c0 : c0 + self.cols].T
+                for lo in range(0, len(union), self.rows):
+                    block = union[lo : lo + self.rows]
+                    tile = DeviceTile(self.q_dev[torch.from_numpy(block).to(self.device)] @ vt)
+                    targets = prepare(block)
+                    yield c0, vectors[c0 : c0 + self.cols], targets, [t.find(tile) for t in targets]
+
+
+@contextmanager
+def _blas_threads(n: int):
+    """BLAS limited to ``n`` threads (the tile workers are the parallelism); a no-op without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency; without it the products merely oversubscribe the cores
+        yield
+        return
+    with threadpool_limits(n, user_api="blas"):
+        yield
+
+
+def cpu_workers() -> int:
+    """Tile workers on CPU: the cores this process may use (at most 16: the main thread folds every tile)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(16, cores))

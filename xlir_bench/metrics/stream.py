@@ -111,20 +111,18 @@ class StreamState:
         """Fast scores below this cannot beat any relevant passage of the row."""
         return self.rel_min[rows] - eps
 
-    def needs_block_kth(self, rows: np.ndarray) -> bool:
-        """Whether some row's pool holds fewer than k entries (then the block's own k-th score bounds it)."""
-        return bool(self.k) and bool((self.pool_count[rows] < self.k).any())
+    def short_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        """Rows whose pool holds fewer than k entries (a block's own k-th score bounds them); None without top-k."""
+        return self.pool_count[rows] < self.k if self.k else None
 
-    def topk_threshold(self, rows: np.ndarray, eps: np.ndarray, kth_fast: np.ndarray | None) -> np.ndarray:
-        """Fast scores below this cannot enter the row's top-k: beaten for certain by k pool entries, or (rows whose
-        pool is not full yet) by k passages of this block, whose fast scores are at least ``kth_fast``."""
+    def topk_threshold(self, rows: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        """Fast scores below this cannot enter the row's top-k: k pool entries beat them for certain.
+
+        Thresholds only rise as the stream goes on, so one taken earlier is still safe later (it lets more through).
+        """
         if self.k == 0:
             return np.full(len(rows), np.inf)
-        thr = self.lower_kth[rows] - eps
-        if kth_fast is not None:
-            short = self.pool_count[rows] < self.k
-            thr[short] = np.maximum(thr[short], kth_fast[short] - 2 * eps[short])
-        return thr
+        return self.lower_kth[rows] - eps
 
     # -- update ---------------------------------------------------------------------------------------------
     def update(
