@@ -202,7 +202,8 @@ def main() -> None:
             rows.append({**exact, **faiss_row})
             print(
                 f"{n:>9,} passages: peak RSS {exact['rss_mb']:7.0f} MiB, encode+write {exact['encode_s']:6.1f} s, "
-                f"exact pass {exact['exact_s']:6.2f} s ({device}; score products alone {exact['matmul_s']:.2f} s), flat top-100 {faiss_row['faiss_s']:6.2f} s "
+                f"exact pass {exact['exact_s']:6.2f} s ({device}; score products alone {exact['matmul_s']:.2f} s), "
+                f"flat top-100 {faiss_row['faiss_s']:6.2f} s "
                 f"({faiss_row['peer']}), mAP {exact['mAP']:.4f}, R@100 {exact['R@100']:.4f}",
                 flush=True,
             )
