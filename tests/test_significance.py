@@ -63,3 +63,18 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="one label per query"):
         paired_randomization([1, 2], [1, 2], clusters=["a"])
     assert paired_randomization([1, 2, 3], [1, 2, 3])["p_value"] == 1.0
+
+
+def test_seed_test_gives_the_paired_t_test_and_the_sign_flip_floor():
+    """With 5 seeds the exact sign-flip test cannot go below 2/32 > 0.05; the paired t-test (checked against
+    scipy) can; no spread gives 1 (no difference) or 0 (the same difference every seed)."""
+    from scipy import stats
+
+    a, b = [0.5, 0.52, 0.51, 0.53, 0.50], [0.4, 0.41, 0.42, 0.40, 0.43]
+    out = seed_test(a, b)
+    assert out["smallest_possible_p"] == pytest.approx(2 / 32) and out["p_value"] >= out["smallest_possible_p"]
+    assert out["t_p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+    assert out["t_p_value"] < 0.05 <= out["p_value"]
+    assert seed_test([0.5, 0.6], [0.5, 0.6])["t_p_value"] == 1.0
+    assert seed_test([0.6, 0.7], [0.5, 0.6])["t_p_value"] == 0.0
+    assert seed_test([0.6], [0.5])["t_p_value"] is None
