@@ -100,8 +100,42 @@ def test_auto_precision_is_measured_recorded_and_labelled(tiny_bert, monkeypatch
         assert (f"[dtype={expected}]" in model.label) == (expected != "fp32")
     precision.choose.cache_clear()
     asked = encoder(tiny_bert, dtype="int8")
-    assert asked.metadata["precision"] == {"asked": "int8", "reason": "asked for (--model-arg dtype=...)"}
-    assert precision.check_runnable("int8", "cuda:0").startswith("dtype=int8 (dynamic quantization) runs on CPU")
+    assert asked.metadata["precision"]["asked"] == "int8"
+    assert asked.metadata["precision"]["reason"] == "asked for (--model-arg dtype=...)"
+    assert precision.check_runnable("int8", "cuda:0").startswith("dtype=int8 (ONNX Runtime on CPU) runs on CPU")
+
+
+def test_int8_runs_a_verified_onnx_graph_exported_once_per_model(tiny_bert, tmp_path, monkeypatch):
+    """dtype=int8: the fp32 export is checked against torch, the FFN output projections stay fp32 in the int8
+    graph, a second model object reuses the cached graph, and an export that does not reproduce torch or a missing
+    onnxruntime is one clear error."""
+    onnx = pytest.importorskip("onnx")
+    from xlir_bench.models import onnx_runtime
+
+    plugin = encoder(tiny_bert, dtype="int8").plugin
+    vectors = plugin.encode(TEXTS)
+    facts = plugin.metadata["precision"]["int8"]
+    assert facts["fp32_export_max_abs_diff"] <= onnx_runtime.TOLERANCE and facts["probe_cosine_min"] > 0.9
+    fp32 = encoder(tiny_bert, dtype="fp32").plugin.encode(TEXTS)
+    assert (fp32 * vectors).sum(axis=1).min() >= 0.9 and not np.array_equal(fp32, vectors)
+    graph = onnx.load(plugin.onnx.path).graph
+    float_matmuls = {n.name for n in graph.node if n.op_type == "MatMul"}
+    ffn_out = {f"/model/encoder/layer.{i}/output/dense/MatMul" for i in range(2)}
+    assert ffn_out <= float_matmuls, float_matmuls
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
+    assert not (plugin.onnx.path.parent / "model.onnx").exists()  # only the int8 graph is kept
+
+    monkeypatch.setattr(onnx_runtime, "_export", lambda *a, **k: pytest.fail("exported a second time"))
+    np.testing.assert_array_equal(encoder(tiny_bert, dtype="int8").plugin.encode(TEXTS), vectors)
+    monkeypatch.undo()
+
+    other = make_tiny_bert(tmp_path, layers=1)  # another model: another export, which now fails its check
+    monkeypatch.setattr(onnx_runtime, "TOLERANCE", -1.0)
+    with pytest.raises(XlirError, match="differs from torch by .*; use dtype=fp32"):
+        load_model(f"hf:{other}", device="cpu", options={"dtype": "int8"}).plugin.encode(TEXTS)
+    monkeypatch.setattr(onnx_runtime, "available", lambda: "onnxruntime is not installed")
+    with pytest.raises(XlirError, match="dtype=int8 runs on ONNX Runtime and onnxruntime is not installed: pip"):
+        encoder(tiny_bert, dtype="int8")
 
 
 def test_cpu_probe_times_both_precisions():

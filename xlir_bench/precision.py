@@ -87,7 +87,7 @@ def choose(device: str) -> tuple[str, str]:
 def check_runnable(dtype: str, device: str) -> str | None:
     """Why ``dtype`` cannot run on ``device`` (one line), or None."""
     if dtype == "int8" and device != "cpu":
-        return "dtype=int8 (dynamic quantization) runs on CPU only; use bf16 or fp16 on CUDA"
+        return "dtype=int8 (ONNX Runtime on CPU) runs on CPU only; use bf16 or fp16 on CUDA"
     if dtype == "bf16" and device.startswith("cuda"):
         import torch
 
