@@ -94,4 +94,5 @@ def test_configurations_of_several_seeds(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads(proc.stdout)
     assert row["seeds"] == [3, 3] and row["seed_p"] == 0.25
+    assert row["seed_t_p"] == 0.0  # the same +0.02 in every seed: no spread, so the t-test is certain
     assert 0.015 < row["difference"] < 0.0201 and row["ci95"][0] > 0

@@ -687,11 +687,11 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
         click.echo(json_module.dumps([r.as_dict() for r in rows], indent=1, allow_nan=False))
         return
     header = ["A", "B", "mAP A", "mAP B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters", "seeds",
-              "p (seeds)"]  # fmt: skip
+              "p (seeds: sign-flip / t)"]  # fmt: skip
     body = [
         [r.a, r.b, f"{r.mean_a:.4f}", f"{r.mean_b:.4f}", f"{r.difference:+.4f}",
          f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]", f"{r.p_value:.4f}", f"{r.p_holm:.4f}", f"{r.effect_size:+.2f}",
-         f"{r.units:,}", f"{r.seeds[0]} / {r.seeds[1]}", "" if r.seed_p is None else f"{r.seed_p:.4f}"]
+         f"{r.units:,}", f"{r.seeds[0]} / {r.seeds[1]}", _seed_ps(r)]
         for r in rows
     ]  # fmt: skip
     unit = "question (a question and its translations)" if suite in ("xquad-r", "mlqa-r") else "query"
@@ -709,6 +709,12 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
         table.add_row(*(escape(cell) for cell in row))
     out.print(table)
     out.print(note, highlight=False)
+
+
+def _seed_ps(row) -> str:
+    if row.seed_p is None:
+        return ""
+    return f"{row.seed_p:.4f} / " + ("n/a" if row.seed_t_p is None else f"{row.seed_t_p:.4f}")
 
 
 def _load_with_reference(mine, reference: bool, quiet_missing: bool = False) -> results.Loaded:

@@ -42,6 +42,7 @@ class Comparison:
     queries: int
     seeds: tuple[int, int] = (1, 1)
     seed_p: float | None = None  # sign-flip test over paired seeds, when both sides have several
+    seed_t_p: float | None = None  # paired t-test over the same seeds (the sign-flip test's floor is 2 / 2^seeds)
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "ci95": list(self.ci95), "seeds": list(self.seeds)}
@@ -109,9 +110,9 @@ def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list
         test = paired_randomization(values[a], values[b], permutations=resamples, seed=seed, clusters=clusters)
         low, high = paired_bootstrap_ci(values[a], values[b], clusters=clusters, resamples=resamples, seed=seed)
         shared = sorted(set(per_seed[a]) & set(per_seed[b]) - {None})
-        seed_p = None
+        across: dict = {}
         if len(per_seed[a]) > 1 and len(per_seed[b]) > 1 and len(shared) > 1:
-            seed_p = seed_test([per_seed[a][k] for k in shared], [per_seed[b][k] for k in shared])["p_value"]
+            across = seed_test([per_seed[a][k] for k in shared], [per_seed[b][k] for k in shared])
         out.append(
             Comparison(
                 a,
@@ -126,7 +127,8 @@ def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list
                 test["units"],
                 test["n"],
                 (len(per_seed[a]), len(per_seed[b])),
-                seed_p,
+                across.get("p_value"),
+                across.get("t_p_value"),
             )  # fmt: skip
         )
     for comparison, adjusted in zip(out, holm([c.p_value for c in out])):
