@@ -346,3 +346,20 @@ def test_two_gloo_ranks_give_the_one_process_result(fixture_data, tmp_path, fake
     total = outs[1]["suite"]["documents"]
     assert sum(outs["passages2"].values()) == total == outs["passages1"]["0"]
     assert 0 < outs["passages2"]["1"] < total  # each rank encoded its share only
+
+
+def test_kth_largest_per_row_matches_sorting_on_both_paths():
+    """The pool's k-th lower bound per row (dense partition, or lexsort for a very uneven pool) equals sorting each
+    row, with heavy ties; rows with fewer than k entries are left out."""
+    from xlir_bench.metrics.stream import _kth_largest_per_row
+
+    rng = np.random.default_rng(1)
+    for trial in range(120):
+        n_rows, k, n = int(rng.integers(1, 30)), int(rng.integers(1, 8)), int(rng.integers(0, 300))
+        g, v = rng.integers(0, n_rows, n), rng.integers(-5, 5, n).astype(float)
+        if trial % 3 == 0:  # one row far longer than the others: the lexsort path
+            g, v = np.concatenate([g, np.zeros(5000, int)]), np.concatenate([v, rng.standard_normal(5000)])
+        rows, kth = _kth_largest_per_row(g, v, k, n_rows)
+        expected_rows = [r for r in range(n_rows) if (g == r).sum() >= k]
+        assert rows.tolist() == expected_rows, trial
+        assert kth.tolist() == [float(np.sort(v[g == r])[::-1][k - 1]) for r in expected_rows], trial

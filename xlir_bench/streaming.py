@@ -18,13 +18,14 @@ the same exact counting.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -302,7 +303,7 @@ class StreamEvaluator:
         try:
             # the next shard is read and verified in a thread while this one is scored (I/O and hashing release
             # the GIL); at most two shards are in memory
-            with ThreadPoolExecutor(max_workers=1) as reader:
+            with tiles, ThreadPoolExecutor(max_workers=1) as reader:
                 pending = reader.submit(mine[0][1].read, mine[0][2], dim) if mine else None
                 for at, (lang, store, i) in enumerate(mine):
                     shard = pending.result()
@@ -713,6 +714,8 @@ class TileScorer:
     def __init__(self, q: np.ndarray, device: str, on_torch: bool | None = None, workers: int | None = None) -> None:
         self.q, self.device = q, device
         self.workers = workers or cpu_workers()
+        self._stack: ExitStack | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self.cuda = device.startswith("cuda") if on_torch is None else on_torch
         self.rows, self.cols = (CUDA_TILE_ROWS, CUDA_TILE_COLS) if device.startswith("cuda") else (TILE_ROWS, TILE_COLS)
         self.q_dev = None
@@ -721,6 +724,20 @@ class TileScorer:
 
             torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would break the float32 error bound
             self.q_dev = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(device)
+
+    def __enter__(self) -> TileScorer:
+        """On CPU with several workers: the worker threads, and BLAS single-threaded, for the whole scoring pass
+        (not per shard: starting threads and changing BLAS threads cost tens of ms each)."""
+        if not self.cuda and self.workers > 1:
+            self._stack = ExitStack()
+            self._stack.enter_context(_blas_threads(1))
+            self._pool = self._stack.enter_context(ThreadPoolExecutor(max_workers=self.workers))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = self._pool = None
 
     def map(self, vectors: np.ndarray, union: np.ndarray, prepare: Callable[[np.ndarray], list[_Target]]):
         """Yield (first column, host vectors, targets, what each target found) over a shard, tile by tile in order.
@@ -751,22 +768,21 @@ class TileScorer:
             finally:
                 buffers.put(buffer)
 
-        if self.workers == 1:
+        if self._pool is None:  # one worker, or used outside `with`: tiles in this thread
             for c0, at in jobs:
                 targets = prepare(blocks[at])
                 yield c0, vectors[c0 : c0 + self.cols], targets, score(c0, at, targets)
             return
-        with _blas_threads(1), ThreadPoolExecutor(max_workers=self.workers) as pool:
-            pending: deque = deque()
-            for c0, at in jobs:
-                targets = prepare(blocks[at])
-                pending.append((c0, targets, pool.submit(score, c0, at, targets)))
-                if len(pending) > self.workers:
-                    c0_done, t_done, future = pending.popleft()
-                    yield c0_done, vectors[c0_done : c0_done + self.cols], t_done, future.result()
-            while pending:
+        pending: deque = deque()
+        for c0, at in jobs:
+            targets = prepare(blocks[at])
+            pending.append((c0, targets, self._pool.submit(score, c0, at, targets)))
+            if len(pending) > self.workers:
                 c0_done, t_done, future = pending.popleft()
                 yield c0_done, vectors[c0_done : c0_done + self.cols], t_done, future.result()
+        while pending:
+            c0_done, t_done, future = pending.popleft()
+            yield c0_done, vectors[c0_done : c0_done + self.cols], t_done, future.result()
 
     def _device_map(self, vectors: np.ndarray, union: np.ndarray, prepare):
         import torch
@@ -785,13 +801,22 @@ class TileScorer:
 @contextmanager
 def _blas_threads(n: int):
     """BLAS limited to ``n`` threads (the tile workers are the parallelism); a no-op without threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency; without it the products merely oversubscribe the cores
+    controller = _threadpools()
+    if controller is None:  # pragma: no cover - a dependency; without it the products merely oversubscribe the cores
         yield
         return
-    with threadpool_limits(n, user_api="blas"):
+    with controller.limit(limits=n, user_api="blas"):
         yield
+
+
+@functools.cache
+def _threadpools():
+    """The process's thread pools, found once (scanning the loaded libraries costs ~50 ms per call)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return None
+    return ThreadpoolController()
 
 
 def cpu_workers() -> int:

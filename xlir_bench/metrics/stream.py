@@ -68,6 +68,31 @@ def _up32(x: np.ndarray) -> np.ndarray:
     return np.where(x32.astype(np.float64) <= x, np.nextafter(x32, np.float32(np.inf)), x32)
 
 
+def _kth_largest_per_row(g: np.ndarray, values: np.ndarray, k: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows holding at least k entries, the k-th largest of their values), for entries labelled by row ``g``.
+
+    Entries are laid out one row per line of a dense matrix (a stable sort by row; the pool arrives in runs already
+    sorted by row, which the sort exploits) and ``np.partition`` finds each line's k-th in linear time: about 5x
+    a full lexsort by (row, value). A very uneven pool (one row far longer than the others) takes the lexsort."""
+    counts = np.bincount(g, minlength=n_rows)
+    rows = np.flatnonzero(counts >= k)
+    if not len(rows):
+        return rows, np.empty(0)
+    sel = counts[g] >= k
+    g, values, counts = g[sel], values[sel], counts[rows]
+    width = int(counts.max())
+    if len(rows) * width > 4 * len(g) + (1 << 20):
+        order = np.lexsort((-values, g))  # by row, then value descending
+        starts = np.cumsum(counts) - counts
+        return rows, values[order][starts + k - 1]
+    order = np.argsort(g, kind="stable")
+    line = np.searchsorted(rows, g[order])
+    starts = np.cumsum(counts) - counts
+    dense = np.full((len(rows), width), -np.inf)
+    dense[line, np.arange(len(g)) - starts[line]] = values[order]
+    return rows, -np.partition(-dense, k - 1, axis=1)[:, k - 1]
+
+
 class StreamState:
     """Running exact counts and top-k of one query set over the shards it is scored against.
 
@@ -195,13 +220,8 @@ class StreamState:
         if not self._parts:
             return
         g, fast, eps, refs = (np.concatenate(x) for x in zip(*self._parts))
-        lower = fast - eps
-        order = np.lexsort((-lower, g))  # by row, then lower bound descending
-        g_sorted = g[order]
-        rows, starts, sizes = np.unique(g_sorted, return_index=True, return_counts=True)
-        full = sizes >= self.k
-        kth = lower[order][starts[full] + self.k - 1]
-        self.lower_kth[rows[full]] = np.maximum(self.lower_kth[rows[full]], kth)
+        rows, kth = _kth_largest_per_row(g, fast - eps, self.k, len(self.pool_count))
+        self.lower_kth[rows] = np.maximum(self.lower_kth[rows], kth)
         keep = fast + eps >= self.lower_kth[g]
         self._parts = [(g[keep], fast[keep], eps[keep], refs[keep])]
         self._pool_size = int(keep.sum())
