@@ -8,7 +8,7 @@ Machines differ from one day to the next (the same benchmark gave bf16 autocast 
 * CPU with them: a probe of about 0.2 s times encoder-shaped matrix products in fp32 and under bf16 autocast; bf16
   is chosen only if it is at least ``MIN_GAIN`` times faster.
 
-int8 dynamic quantization is never chosen automatically: it loses 0.05 to 0.09 mAP (README, Results).
+int8 (ONNX Runtime) is never chosen automatically: it moves XQuAD-R mAP by up to 0.009 (README, Results).
 The choice and its reason are recorded in the result (``model.metadata.precision``) and printed by ``run``.
 """
 
