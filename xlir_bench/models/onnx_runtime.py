@@ -38,6 +38,7 @@ from ..suites.download import cache_dir
 
 TOLERANCE = 1e-4  # max |onnx - torch| over the components of unit-normalised probe embeddings
 OPSET = 17
+EXPORT_VERSION = 1  # raise when the exported graph or the quantization changes: older exports are then not reused
 PROBES = (
     "query: how many people live in Berlin?",
     "passage: Die Stadt hat rund 3,7 Millionen Einwohner und ist damit die bevölkerungsreichste Gemeinde Deutschlands.",
@@ -74,31 +75,29 @@ def export_dir(key: dict) -> Path:
     return cache_dir() / "onnx" / digest
 
 
-class Pooled:
-    """torch module: (inputs_embeds, attention_mask) -> pooled, optionally normalised sentence embeddings."""
+def pooled_module(model, pooling: str, normalize: bool):
+    """A torch module: (inputs_embeds, attention_mask) -> pooled, optionally normalised sentence embeddings (what
+    the encoder computes after its token embedding, as one graph to export)."""
+    import torch
 
-    def __new__(cls, model, pooling: str, normalize: bool):
-        import torch
+    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
 
-        takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-        class _Pooled(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
+        def forward(self, inputs_embeds, attention_mask):
+            extra = {"token_type_ids": torch.zeros_like(attention_mask)} if takes_types else {}
+            hidden = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **extra).last_hidden_state
+            if pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
 
-            def forward(self, inputs_embeds, attention_mask):
-                extra = {"token_type_ids": torch.zeros_like(attention_mask)} if takes_types else {}
-                hidden = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **extra)
-                hidden = hidden.last_hidden_state
-                if pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-                return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
-
-        return _Pooled().eval()
+    return Pooled().eval()
 
 
 class OnnxEncoder:
@@ -130,10 +129,10 @@ def prepare(model, tokenizer, *, pooling: str, normalize: bool, key: dict, threa
     why = available()
     if why:
         raise XlirError(f"dtype=int8 runs on ONNX Runtime and {why}: pip install onnxruntime onnx")
-    folder = export_dir({**key, "scheme": SCHEME, "opset": OPSET})
+    folder = export_dir({**key, "scheme": SCHEME, "opset": OPSET, "export_version": EXPORT_VERSION})
     embedding = model.get_input_embeddings().weight.detach().to(torch.float32).cpu().numpy()  # a view, no copy
     if not (folder / "verified.json").is_file():
-        problem = _export(Pooled(model, pooling, normalize), tokenizer, embedding, folder, threads)
+        problem = _export(pooled_module(model, pooling, normalize), tokenizer, embedding, folder, threads)
         if problem:
             raise XlirError(f"dtype=int8: {problem}; use dtype=fp32")
     facts = json.loads((folder / "verified.json").read_text())
