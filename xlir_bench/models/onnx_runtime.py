@@ -59,6 +59,13 @@ def available() -> str | None:
     return None
 
 
+def require() -> None:
+    """One error line when ONNX Runtime cannot be used here."""
+    why = available()
+    if why:
+        raise XlirError(f"dtype=int8 runs on ONNX Runtime and {why}: pip install onnxruntime onnx")
+
+
 def versions() -> dict[str, str]:
     """The libraries an export depends on (a new version exports again)."""
     from importlib import metadata
@@ -126,9 +133,7 @@ def prepare(model, tokenizer, *, pooling: str, normalize: bool, key: dict, threa
     """(encoder, facts) of the int8 graph of ``model``, exported and quantized on first use (cached by ``key``)."""
     import torch
 
-    why = available()
-    if why:
-        raise XlirError(f"dtype=int8 runs on ONNX Runtime and {why}: pip install onnxruntime onnx")
+    require()
     folder = export_dir({**key, "scheme": SCHEME, "opset": OPSET, "export_version": EXPORT_VERSION})
     embedding = model.get_input_embeddings().weight.detach().to(torch.float32).cpu().numpy()  # a view, no copy
     if not (folder / "verified.json").is_file():

@@ -245,9 +245,7 @@ class TransformersEncoder:
         if dtype == "int8":
             from . import onnx_runtime
 
-            problem = onnx_runtime.available()
-            if problem:
-                raise XlirError(f"dtype=int8 runs on ONNX Runtime and {problem}: pip install onnxruntime onnx")
+            onnx_runtime.require()
             self.metadata["precision"]["scheme"] = onnx_runtime.SCHEME
         if asked == "auto" and (dtype != "fp32" or dtype_arg == "auto"):  # shown in the label like an option:
             self.metadata["chosen_options"] = {"dtype": dtype}  # results of another precision never share a file
