@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -730,7 +730,7 @@ class TileScorer:
         (not per shard: starting threads and changing BLAS threads cost tens of ms each)."""
         if not self.cuda and self.workers > 1:
             self._stack = ExitStack()
-            self._stack.enter_context(_blas_threads(1))
+            self._stack.enter_context(_threadpools().limit(limits=1, user_api="blas"))  # workers are the parallelism
             self._pool = self._stack.enter_context(ThreadPoolExecutor(max_workers=self.workers))
         return self
 
@@ -798,24 +798,11 @@ class TileScorer:
                     yield c0, vectors[c0 : c0 + self.cols], targets, [t.find(tile) for t in targets]
 
 
-@contextmanager
-def _blas_threads(n: int):
-    """BLAS limited to ``n`` threads (the tile workers are the parallelism); a no-op without threadpoolctl."""
-    controller = _threadpools()
-    if controller is None:  # pragma: no cover - a dependency; without it the products merely oversubscribe the cores
-        yield
-        return
-    with controller.limit(limits=n, user_api="blas"):
-        yield
-
-
 @functools.cache
 def _threadpools():
-    """The process's thread pools, found once (scanning the loaded libraries costs ~50 ms per call)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover
-        return None
+    """The process's thread pools (BLAS among them), found once: scanning the loaded libraries costs ~50 ms."""
+    from threadpoolctl import ThreadpoolController
+
     return ThreadpoolController()
 
 
