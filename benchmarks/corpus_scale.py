@@ -114,7 +114,7 @@ def child_exact(n: int, cache: str, device: str) -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     matmul_s = bare_matmul(ev, stores["xx"][0], shards) if device == "cpu" else float("nan")
     return {"n": n, "encode_s": encode_s, "exact_s": exact_s, "rss_mb": rss, "mAP": m["mAP"], "R@100": m["R@100"],
-            "matmul_s": matmul_s}  # fmt: skip
+            "matmul_s": matmul_s, "read_wait_s": ev.read_wait_seconds}  # fmt: skip
 
 
 def bare_matmul(ev, store, shards: int) -> float:
@@ -202,7 +202,8 @@ def main() -> None:
             rows.append({**exact, **faiss_row})
             print(
                 f"{n:>9,} passages: peak RSS {exact['rss_mb']:7.0f} MiB, encode+write {exact['encode_s']:6.1f} s, "
-                f"exact pass {exact['exact_s']:6.2f} s ({device}; score products alone {exact['matmul_s']:.2f} s), "
+                f"exact pass {exact['exact_s']:6.2f} s ({device}; waiting on shard reads {exact['read_wait_s']:.2f} s; "
+                f"score products alone {exact['matmul_s']:.2f} s), "
                 f"flat top-100 {faiss_row['faiss_s']:6.2f} s "
                 f"({faiss_row['peer']}), mAP {exact['mAP']:.4f}, R@100 {exact['R@100']:.4f}",
                 flush=True,

@@ -289,6 +289,43 @@ def test_killed_or_corrupt_shards_are_re_encoded_and_nothing_else(fixture_data, 
         _run(model, data, tmp_path, 97, settings=("monolingual",))
 
 
+def test_shard_checksums_are_chunked_crc32_and_earlier_sha256_shards_still_verify(tmp_path, monkeypatch):
+    """Chunks are checked in parallel and each one counts: a flip in the last chunk fails. A shard written by an
+    earlier version (sha256 in its manifest) is read as before, and its corruption is still caught."""
+    import hashlib
+    import zlib
+
+    from xlir_bench import fileio
+
+    monkeypatch.setattr(fileio, "CRC_CHUNK", 1000)
+    data = bytes(np.random.default_rng(0).integers(0, 256, 4321, dtype=np.uint8))
+    chunks = fileio.crc32_chunks(data, threads=4)
+    by_hand = [zlib.crc32(data[i : i + 1000]) for i in range(0, 4321, 1000)]
+    assert chunks == fileio.crc32_chunks(data, threads=1) == by_hand
+    flipped = bytearray(data)
+    flipped[-1] ^= 1
+    assert fileio.crc32_chunks(flipped)[:-1] == chunks[:-1] and fileio.crc32_chunks(flipped)[-1] != chunks[-1]
+
+    store = ShardStore(tmp_path, {"model": "m"}, {"corpus": "c"})
+    vectors = np.random.default_rng(1).standard_normal((50, 8)).astype(np.float32)
+    store.write(0, [f"d{i}" for i in range(50)], vectors)
+    vecs_path, ids_path, manifest_path = store._paths(0)
+    manifest = json.loads(manifest_path.read_text())
+    assert len(manifest["vecs_crc32"]) == -(-manifest["vecs_bytes"] // 1000) > 1
+    for part, path in (("vecs", vecs_path), ("ids", ids_path)):  # rewrite it as an earlier version did
+        del manifest[f"{part}_crc32"]
+        manifest[f"{part}_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    np.testing.assert_array_equal(store.read(0).vectors, vectors)
+    assert list(store.read_ids(0)) == [f"d{i}" for i in range(50)]
+    raw = bytearray(vecs_path.read_bytes())
+    raw[-3] ^= 0x10
+    vecs_path.write_bytes(bytes(raw))
+    with pytest.raises(XlirError, match="fails its checksum"):
+        store.read(0)
+    assert not manifest_path.exists()  # removed, so the next run re-encodes it
+
+
 def test_a_shard_of_another_dimension_is_refused(fixture_data, with_fake_plugins, tmp_path):
     data = load_miracl(("yo",), fixture_data)
     model = plugins.load_model("hash-int", device="cpu")

@@ -177,6 +177,7 @@ def evaluate_stream(
                 "shard_size": evaluator.shard_size,
                 "shard_dtype": shard_dtype,
                 "ranks": world.size,
+                "shard_read_wait_seconds": round(evaluator.read_wait_seconds, 3),
                 "embedding_shards": identity is not None,
             },
         ),  # fmt: skip

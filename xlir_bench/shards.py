@@ -5,11 +5,13 @@ A corpus is cut in corpus order into shards of ``shard_size`` passages. Shard ``
 
 * ``shard-<i>.vecs.npy``: the vectors (float32 or float16), plain ``.npy``, nothing unpickled;
 * ``shard-<i>.ids.npy``: the passage ids (unicode array);
-* ``shard-<i>.json``: the manifest: count, dimension, dtype, the model identity digest, and the size and sha256 of
-  both files. It is written last, so a shard without a manifest was never finished and is encoded again.
+* ``shard-<i>.json``: the manifest: count, dimension, dtype, the model identity digest, and the size and checksums
+  of both files (CRC-32 per 16 MiB chunk, :func:`xlir_bench.fileio.crc32_chunks` says why not sha256; shards
+  written before carry sha256, still verified as such). It is written last, so a shard without a manifest was never
+  finished and is encoded again.
 
 Every read checks the manifest against the request (model, dimension, dtype) and the files against their sizes and
-sha256, so a truncated, corrupt or foreign shard is never scored: it is deleted with one line telling to re-run,
+checksums, so a truncated, corrupt or foreign shard is never scored: it is deleted with one line telling to re-run,
 which re-encodes only that shard. ``corpus.json`` records how many shards a complete corpus has, so a re-run of
 the same model reads no passage text at all.
 """
@@ -24,13 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from .errors import XlirError
-from .fileio import MANIFEST_LIMIT, load_npy, npy_bytes, read_bytes, read_json, write_bytes
+from .fileio import MANIFEST_LIMIT, crc32_chunks, load_npy, npy_bytes, read_bytes, read_json, write_bytes
 
 DTYPES = ("float32", "float16")
 
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _intact(data: bytes | bytearray, manifest: dict, part: str) -> bool:
+    """Whether ``data`` has the checksum the manifest records for ``part`` ("vecs" or "ids")."""
+    if f"{part}_crc32" in manifest:
+        return crc32_chunks(data) == manifest[f"{part}_crc32"]
+    return hashlib.sha256(data).hexdigest() == manifest.get(f"{part}_sha256")  # shards of earlier versions
 
 
 def _max_norm(vectors: np.ndarray, dtype: str) -> float:
@@ -122,10 +131,10 @@ class ShardStore:
             "model": self.identity_digest,
             "vecs_bytes": len(vec_bytes),
             "ids_bytes": len(id_bytes),
-            "vecs_sha256": hashlib.sha256(vec_bytes).hexdigest(),
+            "vecs_crc32": crc32_chunks(vec_bytes),
             # largest vector norm (float64, rounded up): bounds the float32 matmul error when scoring this shard
             "max_norm": float(np.nextafter(_max_norm(vectors, self.dtype), np.inf)),
-            "ids_sha256": hashlib.sha256(id_bytes).hexdigest(),
+            "ids_crc32": crc32_chunks(id_bytes),
         }
         write_bytes(manifest_path, json.dumps(manifest, indent=1).encode())
 
@@ -150,10 +159,7 @@ class ShardStore:
             if problem is None:
                 if len(vec_bytes) != manifest["vecs_bytes"] or len(id_bytes) != manifest["ids_bytes"]:
                     problem = "is truncated"
-                elif (
-                    hashlib.sha256(vec_bytes).hexdigest() != manifest["vecs_sha256"]
-                    or hashlib.sha256(id_bytes).hexdigest() != manifest["ids_sha256"]
-                ):
+                elif not (_intact(vec_bytes, manifest, "vecs") and _intact(id_bytes, manifest, "ids")):
                     problem = "fails its checksum (corrupt)"
         if problem is None:
             vectors, ids = load_npy(vec_bytes), load_npy(id_bytes)
@@ -180,11 +186,7 @@ class ShardStore:
             data = read_bytes(ids_path, manifest["ids_bytes"] if manifest else 0)
         except (OSError, KeyError) as exc:
             data, manifest = b"", manifest and {**manifest, "error": str(exc)}
-        if (
-            manifest is None
-            or not self._matches(manifest)
-            or hashlib.sha256(data).hexdigest() != manifest["ids_sha256"]
-        ):
+        if manifest is None or not self._matches(manifest) or not _intact(data, manifest, "ids"):
             self.discard(i)
             raise XlirError(
                 f"embedding shard ids {ids_path} are missing, foreign or corrupt; it was removed: "

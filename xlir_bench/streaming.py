@@ -36,6 +36,7 @@ from . import metrics
 from .cache import EmbeddingCache
 from .distributed import World
 from .errors import XlirError
+from .fileio import usable_cores
 from .metrics.stream import StreamState, _down32, _up32, canonical_scores, error_bound
 from .plugins import LoadedModel, check_matrix
 from .scoring import ENCODE_CHUNK, encode_items, normalise, zero_vector_warning
@@ -153,6 +154,7 @@ class StreamEvaluator:
         self.identity = identity or {"model": model.label, "unversioned": True}
         self.queries = QuerySet.build(data)
         self.encode_seconds = self.score_seconds = 0.0
+        self.read_wait_seconds = 0.0  # of score_seconds, the time scoring waited on shard reads (I/O-bound if large)
         self.passages: dict[str, int] = {}
         self.q: np.ndarray | None = None
         k_multi = max(BIAS_CUTOFFS[-1], run_depth or 0)
@@ -306,7 +308,9 @@ class StreamEvaluator:
             with tiles, ThreadPoolExecutor(max_workers=1) as reader:
                 pending = reader.submit(mine[0][1].read, mine[0][2], dim) if mine else None
                 for at, (lang, store, i) in enumerate(mine):
+                    waited = time.perf_counter()
                     shard = pending.result()
+                    self.read_wait_seconds += time.perf_counter() - waited
                     if at + 1 < len(mine):
                         pending = reader.submit(mine[at + 1][1].read, mine[at + 1][2], dim)
                     self._score_shard(lang, store, i, shard, tiles, sources, q_norm, bound, all_rows)
@@ -677,24 +681,19 @@ class DeviceTile:
         """(counts, candidates): per row and relevant slot the number of scores above ``hi`` (certain wins), and the
         entries that are either at least the ``lo`` of a slot they do not certainly beat, or >= ``topk_thr``.
 
-        One ``searchsorted`` of every score into its row's sorted ``hi`` values replaces a comparison per slot."""
+        One comparison pass per slot (a row has a few relevant passages): no atomics, unlike a ``searchsorted``
+        into sorted slots followed by a ``scatter_add`` of every score, whose adds pile onto a few counters."""
         import torch
 
-        hi32 = np.where(np.isnan(hi), np.inf, _up32(hi))  # smallest float32 > hi: F > hi  <=>  F >= hi32
-        lo32 = np.where(np.isnan(lo), np.inf, _down32(np.nan_to_num(lo, nan=np.inf)))
-        order = np.argsort(hi32, axis=1, kind="stable")  # one eps per row: lo sorts the same way
-        hs, ls = np.take_along_axis(hi32, order, 1), np.take_along_axis(lo32, order, 1)
-        width = hs.shape[1]
-        bucket = torch.searchsorted(self._f32(hs), self.scores, right=True)  # slots (sorted) each score beats
-        n = torch.zeros((len(hs), width + 1), dtype=torch.int64, device=self.scores.device)
-        n.scatter_add_(1, bucket, torch.ones_like(bucket))
-        beats_sorted = n.flip(1).cumsum(1).flip(1)[:, 1:].cpu().numpy()  # scores >= hs[:, j]
-        counts = np.zeros_like(beats_sorted)
-        np.put_along_axis(counts, order, beats_sorted, 1)
-        inside = bucket < width  # scores that do not certainly beat every relevant passage
-        low = torch.gather(self._f32(ls), 1, bucket.clamp_(max=width - 1))
-        mask = (inside & (self.scores >= low)) | (self.scores >= self._f32(_down32(topk_thr))[:, None])
-        return counts, self._fetch(mask)
+        hi32 = self._f32(np.where(np.isnan(hi), np.inf, _up32(hi)))  # smallest float32 > hi: F > hi  <=>  F >= hi32
+        lo32 = self._f32(np.where(np.isnan(lo), np.inf, _down32(np.nan_to_num(lo, nan=np.inf))))
+        counts = torch.empty(hi32.shape, dtype=torch.int64, device=self.scores.device)
+        mask = self.scores >= self._f32(_down32(topk_thr))[:, None]
+        for j in range(hi32.shape[1]):
+            beats = self.scores >= hi32[:, j : j + 1]
+            counts[:, j] = beats.sum(1)
+            mask |= ~beats & (self.scores >= lo32[:, j : j + 1])
+        return counts.cpu().numpy(), self._fetch(mask)
 
     def _f32(self, x: np.ndarray):
         import torch
@@ -808,5 +807,4 @@ def _threadpools():
 
 def cpu_workers() -> int:
     """Tile workers on CPU: the cores this process may use (at most 16: the main thread folds every tile)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(16, cores))
+    return max(1, min(16, usable_cores()))
