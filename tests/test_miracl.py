@@ -175,12 +175,13 @@ def _exact_top(model, data, setting: str, depth: int) -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.parametrize("path", ["numpy-threads", "numpy-serial", "torch"])
+@pytest.mark.parametrize("path", ["numpy-threads", "numpy-serial", "torch", "torch-sorted"])
 def test_small_top_k_from_pruned_pools_is_exact(fixture_data, with_fake_plugins, tmp_path, monkeypatch, path):
     """Top-k pools pruned by error bounds (tiny tiles and compaction sizes, so that every pruning path runs) give the
     exact top-k of the full score matrix, heavy ties included. ``numpy-threads``: tiles scored by 3 worker threads
     with thresholds taken several tiles before they are folded in; ``numpy-serial``: one thread; ``torch``: the
-    device-tile code on CPU torch."""
+    device-tile code on CPU torch, a comparison pass per relevant slot; ``torch-sorted``: the same with the
+    searchsorted counting that rows with many relevant passages take."""
     from xlir_bench import streaming
     from xlir_bench.metrics import stream
 
@@ -188,9 +189,10 @@ def test_small_top_k_from_pruned_pools_is_exact(fixture_data, with_fake_plugins,
     monkeypatch.setattr(streaming, "TILE_COLS", 40)
     monkeypatch.setattr(stream, "COMPACT_MIN", 8)
     original = streaming.TileScorer
-    if path == "torch":
+    if path.startswith("torch"):
         pytest.importorskip("torch")
         monkeypatch.setattr(streaming, "TileScorer", lambda q, device: original(q, device, on_torch=True))
+        monkeypatch.setattr(streaming, "SLOT_PASSES_MAX", 0 if path == "torch-sorted" else 1000)
     else:
         workers = 3 if path == "numpy-threads" else 1
         monkeypatch.setattr(streaming, "TileScorer", lambda q, device: original(q, device, workers=workers))

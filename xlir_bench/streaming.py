@@ -48,6 +48,7 @@ SETTINGS = ("monolingual", "multilingual")
 DEFAULT_SHARD_SIZE = 100_000
 BLOCK_ELEMENTS = 1 << 23  # scores held at once per block (retrievers: queries x pool)
 TILE_ROWS, TILE_COLS = 1024, 8192  # dense score tiles (queries x passages) on CPU
+SLOT_PASSES_MAX = 8  # device tiles: up to this many relevant slots per row, one comparison pass per slot
 CUDA_TILE_ROWS, CUDA_TILE_COLS = 4096, 32768  # on a GPU: 512 MiB of scores (and 1 GiB of bucket indices) per tile
 BIAS_CUTOFFS = (10, 100)
 INDEX_LIMIT_ENV = "XLIR_BENCH_MAX_INDEX_PASSAGES"
@@ -679,21 +680,44 @@ class DeviceTile:
 
     def split(self, hi: np.ndarray, lo: np.ndarray, topk_thr: np.ndarray):
         """(counts, candidates): per row and relevant slot the number of scores above ``hi`` (certain wins), and the
-        entries that are either at least the ``lo`` of a slot they do not certainly beat, or >= ``topk_thr``.
+        entries that are either at least the ``lo`` of a slot they do not certainly beat, or >= ``topk_thr``."""
+        hi32 = np.where(np.isnan(hi), np.inf, _up32(hi))  # smallest float32 > hi: F > hi  <=>  F >= hi32
+        lo32 = np.where(np.isnan(lo), np.inf, _down32(np.nan_to_num(lo, nan=np.inf)))
+        mask = self.scores >= self._f32(_down32(topk_thr))[:, None]
+        split = self._split_per_slot if hi32.shape[1] <= SLOT_PASSES_MAX else self._split_sorted
+        counts = split(hi32, lo32, mask)
+        return counts, self._fetch(mask)
 
-        One comparison pass per slot (a row has a few relevant passages): no atomics, unlike a ``searchsorted``
-        into sorted slots followed by a ``scatter_add`` of every score, whose adds pile onto a few counters."""
+    def _split_per_slot(self, hi32: np.ndarray, lo32: np.ndarray, mask):
+        """One comparison pass per slot: no atomics (3-4x the sorted variant's speed for 2 slots on an H200)."""
         import torch
 
-        hi32 = self._f32(np.where(np.isnan(hi), np.inf, _up32(hi)))  # smallest float32 > hi: F > hi  <=>  F >= hi32
-        lo32 = self._f32(np.where(np.isnan(lo), np.inf, _down32(np.nan_to_num(lo, nan=np.inf))))
-        counts = torch.empty(hi32.shape, dtype=torch.int64, device=self.scores.device)
-        mask = self.scores >= self._f32(_down32(topk_thr))[:, None]
-        for j in range(hi32.shape[1]):
-            beats = self.scores >= hi32[:, j : j + 1]
+        hi, lo = self._f32(hi32), self._f32(lo32)
+        counts = torch.empty(hi.shape, dtype=torch.int64, device=self.scores.device)
+        for j in range(hi.shape[1]):
+            beats = self.scores >= hi[:, j : j + 1]
             counts[:, j] = beats.sum(1)
-            mask |= ~beats & (self.scores >= lo32[:, j : j + 1])
-        return counts.cpu().numpy(), self._fetch(mask)
+            mask |= ~beats & (self.scores >= lo[:, j : j + 1])
+        return counts.cpu().numpy()
+
+    def _split_sorted(self, hi32: np.ndarray, lo32: np.ndarray, mask):
+        """Many slots: one ``searchsorted`` of every score into its row's sorted ``hi`` values, then a
+        ``scatter_add`` of the buckets (its adds pile onto few counters, but it reads the tile once)."""
+        import torch
+
+        order = np.argsort(hi32, axis=1, kind="stable")  # one eps per row: lo sorts the same way
+        hs, ls = np.take_along_axis(hi32, order, 1), np.take_along_axis(lo32, order, 1)
+        width = hs.shape[1]
+        bucket = torch.searchsorted(self._f32(hs), self.scores, right=True)  # slots (sorted) each score beats
+        n = torch.zeros((len(hs), width + 1), dtype=torch.int64, device=self.scores.device)
+        n.scatter_add_(1, bucket, torch.ones_like(bucket))
+        beats_sorted = n.flip(1).cumsum(1).flip(1)[:, 1:].cpu().numpy()  # scores >= hs[:, j]
+        counts = np.zeros_like(beats_sorted)
+        np.put_along_axis(counts, order, beats_sorted, 1)
+        inside = bucket < width  # scores that do not certainly beat every relevant passage
+        low = torch.gather(self._f32(ls), 1, bucket.clamp_(max=width - 1))
+        mask |= inside & (self.scores >= low)
+        return counts
 
     def _f32(self, x: np.ndarray):
         import torch

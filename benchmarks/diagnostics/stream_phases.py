@@ -1,0 +1,83 @@
+"""Where the exact streaming pass spends its time on a GPU: each phase timed with a device sync around it.
+
+A diagnostic, not a benchmark (the syncs slow the pass a little): corpus_scale's generated corpus, scored twice
+(the second run has warm caches). ``ShardStore.read`` runs in the reader thread, overlapped with scoring; the
+main thread's wait for it is the "read wait".
+
+Usage: python benchmarks/diagnostics/stream_phases.py [--passages 1000000]   (needs a CUDA GPU)
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import corpus_scale  # noqa: E402
+import torch  # noqa: E402
+
+from xlir_bench import shards, streaming  # noqa: E402
+from xlir_bench.metrics import stream  # noqa: E402
+from xlir_bench.runner import model_identity  # noqa: E402
+
+SECONDS: dict[str, float] = collections.defaultdict(float)
+CALLS: collections.Counter = collections.Counter()
+PHASES = [
+    (shards.ShardStore, "read", False),
+    (streaming.StreamEvaluator, "relevant_scores", True),
+    (streaming.DeviceTile, "split", True),
+    (streaming.DeviceTile, "kth", True),
+    (streaming._Target, "apply", True),
+    (stream.StreamState, "compact", False),
+    (stream.StreamState, "finalize", True),
+    (streaming.StreamEvaluator, "_resolve", False),
+]
+
+
+def timed(owner, name: str, sync: bool) -> None:
+    inner, key = getattr(owner, name), f"{owner.__name__}.{name}"
+
+    def wrapper(*args, **kwargs):
+        if sync:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            if sync:
+                torch.cuda.synchronize()
+            SECONDS[key] += time.perf_counter() - start
+            CALLS[key] += 1
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    n = int(sys.argv[sys.argv.index("--passages") + 1]) if "--passages" in sys.argv else 1_000_000
+    for owner, name, sync in PHASES:
+        timed(owner, name, sync)
+    torch.zeros(1, device="cuda")
+    with tempfile.TemporaryDirectory() as cache:
+        data, model, _ = corpus_scale.build(n)
+        ev = streaming.StreamEvaluator(
+            model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
+            shard_size=corpus_scale.SHARD, run_depth=100, cache_root=Path(cache), device="cuda",
+        )  # fmt: skip
+        ev.encode_queries(use_cache=False)
+        stores = {"xx": (ev.store("xx"), ev.encode_corpus("xx"))}
+        for run in range(2):
+            SECONDS.clear()
+            CALLS.clear()
+            start = time.perf_counter()
+            ev.score_dense(stores, ev.relevant_scores(stores))
+            total = time.perf_counter() - start
+            print(f"run {run}: total {total:.2f} s, read wait {ev.read_wait_seconds:.2f} s (cumulative)")
+            for key, seconds in sorted(SECONDS.items(), key=lambda kv: -kv[1]):
+                print(f"  {key:40s} {seconds:7.3f} s  ({CALLS[key]} calls)")
+
+
+if __name__ == "__main__":
+    main()
