@@ -125,3 +125,30 @@ def test_threshold_ranks_and_top1_match_full_passes(shape):
     ranks, top1 = ranks_module.ranks_and_top1(scores, rel, key)
     np.testing.assert_array_equal(ranks, ranks_module._ranks_rows(scores, rel, key))
     np.testing.assert_array_equal(top1, top_1(scores, key))
+
+
+def test_canonical_scores_are_sequential_float64_sums_of_the_two_vectors_alone(monkeypatch):
+    """The canonical score is the float64 sum of exact products in dimension order, rounded once to float32: the
+    same bits whatever the batch, the chunking or the threads (ties between passages scored in different tiles
+    depend on it). Checked against a plain Python loop; all-negative-zero products give +0.0 as that loop does."""
+    from xlir_bench.metrics import stream
+
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((37, 96)).astype(np.float32) * np.float32(1e3)
+    v = rng.standard_normal((37, 96)).astype(np.float32)
+    q[0], v[0] = -0.0, 1.0  # every product -0.0
+    q[1], v[1] = 1.0, 1.0  # 1e30, 7 ones lost against it in order, -1e30, 87 ones: 87 (a pairwise sum gives 94)
+    q[1, 0], v[1, 0], q[1, 8], v[1, 8] = 1e15, 1e15, -1e15, 1e15
+    expected = []
+    for a, b in zip(q.astype(np.float64), v.astype(np.float64)):
+        acc = 0.0
+        for x, y in zip(a, b):
+            acc += x * y  # float64 products of float32 values are exact
+        expected.append(float(np.float32(acc)))
+    monkeypatch.setattr(stream, "CANONICAL_CHUNK", 5)  # several chunks, on several threads
+    got = stream.canonical_scores(q, v)
+    assert [float(x) for x in got] == expected
+    assert np.signbit(got[0]) == np.False_
+    alone = [stream.canonical_scores(q[i : i + 1], v[i : i + 1])[0] for i in range(len(q))]
+    assert np.array_equal(alone, got)
+    assert np.array_equal(stream.canonical_scores(q[:0], v[:0]), np.empty(0))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import XlirError
-from .fileio import MANIFEST_LIMIT, crc32_chunks, load_npy, npy_bytes, read_bytes, read_json, write_bytes
+from .fileio import MANIFEST_LIMIT, crc32_chunks, load_npy, map_file, npy_bytes, read_bytes, read_json, write_bytes
 
 DTYPES = ("float32", "float16")
 
@@ -151,7 +151,7 @@ class ShardStore:
             problem = f"has dimension {manifest.get('dim')}, the model gives {dim}"
         else:
             try:
-                vec_bytes = read_bytes(vecs_path, manifest["vecs_bytes"])
+                vec_bytes = map_file(vecs_path, manifest["vecs_bytes"])
                 id_bytes = read_bytes(ids_path, manifest["ids_bytes"])
             except (OSError, KeyError, TypeError) as exc:
                 vec_bytes = id_bytes = b""

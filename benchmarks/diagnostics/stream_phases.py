@@ -1,10 +1,11 @@
-"""Where the exact streaming pass spends its time on a GPU: each phase timed with a device sync around it.
+"""Where the exact streaming pass spends its time: each phase timed (on a GPU with a device sync around it).
 
-A diagnostic, not a benchmark (the syncs slow the pass a little): corpus_scale's generated corpus, scored twice
-(the second run has warm caches). ``ShardStore.read`` runs in the reader thread, overlapped with scoring; the
-main thread's wait for it is the "read wait".
+A diagnostic, not a benchmark (the timers and syncs slow the pass a little): corpus_scale's generated corpus,
+scored twice (the second run has warm caches). ``ShardStore.read`` runs in the reader thread, overlapped with
+scoring; the main thread's wait for it is the "read wait". On CPU, ``--workers 1`` scores every tile in the main
+thread, so the phases add up to the work of the pass (the rest of the total is the matrix products).
 
-Usage: python benchmarks/diagnostics/stream_phases.py [--passages 1000000]   (needs a CUDA GPU)
+Usage: python benchmarks/diagnostics/stream_phases.py [--passages 1000000] [--device cuda|cpu] [--workers N]
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ PHASES = [
     (streaming.StreamEvaluator, "relevant_scores", True),
     (streaming.DeviceTile, "split", True),
     (streaming.DeviceTile, "kth", True),
+    (streaming.HostTile, "candidates", False),
+    (streaming.HostTile, "kth", False),
+    (stream.StreamState, "_count", False),
     (streaming._Target, "apply", True),
     (stream.StreamState, "compact", False),
     (stream.StreamState, "finalize", True),
@@ -39,6 +43,7 @@ PHASES = [
 
 def timed(owner, name: str, sync: bool) -> None:
     inner, key = getattr(owner, name), f"{owner.__name__}.{name}"
+    sync = sync and torch.cuda.is_available()
 
     def wrapper(*args, **kwargs):
         if sync:
@@ -56,15 +61,22 @@ def timed(owner, name: str, sync: bool) -> None:
 
 
 def main() -> None:
-    n = int(sys.argv[sys.argv.index("--passages") + 1]) if "--passages" in sys.argv else 1_000_000
+    def arg(name: str, default: str) -> str:
+        return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+    n, device = int(arg("--passages", "1000000")), arg("--device", "cuda")
+    if "--workers" in sys.argv:
+        original = streaming.TileScorer
+        streaming.TileScorer = lambda q, dev: original(q, dev, workers=int(arg("--workers", "1")))
     for owner, name, sync in PHASES:
         timed(owner, name, sync)
-    torch.zeros(1, device="cuda")
+    if device.startswith("cuda"):
+        torch.zeros(1, device=device)
     with tempfile.TemporaryDirectory() as cache:
         data, model, _ = corpus_scale.build(n)
         ev = streaming.StreamEvaluator(
             model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
-            shard_size=corpus_scale.SHARD, run_depth=100, cache_root=Path(cache), device="cuda",
+            shard_size=corpus_scale.SHARD, run_depth=100, cache_root=Path(cache), device=device,
         )  # fmt: skip
         ev.encode_queries(use_cache=False)
         stores = {"xx": (ev.store("xx"), ev.encode_corpus("xx"))}
