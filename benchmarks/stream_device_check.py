@@ -50,6 +50,7 @@ def main() -> None:
     device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cuda"
     with tempfile.TemporaryDirectory(prefix="xlir-stream-check-") as cache:
         cpu, cpu_s = evaluate(n, cache, "cpu")
+        evaluate(20_000, cache, device)  # warm-up: CUDA context, cuBLAS and every kernel loaded outside the timing
         dev, dev_s = evaluate(n, cache, device)
     same = (
         np.array_equal(cpu.counts, dev.counts)
