@@ -19,7 +19,7 @@ from test_cli import one_line_error
 
 from xlir_bench import cache, plugins, results
 from xlir_bench.errors import XlirError
-from xlir_bench.fileio import NotARegularFile, read_bytes, read_json
+from xlir_bench.fileio import NotARegularFile, map_file, read_bytes, read_json
 from xlir_bench.report import Report
 
 
@@ -345,8 +345,9 @@ def test_reads_refuse_fifos_devices_and_huge_files(tmp_path):
     done = threading.Event()
 
     def attempt():
-        with pytest.raises(NotARegularFile):
-            read_bytes(fifo)
+        for read in (read_bytes, lambda path: map_file(path, 1 << 20)):
+            with pytest.raises(NotARegularFile):
+                read(fifo)
         done.set()
 
     worker = threading.Thread(target=attempt, daemon=True)
@@ -359,6 +360,11 @@ def test_reads_refuse_fifos_devices_and_huge_files(tmp_path):
     big.write_bytes(b" " * 2048)
     with pytest.raises(NotARegularFile, match="limit"):
         read_bytes(big, limit=1024)
+    with pytest.raises(NotARegularFile, match="limit"):
+        map_file(big, limit=1024)
+    assert bytes(map_file(big, limit=2048)) == b" " * 2048
+    (tmp_path / "empty.npy").write_bytes(b"")
+    assert map_file(tmp_path / "empty.npy", limit=0) == b""
     (tmp_path / "nan.json").write_text('{"a": NaN}')
     with pytest.raises(ValueError, match="NaN"):
         read_json(tmp_path / "nan.json")

@@ -30,8 +30,8 @@ class NotARegularFile(OSError):
     """The path is a FIFO, device, socket or directory, or larger than the caller's limit."""
 
 
-def read_bytes(path: str | os.PathLike, limit: int = JSON_LIMIT) -> bytearray:
-    """The file's bytes, if it is a regular file (symlinks followed) of at most ``limit`` bytes.
+def _open_regular(path: str | os.PathLike, limit: int) -> tuple[int, int]:
+    """(open descriptor, size) of a regular file (symlinks followed) of at most ``limit`` bytes.
 
     Opened non-blocking, so a FIFO is seen (and refused) by ``fstat`` before any read can block on it.
     """
@@ -42,8 +42,18 @@ def read_bytes(path: str | os.PathLike, limit: int = JSON_LIMIT) -> bytearray:
             raise NotARegularFile(f"{path} is not a regular file")
         if info.st_size > limit:
             raise NotARegularFile(f"{path} is {info.st_size / MiB:.1f} MiB, above the {limit / MiB:.0f} MiB limit")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def read_bytes(path: str | os.PathLike, limit: int = JSON_LIMIT) -> bytearray:
+    """The file's bytes, if it is a regular file (symlinks followed) of at most ``limit`` bytes."""
+    fd, size = _open_regular(path, limit)
+    try:
         # one buffer of the expected size plus a byte that detects growth: no chunk list, no join, no second copy
-        buffer = bytearray(min(info.st_size, limit) + 1)
+        buffer = bytearray(min(size, limit) + 1)
         view, got = memoryview(buffer), 0
         while got < len(buffer):
             n = os.readv(fd, [view[got:]])
@@ -72,14 +82,9 @@ def map_file(path: str | os.PathLike, limit: int) -> mmap.mmap | bytes:
     copy-on-write (``ACCESS_COPY``), so arrays viewing it are writable (torch wants that) and writing them never
     reaches the file. Files are replaced by rename, never rewritten in place, so a mapped file does not change.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd, size = _open_regular(path, limit)
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFile(f"{path} is not a regular file")
-        if info.st_size > limit:
-            raise NotARegularFile(f"{path} is {info.st_size / MiB:.1f} MiB, above the {limit / MiB:.0f} MiB limit")
-        return mmap.mmap(fd, info.st_size, access=mmap.ACCESS_COPY) if info.st_size else b""
+        return mmap.mmap(fd, size, access=mmap.ACCESS_COPY) if size else b""
     finally:
         os.close(fd)
 
