@@ -357,7 +357,8 @@ class StreamEvaluator:
             store, shard = sources[s]
             exact[at] = canonical_scores(self.q[rows[at]], store.rows(shard, col).astype(np.float32))
             parts.append((at, np.char.add(f"{store.corpus_key['language']}:", store.read_ids(shard)[col])))
-        ids = np.empty(len(refs), dtype=max((p.dtype for _, p in parts), default=np.dtype("<U1")))
+        width = max((part.dtype.itemsize // 4 for _, part in parts), default=1)  # UCS-4: 4 bytes per character
+        ids = np.empty(len(refs), dtype=f"<U{width}")
         for at, part in parts:
             ids[at] = part
         return exact, ids
