@@ -127,6 +127,8 @@ def test_int8_runs_a_verified_onnx_graph_exported_once_per_model(tiny_bert, tmp_
 
     monkeypatch.setattr(onnx_runtime, "_export", lambda *a, **k: pytest.fail("exported a second time"))
     np.testing.assert_array_equal(encoder(tiny_bert, dtype="int8").plugin.encode(TEXTS), vectors)
+    assert plugin.model is None  # the torch layers are released once the int8 graph runs them
+    np.testing.assert_array_equal(plugin.encode(TEXTS), vectors)  # and nothing needs them again
     monkeypatch.undo()
 
     other = make_tiny_bert(tmp_path, layers=1)  # another model: another export, which now fails its check
