@@ -403,3 +403,16 @@ def test_kth_largest_per_row_matches_sorting_on_both_paths():
         expected_rows = [r for r in range(n_rows) if (g == r).sum() >= k]
         assert rows.tolist() == expected_rows, trial
         assert kth.tolist() == [float(np.sort(v[g == r])[::-1][k - 1]) for r in expected_rows], trial
+
+
+def test_relevant_passages_are_found_by_binary_search_with_duplicates_and_misses():
+    """The lookup of judged passages in a shard's ids: every position of a wanted id (a malformed corpus may repeat
+    one), none for ids past the end of the sorted wanted list or absent from it, nothing when nothing is wanted."""
+    from xlir_bench.streaming import _members
+
+    ids = np.array(["9#1", "1#0", "zz#3", "5#2", "1#0", "0#0"])
+    wanted = np.array(sorted(["1#0", "5#2", "7#7", "zz#3"]))
+    assert _members(ids, wanted).tolist() == [1, 2, 3, 4]
+    assert _members(ids, np.array([], dtype=str)).tolist() == []
+    assert _members(np.array([], dtype=str), wanted).tolist() == []
+    assert _members(np.array(["zzz#9"]), wanted).tolist() == []  # sorts after every wanted id
