@@ -9,7 +9,7 @@ import shutil
 import pytest
 from conftest import DATA, ROOT, run_cli
 
-from xlir_bench import plugins
+from xlir_bench import plugins, results
 from xlir_bench.errors import XlirError
 
 
@@ -32,7 +32,7 @@ def bm25_results(tmp_path_factory):
 
 def test_bm25_run_writes_results_with_provenance(bm25_results):
     for suite in ("xquad-r", "mlqa-r"):
-        result = json.loads((bm25_results / suite / "bm25.json").read_text())
+        result = results.read_result(bm25_results / suite / "bm25.json")
         assert set(result["settings"]) == {"monolingual", "cross-lingual", "multilingual"}
         prov = result["provenance"]
         assert prov["command"].startswith("xlir-bench run --model bm25")
@@ -171,7 +171,7 @@ def test_third_party_plugin_runs(tmp_path):
         "--quiet",
     )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads((tmp_path / "mlqa-r" / "hashgram.json").read_text())
+    result = results.read_result(tmp_path / "mlqa-r" / "hashgram.json")
     assert result["model"]["distribution"] == "xlir-bench-hashgram 0.1.0"
     assert result["model"]["kind"] == "dense" and 0.2 < result["settings"]["monolingual"]["metrics"]["mAP"] < 1
 

@@ -60,13 +60,13 @@ def test_compare_cli_and_refusals(tmp_path):
                    "no mlqa-r result", "--reference")  # fmt: skip
     # another copy of the data (md5s differ): refused
     root = tmp_path / "mine"
-    doc = results.read_json(ROOT / "results" / "mlqa-r" / "bm25.json")
+    doc = results.read_result(ROOT / "results" / "mlqa-r" / "bm25.json")
     doc["suite"]["checksums_md5"]["mlqa-r/de.json"] = "0" * 32
     doc["model"]["name"] = "bm25-other-data"
     results.write_result(root, doc)
     one_line_error(run_cli("compare", "e5-small", "bm25-other-data", "--suite", "mlqa-r", "--reference",
                            "--results-dir", str(root)), "different data")  # fmt: skip
-    doc["suite"]["checksums_md5"] = results.read_json(ROOT / "results" / "mlqa-r" / "bm25.json")["suite"][
+    doc["suite"]["checksums_md5"] = results.read_result(ROOT / "results" / "mlqa-r" / "bm25.json")["suite"][
         "checksums_md5"
     ]
     doc["per_query"]["AP"].pop("multilingual")
@@ -79,7 +79,7 @@ def test_compare_cli_and_refusals(tmp_path):
 def test_configurations_of_several_seeds(tmp_path):
     """`compare CONFIG_A CONFIG_B` with results named <config>-s<seed>: per-query AP averaged over seeds for the
     question-level tests, plus the sign-flip test over the shared seeds (3 seeds, all ahead: p = 2/8)."""
-    base = results.read_json(ROOT / "results" / "mlqa-r" / "e5-small.json")
+    base = results.read_result(ROOT / "results" / "mlqa-r" / "e5-small.json")
     for config, shift in (("trained:ds-x-hybrid", 0.02), ("trained:ds-x-cross", 0.0)):
         for seed in range(3):
             doc = json.loads(json.dumps(base))

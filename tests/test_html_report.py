@@ -72,7 +72,7 @@ def test_bad_report_input_is_one_line_and_leaves_the_old_report(report_dir, tmp_
     one_line_error(run_cli("report", "--results-dir", str(empty), "--out", str(tmp_path / "r")), "no results")
     assert not (tmp_path / "r").exists()
     before = (report_dir / "index.html").read_bytes()
-    doc = results.read_json(ROOT / "results" / "mlqa-r" / "bm25.json")
+    doc = results.read_result(ROOT / "results" / "mlqa-r" / "bm25.json")
     del doc["settings"]["cross-lingual"], doc["settings"]["monolingual"]
     notes = build([doc], tmp_path / "partial")  # a result without some settings: plotted where possible
     assert (tmp_path / "partial" / "index.html").is_file() and any("no cross-lingual" in n for n in notes)

@@ -19,7 +19,7 @@ from conftest import DATA, run_cli
 from ir_measures import AP, RR, R, nDCG
 from miracl_fixture import write_corpus
 
-from xlir_bench import metrics, plugins, suites
+from xlir_bench import metrics, plugins, results, suites
 from xlir_bench.errors import XlirError
 from xlir_bench.runner import evaluate_stream
 from xlir_bench.shards import ShardStore
@@ -347,7 +347,7 @@ def test_cli_miracl_run_and_bad_input(fixture_data, tmp_path):
     done = run_cli("run", "--model", "hashgram", "--suite", "miracl:yo", "--results-dir", str(tmp_path), "--quiet",
                    "--shard-size", "300", env_extra=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    result = json.loads((tmp_path / "miracl_yo" / "hashgram.json").read_text())
+    result = results.read_result(tmp_path / "miracl_yo" / "hashgram.json")
     assert set(result["settings"]) == {"monolingual", "multilingual"}
     assert result["suite"]["corpus"]["yo"]["official"] is False  # a fixture, recorded as such
     bad = run_cli("run", "--model", "hashgram", "--suite", "miracl:yo", "--setting", "cross-lingual",
@@ -376,7 +376,7 @@ def test_two_gloo_ranks_give_the_one_process_result(fixture_data, tmp_path, fake
         env["XLIR_BENCH_CACHE"] = str(tmp_path / f"cache{procs}")
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-        outs[procs] = json.loads(next(res.rglob("*.json")).read_text())
+        outs[procs] = results.read_result(next(res.rglob("*.json")))
         lines = [line.split() for line in log.read_text().splitlines()]
         outs[f"ranks{procs}"] = {r for r, _ in lines}
         outs[f"passages{procs}"] = {r: sum(int(n) for rr, n in lines if rr == r) for r, _ in lines}

@@ -35,7 +35,7 @@ def _run(site, tmp_path, *args, suite="mlqa-r", setting="multilingual", **extra)
 
 
 def _result(tmp_path, model: str, suite: str = "mlqa-r") -> dict:
-    return read_json(results.result_path(tmp_path / "results", model, suite))
+    return results.read_result(results.result_path(tmp_path / "results", model, suite))
 
 
 # -- 1. numerics of plugin vectors ----------------------------------------------------------------------------------
@@ -175,12 +175,12 @@ def test_concurrent_runs_store_each_vector_once(fake_plugin_path, tmp_path):
         for i in range(2)
     ]
     assert all(p.wait() == 0 for p in procs)
-    result = read_json(tmp_path / "r0" / "mlqa-r" / "hash-int.json")
+    result = results.read_result(tmp_path / "r0" / "mlqa-r" / "hash-int.json")
     (entry,) = cache.entries(tmp_path / "cache")
     texts = result["suite"]["queries"] + result["suite"]["documents"]
     assert entry.vectors <= texts  # unique texts may be fewer (duplicate sentences share a key)
     assert entry.bad_shards == 0
-    assert read_json(tmp_path / "r1" / "mlqa-r" / "hash-int.json")["settings"] == result["settings"]
+    assert results.read_result(tmp_path / "r1" / "mlqa-r" / "hash-int.json")["settings"] == result["settings"]
 
 
 def test_cache_info_and_clear_handle_damaged_folders(tmp_path):

@@ -16,7 +16,7 @@ from xlir_bench.report import Report
 @pytest.fixture(scope="module")
 def seeded():
     """Three seeds of one trained configuration (copies of a real result with shifted numbers) plus bm25."""
-    base = results.read_json(ROOT / "results" / "mlqa-r" / "e5-small.json")
+    base = results.read_result(ROOT / "results" / "mlqa-r" / "e5-small.json")
     docs = []
     for seed, shift in ((0, 0.0), (1, 0.01), (2, 0.02)):
         doc = json.loads(json.dumps(base))
@@ -26,7 +26,7 @@ def seeded():
         for block in doc["settings"].values():
             block["metrics"]["mAP"] += shift
         docs.append(doc)
-    return [*docs, results.read_json(ROOT / "results" / "mlqa-r" / "bm25.json")]
+    return [*docs, results.read_result(ROOT / "results" / "mlqa-r" / "bm25.json")]
 
 
 def test_seeds_collapse_to_mean_and_sample_std(seeded):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 
 import pytest
 
@@ -23,15 +25,63 @@ def test_failed_write_keeps_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
-def test_dumps_result_round_trips():
-    doc = {
-        "schema_version": 1,
+def _doc(per_query) -> dict:
+    return {
+        "schema_version": results.SCHEMA_VERSION,
         "model": {"name": "m"},
         "suite": {"name": "s"},
-        "settings": {},
-        "per_query": {"AP": [0.5, None]},
+        "settings": {"multilingual": {"metrics": {"mAP": 0.5}}},
+        "per_query": per_query,
     }
-    assert json.loads(results.dumps_result(doc)) == doc
+
+
+def test_result_round_trips_with_per_query_packed(tmp_path):
+    # floats that need all 17 digits, nulls, unicode ids: the packed member gives back exactly what was written
+    per_query = {"query_ids": ["ü-1", "zh-2"], "AP": {"multilingual": [0.1 + 0.2, None, 1 / 3]}}
+    doc = _doc(per_query)
+    text = results.dumps_result(doc)
+    on_disk = json.loads(text)
+    assert set(on_disk["per_query"]) == {results.PACKED}  # packed, not plain
+    path = tmp_path / "s" / "m.json"
+    results.write_atomic(path, text)
+    assert results.read_result(path) == doc
+    assert results.dumps_result(doc) == text  # same numbers, same bytes (no timestamp in the stream)
+
+
+def test_version_1_plain_per_query_is_read_as_current(tmp_path):
+    doc = _doc({"query_ids": ["a"], "AP": {"multilingual": [0.25]}})
+    path = tmp_path / "s" / "m.json"
+    results.write_atomic(path, json.dumps({**doc, "schema_version": 1}))
+    assert results.read_result(path) == doc
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    ("packed", "problem"),
+    [
+        ("not base64!", "base64"),
+        (_b64(zlib.compress(b"hello")), "Expecting value"),  # inflates, but not to JSON
+        (_b64(zlib.compress(b'{"AP": {}}')[:-4]), "truncated"),  # the stream's checksum is cut off
+        (_b64(b"\x00" * 40), "decompressing"),
+    ],
+)
+def test_damaged_packed_per_query_is_a_named_problem(tmp_path, packed, problem):
+    path = tmp_path / "s" / "m.json"
+    results.write_atomic(path, json.dumps(_doc({results.PACKED: packed})))
+    with pytest.raises(ValueError, match=f"per_query cannot be unpacked .*({problem})"):
+        results.read_result(path)
+    loaded = results.load_results(tmp_path)
+    assert loaded.results == [] and "per_query cannot be unpacked" in loaded.warnings[0]
+
+
+def test_newer_schema_is_refused_by_name(tmp_path):
+    path = tmp_path / "s" / "m.json"
+    results.write_atomic(path, json.dumps({**_doc({}), "schema_version": 3}))
+    with pytest.raises(ValueError, match="schema_version 3 .*newer xlir-bench"):
+        results.read_result(path)
 
 
 def test_slug():

@@ -139,8 +139,7 @@ def committed_result(root: Path, label: str, suite: SuiteData, config=None) -> d
     from .trainer import TRAINER_VERSION
 
     try:
-        result = read_json(results.result_path(root, label, suite.name))
-        results.validate(result)
+        result = results.read_result(results.result_path(root, label, suite.name))
     except (OSError, ValueError):
         return None
     if result["suite"].get("checksums_md5") != suite.checksums or "multilingual" not in result["settings"]:
