@@ -219,7 +219,8 @@ def dumps_result(result: dict) -> str:
     try:
         bulk = json.dumps(pack_per_query(result["per_query"]))
     except ValueError as exc:
-        raise XlirError(f"per-query values of {result['model']['name']!r} hold a NaN or infinite value ({exc})") from None
+        name = result["model"]["name"]
+        raise XlirError(f"per-query values of {name!r} hold a NaN or infinite value ({exc})") from None
     return f'{text[:-2]},\n "per_query": {bulk}\n}}\n'
 
 

@@ -12,11 +12,12 @@ counted over the whole score row. That is exact for every document in the pool, 
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from ..fileio import usable_cores
 
 
 def descending_id_order(doc_ids: list[str]) -> np.ndarray:
@@ -63,7 +64,7 @@ class _Workspace:
 _LOCAL = threading.local()
 _POOL: ThreadPoolExecutor | None = None
 PARALLEL_MIN_ELEMENTS = 1 << 20  # below this, threads cost more than they save
-WORKERS = max(1, os.cpu_count() or 1)
+WORKERS = usable_cores()
 
 
 def _workspace() -> _Workspace:

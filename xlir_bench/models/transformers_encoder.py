@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import precision
 from ..errors import XlirError
+from ..fileio import usable_cores
 
 POOLINGS = ("mean", "cls")
 DTYPES = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -280,7 +281,7 @@ class TransformersEncoder:
             return
         torch = _torch()
         if self.device == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
+            torch.set_num_threads(usable_cores())
         self.tokenizer, model = load_pretrained(self.source, trust_remote_code=self.trust_remote_code)
         model.eval()
         self.model = model.to(self.device)
@@ -297,7 +298,7 @@ class TransformersEncoder:
         }  # fmt: skip
         self.onnx, info = onnx_runtime.prepare(
             self.model, self.tokenizer, pooling=self.pooling, normalize=self.normalize, key=key,
-            threads=os.cpu_count() or 1,
+            threads=usable_cores(),
         )  # fmt: skip
         self.metadata["precision"]["int8"] = info
         # ONNX Runtime runs the layers; of the torch model only the token-embedding matrix is read (the encoder keeps
