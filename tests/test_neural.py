@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -138,6 +140,42 @@ def test_int8_runs_a_verified_onnx_graph_exported_once_per_model(tiny_bert, tmp_
     monkeypatch.setattr(onnx_runtime, "available", lambda: "onnxruntime is not installed")
     with pytest.raises(XlirError, match="dtype=int8 runs on ONNX Runtime and onnxruntime is not installed: pip"):
         encoder(tiny_bert, dtype="int8")
+
+
+def test_smoothing_is_exact_in_fp32_and_shrinks_the_int8_error_from_outlier_channels(tmp_path, monkeypatch):
+    """A BERT whose LayerNorms have a few 40x channels (as trained encoders do): with one int8 scale per tensor
+    the other channels lose their precision, and smoothing moves that range into the per-channel weights. The
+    smoothed fp32 graph must equal torch (checked by the export itself), and the int8 error must shrink. (The last
+    LayerNorm, whose output is the embedding, keeps plain channels: outliers there would dominate the cosine.)"""
+    onnx = pytest.importorskip("onnx")
+    from xlir_bench.models import onnx_runtime
+
+    folder = make_tiny_bert(tmp_path, layers=2)
+    model = transformers.AutoModel.from_pretrained(folder).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.endswith("LayerNorm") and name != "encoder.layer.1.output.LayerNorm":
+                module.weight[:3] *= 40
+            elif isinstance(module, torch.nn.Linear):
+                module.weight *= 10  # init std 0.02 -> 0.2: the layers' outputs matter next to the residual stream
+    embedding = model.get_input_embeddings().weight.detach().numpy()
+
+    def int8_error(subfolder: str) -> tuple[float, dict]:
+        wrapped = onnx_runtime.pooled_module(model, "mean", True)
+        assert onnx_runtime._export(wrapped, tokenizer, embedding, tmp_path / subfolder, threads=1) is None
+        facts = json.loads((tmp_path / subfolder / "verified.json").read_text())
+        return 1 - facts["probe_cosine_mean"], facts
+
+    smoothed, facts = int8_error("smoothed")
+    assert facts["smoothed_inputs"] == 4  # 2 layers: embeddings LN -> QKV, attention LN -> FFN, output LN -> QKV
+    assert facts["smoothed_max_abs_diff"] <= onnx_runtime.TOLERANCE
+    graph = onnx.load(tmp_path / "smoothed" / "model-int8.onnx").graph
+    assert sum(n.op_type == "Mul" and n.name.endswith("/smooth") for n in graph.node) == 4
+    monkeypatch.setattr(onnx_runtime, "_layernorm_inputs", lambda graph: {})
+    plain, facts = int8_error("plain")
+    assert facts["smoothed_inputs"] == 0
+    assert smoothed < plain / 2, (smoothed, plain)
 
 
 def test_cpu_probe_times_both_precisions():
