@@ -34,7 +34,9 @@ def tiny_bert(tmp_path_factory):
 
 
 def encoder(tiny_bert, **options):
-    return load_model(f"hf:{tiny_bert}", device="cpu", options=options)
+    """The torch fp32 path unless a test asks for another precision (``dtype=None``: what ``auto`` picks)."""
+    options.setdefault("dtype", "fp32")
+    return load_model(f"hf:{tiny_bert}", device="cpu", options={k: v for k, v in options.items() if v is not None})
 
 
 def test_hf_prefix_plugin_encodes_normalised_vectors(tiny_bert):
@@ -79,9 +81,11 @@ def test_reduced_precision_stays_close_to_fp32(tiny_bert, dtype, min_cosine):
 
 
 def test_auto_precision_is_measured_recorded_and_labelled(tiny_bert, monkeypatch):
-    """dtype=auto: no bf16 instructions -> fp32 without probing; with them the probe decides; the choice and its
-    reason are in the metadata, and a non-fp32 choice is in the label (its results never share a file with fp32)."""
+    """dtype=auto: no bf16 instructions -> int8 on ONNX Runtime without probing (fp32 without onnxruntime); with
+    them the probe decides between bf16 and int8; the choice and its reason are in the metadata, and a precision
+    other than fp32 is in the label (its results never share a file with fp32, the plain name)."""
     from xlir_bench import precision
+    from xlir_bench.models import onnx_runtime
 
     def no_probe():
         raise AssertionError("probed a CPU without bf16 instructions")
@@ -89,17 +93,29 @@ def test_auto_precision_is_measured_recorded_and_labelled(tiny_bert, monkeypatch
     monkeypatch.setattr(precision, "cpu_info", lambda: {"model": "Test CPU", "flags": ["avx2"]})
     monkeypatch.setattr(precision, "probe_cpu_bf16", no_probe)
     precision.choose.cache_clear()
-    model = encoder(tiny_bert)
-    assert model.metadata["dtype"] == "fp32" and model.label == f"hf:{tiny_bert}"
-    assert "Test CPU has no bf16 instructions (avx2)" in model.metadata["precision"]["reason"]
+    model = encoder(tiny_bert, dtype=None)
+    assert model.metadata["dtype"] == "int8" and model.label == f"hf:{tiny_bert}[dtype=int8]"
+    reason = model.metadata["precision"]["reason"]
+    assert "Test CPU has no bf16 instructions (avx2); int8 on ONNX Runtime (within 0.005 mAP" in reason
 
-    for gain, expected in ((1.7, "bf16"), (1.1, "fp32")):
+    monkeypatch.setattr(onnx_runtime, "available", lambda: "onnxruntime is not installed")
+    precision.choose.cache_clear()
+    model = encoder(tiny_bert, dtype=None)
+    assert model.metadata["dtype"] == "fp32" and model.label == f"hf:{tiny_bert}"
+    assert model.metadata["precision"]["reason"].endswith("int8 needs ONNX Runtime and onnxruntime is not installed")
+    monkeypatch.undo()
+
+    for gain, expected in ((1.7, "bf16"), (1.1, "int8")):
         monkeypatch.setattr(precision, "cpu_info", lambda: {"model": "Test CPU", "flags": ["avx512_bf16"]})
         monkeypatch.setattr(precision, "probe_cpu_bf16", lambda gain=gain: gain)
         precision.choose.cache_clear()
-        model = encoder(tiny_bert)
+        model = encoder(tiny_bert, dtype=None)
         assert model.metadata["dtype"] == expected and f"{gain:.2f}x fp32" in model.metadata["precision"]["reason"]
-        assert (f"[dtype={expected}]" in model.label) == (expected != "fp32")
+        assert model.label == f"hf:{tiny_bert}[dtype={expected}]"
+    for asked in ("fp32", "auto"):  # fp32, asked for or chosen, is the reference: the plain name
+        monkeypatch.setattr(precision, "choose", lambda device: ("fp32", "auto: test"))
+        assert encoder(tiny_bert, dtype=asked).label == f"hf:{tiny_bert}"
+    monkeypatch.undo()
     precision.choose.cache_clear()
     asked = encoder(tiny_bert, dtype="int8")
     assert asked.metadata["precision"]["asked"] == "int8"

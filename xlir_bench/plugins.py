@@ -78,11 +78,12 @@ class LoadedModel:
     def label(self) -> str:
         """The name results and tables use: the model name plus any user options, e.g. ``e5-small[dtype=bf16]``,
         so runs of one model with different options never overwrite each other. Options a plugin chose for itself
-        and publishes as ``metadata["chosen_options"]`` (the precision ``dtype=auto`` picked) are shown the same way.
+        and publishes as ``metadata["chosen_options"]`` (the precision ``dtype=auto`` picked) are shown the same way;
+        a chosen value of None hides the option (fp32, the reference precision, is never shown).
         Computed once: progress rows ask for it per batch, and a run's label (its file name) must not change."""
-        chosen = self.metadata.get("chosen_options")  # what the plugin chose itself (dtype=auto -> bf16)
-        options = {**self.options, **(chosen if isinstance(chosen, dict) else {})}
-        shown = {k: v for k, v in sorted(options.items()) if k != "name_or_path"}
+        chosen = self.metadata.get("chosen_options")  # what the plugin chose itself (dtype=auto -> bf16); None hides
+        options = {**self.options, **(chosen if isinstance(chosen, dict) else {})}  # an option (dtype=fp32)
+        shown = {k: v for k, v in sorted(options.items()) if k != "name_or_path" and v is not None}
         if not shown:
             return self.name
         return self.name + "[" + ",".join(f"{k}={v}" for k, v in shown.items()) + "]"

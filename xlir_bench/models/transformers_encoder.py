@@ -248,8 +248,10 @@ class TransformersEncoder:
 
             onnx_runtime.require()
             self.metadata["precision"]["scheme"] = onnx_runtime.SCHEME
-        if asked == "auto" and (dtype != "fp32" or dtype_arg == "auto"):  # shown in the label like an option:
-            self.metadata["chosen_options"] = {"dtype": dtype}  # results of another precision never share a file
+        if dtype_arg is not None or dtype != "fp32":  # the precision that runs is shown in the label like an
+            # option, except fp32, the reference: results of two precisions never share a file, and an fp32 result
+            # is the model's plain name whether fp32 was asked for or chosen
+            self.metadata["chosen_options"] = {"dtype": None if dtype == "fp32" else dtype}
 
     # -- protocol -------------------------------------------------------------------------------------------
     def encode_queries(self, texts: list[str], *, language: str, batch_size: int, progress=None) -> np.ndarray:

@@ -387,6 +387,9 @@ def write_summary(root: Path, stem: str, summary: dict, meta: dict) -> tuple[Pat
     return json_path, md_path
 
 
+EVAL_DTYPE = "fp32"
+
+
 def run_domain_shift(
     *, base: str, train: str, evaluate: str, seeds: int, max_steps: int, batch_size: int, alpha: float,
     max_length: int, hard_negatives: bool, freeze_embeddings: bool, allow_overlap: bool, data_dir,
@@ -416,7 +419,9 @@ def run_domain_shift(
     def evaluate_one(name: str, strategy: str, seed: int, config=None) -> None:
         result = committed_result(results_root, name, eval_suite, config)
         if result is None:
-            model = load_model(name, device=device)
+            # fp32 on every machine: the models of one comparison must be evaluated alike, whatever dtype=auto
+            # picks on the machine of the day (fp32 is the reference precision, so the label stays the plain name)
+            model = load_model(name, device=device, options={"dtype": EVAL_DTYPE})
             result, _ = evaluate_model(
                 model, eval_suite, device=device, batch_size=64, progress=progress, use_cache=True
             )
@@ -456,7 +461,7 @@ def run_domain_shift(
         "batch_size": batch_size, "alpha": alpha, "max_length": max_length, "hard_negatives": hard_negatives,
         "freeze_embeddings": freeze_embeddings, "train_languages": list(train_data.languages),
         "unseen_languages": unseen, "overlap": overlap.as_dict(), "command": command,
-        "device": device, "precision": precision, "trainer_version": TRAINER_VERSION,
+        "device": device, "precision": precision, "eval_dtype": EVAL_DTYPE, "trainer_version": TRAINER_VERSION,
         "alpha_schedule": alpha_schedule,
     }  # fmt: skip
     summary = summarise(rows, per_query, clusters=[q.group_id for q in eval_suite.queries])
