@@ -259,6 +259,9 @@ def _smooth(source: Path, target: Path, embedding, threads: int, ids, mask) -> i
     model = onnx.load(str(source))
     graph = model.graph
     groups = _layernorm_inputs(graph)
+    if not groups:
+        shutil.copyfile(source, target)
+        return 0
     act = _channel_max(source, list(groups), embedding, threads, ids, mask)
     weights = {t.name: t for t in graph.initializer}
     muls = {}
@@ -292,18 +295,27 @@ def _quantize(source: Path, target: Path) -> None:
 
     graph = onnx.load(str(source), load_external_data=False).graph
     ffn_out = [n.name for n in graph.node if n.op_type == "MatMul" and _is_ffn_output(n.name)]
+    with _root_logging_kept(), warnings.catch_warnings():
+        logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice on static pre-processing does not apply
+        warnings.simplefilter("ignore")
+        quantize_dynamic(
+            str(source), str(target), per_channel=True, weight_type=QuantType.QUInt8, nodes_to_exclude=ffn_out,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _root_logging_kept():
+    """The root logger's level and handlers as they were: the quantizer calls ``logging.basicConfig``, and the
+    stderr handler that adds made every library's debug records print for the rest of the run (a BM25 run after an
+    int8 export printed ``DEBUG:bm25s:...`` lines into the user's terminal)."""
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs advice about static pre-processing that does not apply here
+    level, handlers = root.level, list(root.handlers)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(
-                str(source), str(target), per_channel=True, weight_type=QuantType.QUInt8, nodes_to_exclude=ffn_out,
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )  # fmt: skip
+        yield
     finally:
         root.setLevel(level)
+        root.handlers[:] = handlers
 
 
 def _is_ffn_output(name: str) -> bool:
