@@ -189,3 +189,20 @@ def test_summary_draws_mono_against_multi(tmp_path):
     assert png.is_file() and png.stat().st_size > 5000
     assert "](domain-shift-x.png)" in md.read_text()
     assert "](results/experiments/domain-shift-x.png)" in readme.experiment_block(tmp_path, "domain-shift-x")
+
+
+def test_models_are_evaluated_in_fp32_under_their_plain_name_whatever_auto_picks(tmp_path, monkeypatch):
+    """The committed domain-shift results are fp32; on a CPU where dtype=auto picks int8, a model evaluated by the
+    experiment must still run in fp32 and keep the label (so the file) of the committed results."""
+    pytest.importorskip("transformers")
+    from conftest import make_tiny_bert
+
+    from xlir_bench import precision
+    from xlir_bench.plugins import load_model
+    from xlir_bench.training.experiment import evaluation_model
+
+    folder = make_tiny_bert(tmp_path, layers=1)
+    monkeypatch.setattr(precision, "choose", lambda device: ("int8", "auto: test"))
+    assert load_model(f"hf:{folder}", device="cpu").metadata["dtype"] == "int8"  # what a plain run gets here
+    model = evaluation_model(f"hf:{folder}", "cpu")
+    assert model.metadata["dtype"] == "fp32" and model.label == f"hf:{folder}"

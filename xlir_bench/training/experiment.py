@@ -390,6 +390,15 @@ def write_summary(root: Path, stem: str, summary: dict, meta: dict) -> tuple[Pat
 EVAL_DTYPE = "fp32"
 
 
+def evaluation_model(name: str, device: str):
+    """``name`` loaded as the experiment evaluates it: in fp32 on every machine, since the models of one comparison
+    must be evaluated alike whatever ``dtype=auto`` picks on the machine of the day (fp32 is the reference
+    precision, so the label, and with it the result's file, stays the plain name)."""
+    from ..plugins import load_model
+
+    return load_model(name, device=device, options={"dtype": EVAL_DTYPE})
+
+
 def run_domain_shift(
     *, base: str, train: str, evaluate: str, seeds: int, max_steps: int, batch_size: int, alpha: float,
     max_length: int, hard_negatives: bool, freeze_embeddings: bool, allow_overlap: bool, data_dir,
@@ -397,7 +406,6 @@ def run_domain_shift(
     alpha_schedule: str = "constant",
 ) -> tuple[Path, Path]:  # fmt: skip
     """Train (or resume) every strategy for every seed, evaluate all models plus the base, write the summary."""
-    from ..plugins import load_model
     from ..runner import evaluate_model
     from . import bases
     from .data import from_suite
@@ -419,9 +427,7 @@ def run_domain_shift(
     def evaluate_one(name: str, strategy: str, seed: int, config=None) -> None:
         result = committed_result(results_root, name, eval_suite, config)
         if result is None:
-            # fp32 on every machine: the models of one comparison must be evaluated alike, whatever dtype=auto
-            # picks on the machine of the day (fp32 is the reference precision, so the label stays the plain name)
-            model = load_model(name, device=device, options={"dtype": EVAL_DTYPE})
+            model = evaluation_model(name, device)
             result, _ = evaluate_model(
                 model, eval_suite, device=device, batch_size=64, progress=progress, use_cache=True
             )
