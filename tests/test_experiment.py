@@ -206,3 +206,5 @@ def test_models_are_evaluated_in_fp32_under_their_plain_name_whatever_auto_picks
     assert load_model(f"hf:{folder}", device="cpu").metadata["dtype"] == "int8"  # what a plain run gets here
     model = evaluation_model(f"hf:{folder}", "cpu")
     assert model.metadata["dtype"] == "fp32" and model.label == f"hf:{folder}"
+    # batched as the committed results were (64 x 128 tokens), whatever the CPU default is now
+    assert model.metadata["batch_tokens"] == "max_tokens=8192" and model.plugin.max_tokens == 8192

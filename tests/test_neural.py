@@ -57,6 +57,12 @@ def test_token_budget_batching_restores_order_and_matches_one_by_one(tiny_bert):
     batches = plugin.batches(lengths, batch_size=2)
     assert sorted(np.concatenate(batches).tolist()) == list(range(5))
     assert all(len(b) * max(lengths[i] for i in b) <= 40 for b in batches)
+    assert plugin.metadata["batch_tokens"] == "max_tokens=40"
+    # the CPU default: batch_size x 32 padded tokens (a smaller budget pads less; CPU matmuls are full speed by then)
+    default = encoder(tiny_bert).plugin
+    assert default.metadata["batch_tokens"] == "batch_size x 32"
+    cuts = default.batches([30] * 10 + [70] * 3, batch_size=2)  # budget 64: two 30s a batch, one 70 alone
+    assert [len(b) for b in cuts] == [1, 1, 1, 2, 2, 2, 2, 2]
 
 
 def test_prefixes_and_pooling_options(tiny_bert):

@@ -388,15 +388,21 @@ def write_summary(root: Path, stem: str, summary: dict, meta: dict) -> tuple[Pat
 
 
 EVAL_DTYPE = "fp32"
+EVAL_BATCH_TOKENS = 64 * 128  # the token budget every committed domain-shift result was evaluated with
 
 
 def evaluation_model(name: str, device: str):
     """``name`` loaded as the experiment evaluates it: in fp32 on every machine, since the models of one comparison
     must be evaluated alike whatever ``dtype=auto`` picks on the machine of the day (fp32 is the reference
-    precision, so the label, and with it the result's file, stays the plain name)."""
+    precision, so the label, and with it the result's file, stays the plain name). Its batches are cut under the
+    token budget of the committed results (the CPU default is smaller since; fp32 embeddings then differ in the
+    last bits, ~1e-7), so later models of a comparison are evaluated exactly as the earlier ones."""
     from ..plugins import load_model
 
-    return load_model(name, device=device, options={"dtype": EVAL_DTYPE})
+    model = load_model(name, device=device, options={"dtype": EVAL_DTYPE})
+    if hasattr(model.plugin, "use_token_budget"):
+        model.plugin.use_token_budget(EVAL_BATCH_TOKENS)
+    return model
 
 
 def run_domain_shift(
