@@ -345,6 +345,11 @@ def _training_device_options(command):
     )(command)
 
 
+ALPHA_SCHEDULE_HELP = (
+    "hybrid: alpha fixed, or moving linearly from 0 to 1 (rising: cross-lingual batches early) or 1 to 0."
+)
+
+
 @cli.command("train")
 @click.option("--base", required=True, help="e5-small, xlmr, labse, me5-small, me5-base or hf:<id or folder>.")
 @click.option(
@@ -354,7 +359,7 @@ def _training_device_options(command):
 @click.option("--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid).")
 @click.option(
     "--alpha-schedule", type=click.Choice(["constant", "rising", "falling"]), default="constant", show_default=True,
-    help="hybrid: alpha fixed, or moving linearly from 0 to 1 (rising: cross-lingual batches early) or 1 to 0.",
+    help=ALPHA_SCHEDULE_HELP,
 )  # fmt: skip
 @click.option("--train-data", required=True, help="A suite (xquad-r, mlqa-r) or an ir_datasets template with {lang}.")
 @click.option("--langs", help="Comma-separated training languages (default: all of the data's).")
@@ -417,54 +422,110 @@ def experiment_group() -> None:
     """Experiments that answer research questions end to end."""
 
 
+def _experiment_options(command, alpha: bool = True):
+    """The options of the domain-shift experiment (``alpha=False``: without --alpha and --alpha-schedule, which the
+    alpha sweep sets itself)."""
+    options = [
+        click.option("--base", default="e5-small", show_default=True, help="Base model to fine-tune."),
+        click.option(
+            "--train",
+            "train_suite",
+            default="mlqa-r",
+            show_default=True,
+            type=click.Choice(list(suites.SUITES)),
+            help="Suite the models are trained on.",
+        ),
+        click.option(
+            "--eval",
+            "eval_suite",
+            default="xquad-r",
+            show_default=True,
+            type=click.Choice(list(suites.SUITES)),
+            help="Suite they are evaluated on, zero-shot (the domain shift).",
+        ),
+        click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds 0..N-1 per model."),
+        click.option(
+            "--max-steps", default=100, show_default=True, type=click.IntRange(1), help="Optimizer steps at most."
+        ),
+        click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2), help="Pairs per batch."),
+    ]
+    if alpha:
+        options += [
+            click.option(
+                "--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid)."
+            ),
+            click.option(
+                "--alpha-schedule",
+                type=click.Choice(["constant", "rising", "falling"]),
+                default="constant",
+                show_default=True,
+                help=ALPHA_SCHEDULE_HELP,
+            ),
+        ]
+    options += [
+        click.option(
+            "--max-length", default=64, show_default=True, type=click.IntRange(8), help="Tokens per text (truncated)."
+        ),
+        click.option("--hard-negatives", is_flag=True, help="Add one hard negative per pair (a sibling sentence)."),
+        click.option(
+            "--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU)."
+        ),
+        click.option(
+            "--allow-overlap", is_flag=True, help="Run even when training texts occur in the evaluation suite."
+        ),
+        _training_device_options,
+        click.option(
+            "--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else ~/.local/share/xlir-bench/results)."
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False),
+            help="Folder laid out like shared/data (else XLIR_BENCH_DATA).",
+        ),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _experiment_kwargs(options: dict, progress) -> dict:
+    """run_domain_shift's keyword arguments from the shared options."""
+    return {
+        "base": options["base"], "train": options["train_suite"], "evaluate": options["eval_suite"],
+        "seeds": options["seeds"], "max_steps": options["max_steps"], "batch_size": options["batch_size"],
+        "max_length": options["max_length"], "hard_negatives": options["hard_negatives"],
+        "freeze_embeddings": options["freeze_embeddings"], "allow_overlap": options["allow_overlap"],
+        "data_dir": options["data_dir"], "device": provenance.resolve_device(options["device"]),
+        "precision": options["precision"], "results_root": results.results_dir(options["results_dir"]),
+        "progress": progress, "command": provenance.command_line(),
+    }  # fmt: skip
+
+
 @experiment_group.command("domain-shift")
-@click.option("--base", default="e5-small", show_default=True, help="Base model to fine-tune.")
-@click.option(
-    "--train", "train_suite", default="mlqa-r", show_default=True, type=click.Choice(list(suites.SUITES)),
-    help="Suite the models are trained on.",
-)  # fmt: skip
-@click.option(
-    "--eval", "eval_suite", default="xquad-r", show_default=True, type=click.Choice(list(suites.SUITES)),
-    help="Suite they are evaluated on, zero-shot (the domain shift).",
-)  # fmt: skip
-@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds 0..N-1 per strategy.")
-@click.option("--max-steps", default=100, show_default=True, type=click.IntRange(1), help="Optimizer steps at most.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2), help="Pairs per batch.")
-@click.option("--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid).")
-@click.option(
-    "--alpha-schedule", type=click.Choice(["constant", "rising", "falling"]), default="constant", show_default=True,
-    help="hybrid: alpha fixed, or moving linearly from 0 to 1 (rising: cross-lingual batches early) or 1 to 0.",
-)  # fmt: skip
-@click.option(
-    "--max-length", default=64, show_default=True, type=click.IntRange(8), help="Tokens per text (truncated)."
-)
-@click.option("--hard-negatives", is_flag=True, help="Add one hard negative per pair (a sibling sentence).")
-@click.option("--freeze-embeddings", is_flag=True, help="Keep the token embedding matrix fixed (much faster on CPU).")
-@click.option("--allow-overlap", is_flag=True, help="Run even when training texts occur in the evaluation suite.")
-@_training_device_options
-@click.option(
-    "--results-dir", help="Where results go (else XLIR_BENCH_RESULTS, else ~/.local/share/xlir-bench/results)."
-)
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False), help="Folder laid out like shared/data (else XLIR_BENCH_DATA)."
-)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def domain_shift_cmd(base, train_suite, eval_suite, seeds, max_steps, batch_size, alpha, alpha_schedule, max_length,
-                     hard_negatives, freeze_embeddings, allow_overlap, device, precision, results_dir, data_dir,
-                     quiet) -> None:  # fmt: skip
+@_experiment_options
+def domain_shift_cmd(**options) -> None:
     """Train mono / cross / hybrid on one suite, evaluate zero-shot on the other, summarise over seeds."""
     from .training.experiment import run_domain_shift
 
-    with _progress(quiet) as progress:
+    with _progress(options["quiet"]) as progress:
         paths = run_domain_shift(
-            base=base, train=train_suite, evaluate=eval_suite, seeds=seeds, max_steps=max_steps,
-            batch_size=batch_size, alpha=alpha, alpha_schedule=alpha_schedule, max_length=max_length,
-            hard_negatives=hard_negatives,
-            freeze_embeddings=freeze_embeddings, allow_overlap=allow_overlap, data_dir=data_dir,
-            device=provenance.resolve_device(device), precision=precision,
-            results_root=results.results_dir(results_dir),
-            progress=progress, command=provenance.command_line(),
-        )  # fmt: skip
+            **_experiment_kwargs(options, progress), alpha=options["alpha"], alpha_schedule=options["alpha_schedule"]
+        )
+    for path in paths:
+        err.print(f"wrote {path}", highlight=False)
+    out.print(paths[1].read_text())
+
+
+@experiment_group.command("alpha-sweep")
+@partial(_experiment_options, alpha=False)
+def alpha_sweep_cmd(**options) -> None:
+    """The domain-shift experiment for alpha 1, 0.75, 0.5, 0.25, 0 and alpha rising or falling during training,
+    seed-major and resumable; compares each with fixed alpha 0.5 (question-level and across-seed tests, Holm)."""
+    from .training.sweep import run_alpha_sweep
+
+    with _progress(options["quiet"]) as progress:
+        paths = run_alpha_sweep(**_experiment_kwargs(options, progress))
     for path in paths:
         err.print(f"wrote {path}", highlight=False)
     out.print(paths[1].read_text())

@@ -1,0 +1,134 @@
+"""The alpha sweep's summary: comparisons with fixed alpha 0.5 and the verdict, on constructed numbers with a known
+answer (the sweep's training is the domain-shift experiment's, tested in test_experiment.py)."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from xlir_bench.training import sweep
+
+QUESTIONS, LANGS = 60, 3
+
+
+def _suite():
+    queries = [SimpleNamespace(group_id=f"q{q}") for q in range(QUESTIONS) for _ in range(LANGS)]
+    return SimpleNamespace(name="toy", queries=queries)
+
+
+def _rows(strategy, seeds, mono, multi, rank_distance, tag):
+    rows = []
+    for seed in range(seeds):
+        model = f"trained:{tag}-{strategy}-s{seed}"
+        rows.append({"model": model, "strategy": strategy, "seed": seed, "setting": "monolingual", "mAP": mono[seed]})
+        rows.append({"model": model, "strategy": strategy, "seed": seed, "setting": "multilingual",
+                     "mAP": multi[seed], "rank_distance": rank_distance[seed], "lang_pref@1": 0.5})  # fmt: skip
+    return rows
+
+
+def _case(monkeypatch):
+    """Baseline hybrid at 0.5; alpha=0.25 better multilingual by 0.05 on every question, rank distance lower in every
+    seed, monolingual equal: beats. alpha=0.75 the same but monolingual 0.05 lower: does not beat. mono (alpha=1)
+    identical to the baseline: does not beat."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, size=QUESTIONS * LANGS)
+    seeds = 4
+    jitter = [0.0, 0.003, -0.002, 0.001]
+    per_query = {}
+    summaries = {}
+    specs = {  # label: (strategy, monolingual shift, multilingual shift, rank distance shift)
+        "alpha=0.5": ("hybrid", 0.0, 0.0, 0.0),
+        "alpha=0.25": ("hybrid", 0.0, 0.05, -20.0),
+        "alpha=0.75": ("hybrid", -0.05, 0.05, -20.0),
+    }
+    for label, (strategy, d_mono, d_multi, d_rank) in specs.items():
+        rows = _rows(
+            strategy, seeds, [0.6 + d_mono + j for j in jitter], [0.4 + d_multi + j for j in jitter],
+            [300 + d_rank + 100 * j for j in jitter], label,
+        )  # fmt: skip
+        if label == "alpha=0.5":  # the baseline's summary also holds the mono and cross models
+            rows += _rows("mono", seeds, [0.6 + j for j in jitter], [0.4 + j for j in jitter],
+                          [300 + 100 * j for j in jitter], label)  # fmt: skip
+        summaries[label] = {"rows": rows}
+        for row in rows:
+            shift = (
+                {"monolingual": d_mono, "multilingual": d_multi}[row["setting"]] if row["strategy"] == "hybrid" else 0
+            )
+            per_query.setdefault(row["model"], {})[row["setting"]] = base + shift + jitter[row["seed"]]
+    monkeypatch.setattr(
+        sweep, "per_query_ap",
+        lambda root, suite, records: {s: np.mean([per_query[r["model"]][s] for r in records], axis=0)
+                                      for s in ("monolingual", "multilingual")},
+    )  # fmt: skip
+    return summaries
+
+
+def test_sweep_compares_with_fixed_half_and_answers(monkeypatch, tmp_path):
+    summaries = _case(monkeypatch)
+    result = sweep.summarise_sweep(summaries, tmp_path, _suite(), resamples=500)
+    assert result["clusters"] == QUESTIONS
+    assert list(result["table"]) == ["alpha=1 (mono)", "alpha=0.75", "alpha=0.5", "alpha=0.25"]  # cross absent
+    assert result["table"]["alpha=0.25"]["multilingual"]["n"] == 4
+    assert result["table"]["alpha=0.25"]["multilingual"]["std"] == pytest.approx(np.std([0, 0.003, -0.002, 0.001],
+                                                                                         ddof=1))  # fmt: skip
+    cmp = result["comparisons_vs_baseline"]
+    assert set(cmp) == {"alpha=1 (mono)", "alpha=0.75", "alpha=0.25"}
+    better = cmp["alpha=0.25"]
+    assert better["multilingual_AP"]["mean_difference"] == pytest.approx(0.05)
+    assert better["multilingual_AP"]["units"] == QUESTIONS and better["multilingual_AP"]["significant"]
+    assert better["multilingual_AP"]["ci95"][0] == pytest.approx(0.05) and better["beats_baseline"]
+    assert better["rank_distance_across_seeds"]["mean_difference"] == pytest.approx(-20.0)
+    assert not better["monolingual_AP"]["significant"]
+    assert not cmp["alpha=0.75"]["beats_baseline"]  # monolingual AP lower
+    assert cmp["alpha=0.75"]["monolingual_AP"]["significant"]
+    assert not cmp["alpha=1 (mono)"]["beats_baseline"] and not cmp["alpha=1 (mono)"]["multilingual_AP"]["significant"]
+    text = sweep.render_sweep(result, {"base": "b", "train": "t", "eval": "e", "seeds": 4, "max_steps": 60,
+                                       "batch_size": 32, "trainer_version": 3})  # fmt: skip
+    assert "- Answer: alpha=0.25 beats fixed alpha 0.5" in text
+    assert "alpha=0.75 (4 seeds) vs alpha=0.5:" in text and "does not beat fixed 0.5 (monolingual AP lower)" in text
+    assert cmp["alpha=1 (mono)"]["shortfalls"] == [
+        "multilingual AP not higher at the question level", "multilingual mAP not higher across seeds",
+        "rank distance not lower across seeds",
+    ]  # fmt: skip
+    assert "| alpha=0.25 | 4 | 0.6005 ± 0.0021 | 0.4505 ± 0.0021 | 280.0 ± 0.2 | 0.500 |" in text
+
+
+def test_sweep_without_the_baseline_says_what_to_run(monkeypatch, tmp_path):
+    from xlir_bench.errors import XlirError
+
+    summaries = _case(monkeypatch)
+    with pytest.raises(XlirError, match="alpha-sweep"):
+        sweep.summarise_sweep({"alpha=0.25": summaries["alpha=0.25"]}, tmp_path, _suite())
+
+
+def test_sweep_runs_seed_major_and_names_its_summary(monkeypatch, tmp_path):
+    """Every configuration's seed 0 before any seed 1 (an interrupted sweep covers all configurations), and the
+    summary is named after the fixed-0.5 experiment."""
+    import json
+
+    from xlir_bench import suites
+
+    summaries = _case(monkeypatch)
+    calls = []
+
+    def fake_run(*, seeds, alpha, alpha_schedule, results_root, **common):
+        calls.append((seeds, alpha, alpha_schedule))
+        label = next(c.label for c in sweep.HYBRID_RUNS if (c.alpha, c.schedule) == (alpha, alpha_schedule))
+        stem = "domain-shift-b-t-to-e" + ("" if label == "alpha=0.5" else f"-{len(calls)}")
+        path = results_root / "experiments" / f"{stem}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"base": "b", "train": "t", "eval": "e", "max_steps": 60, "batch_size": 32, "alpha": alpha}
+        path.write_text(json.dumps({"meta": meta, **summaries.get(label, {"rows": []})}))
+        return path, path.with_suffix(".md")
+
+    monkeypatch.setattr(sweep, "run_domain_shift", fake_run)
+    monkeypatch.setattr(suites, "load", lambda name, data_dir=None: _suite())
+    json_path, md_path = sweep.run_alpha_sweep(
+        seeds=2, results_root=tmp_path, base="b", train="t", evaluate="e", max_steps=60, data_dir=None
+    )
+    hybrids = [(c.alpha, c.schedule) for c in sweep.HYBRID_RUNS]
+    assert calls == [(1, *h) for h in hybrids] + [(2, *h) for h in hybrids]
+    assert json_path.name == "alpha-sweep-b-t-to-e.json" and md_path.is_file()
+    written = json.loads(json_path.read_text())
+    assert written["meta"]["seeds"] == 2 and "alpha" not in written["meta"]
+    assert written["comparisons_vs_baseline"]["alpha=0.25"]["beats_baseline"]

@@ -1,0 +1,263 @@
+"""The alpha sweep of the domain-shift experiment: does any share of monolingual batches, fixed or moving during
+training, transfer better than the paper's fixed 0.5?
+
+Configurations, all trained on the same seeds and evaluated zero-shot as in :mod:`.experiment`: alpha = 1 (the
+mono model), 0.75, 0.5 (the reference hybrid), 0.25, 0 (the cross model), and two schedules, alpha rising linearly
+from 0 to 1 over training (cross-lingual batches early, monolingual late) and falling from 1 to 0. The pure models
+are the experiment's mono and cross models; only hybrid models are trained per configuration.
+
+The question asked of the numbers: does a configuration beat fixed 0.5 on multilingual mAP *and* rank distance at
+equal monolingual mAP? Each configuration is compared with fixed 0.5 on
+
+* multilingual and monolingual AP per query, averaged over each configuration's seeds: mean difference, cluster
+  bootstrap 95% interval and cluster sign-flip test (a question and its translations are one unit), Holm-corrected
+  over the configurations, one family per measure;
+* multilingual mAP and rank distance per seed, paired by seed: the paired t-test (Holm over the configurations).
+  Rank distance is compared across seeds only: the per-query rank distances of the reference models, trained before
+  results kept them, are not in their files.
+
+"Beats" means: multilingual AP higher at the question level and across seeds, rank distance lower across seeds, and
+monolingual AP not lower at the question level (all after Holm, at ``LEVEL``). Training runs seed-major (every
+configuration's seed 0 before any seed 1), so an interrupted sweep still covers every configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import results, suites
+from ..errors import XlirError
+from ..fileio import read_json
+from ..metrics.significance import holm, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
+from .experiment import LEVEL, REFERENCE, run_domain_shift
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    strategy: str  # the strategy whose models this configuration uses
+    alpha: float
+    schedule: str = "constant"
+
+
+SWEEP = (
+    Config("alpha=1 (mono)", "mono", 1.0),
+    Config("alpha=0.75", "hybrid", 0.75),
+    Config("alpha=0.5", "hybrid", 0.5),
+    Config("alpha=0.25", "hybrid", 0.25),
+    Config("alpha=0 (cross)", "cross", 0.0),
+    Config("rising 0->1", "hybrid", REFERENCE["alpha"], "rising"),
+    Config("falling 1->0", "hybrid", REFERENCE["alpha"], "falling"),
+)
+BASELINE = "alpha=0.5"
+HYBRID_RUNS = [c for c in SWEEP if c.strategy == "hybrid"]  # one domain-shift run each (mono, cross reused)
+
+
+def run_alpha_sweep(*, seeds: int, results_root: Path, **common) -> tuple[Path, Path]:
+    """Train and evaluate every configuration (seed-major, resuming from committed results), then summarise."""
+    runs: dict[str, Path] = {}
+    for seed in range(seeds):
+        for config in HYBRID_RUNS:
+            runs[config.label] = run_domain_shift(
+                seeds=seed + 1, alpha=config.alpha, alpha_schedule=config.schedule, results_root=results_root,
+                **common,
+            )[0]  # fmt: skip
+    summaries = {label: read_json(path) for label, path in runs.items()}
+    suite = suites.load(common["evaluate"], common["data_dir"])
+    sweep = summarise_sweep(summaries, results_root, suite)
+    meta = {k: v for k, v in summaries[BASELINE]["meta"].items() if k not in ("alpha", "alpha_schedule")}
+    meta.update(seeds=seeds, configurations=[c.label for c in SWEEP])
+    stem = "alpha-sweep-" + runs[BASELINE].stem.removeprefix("domain-shift-")  # the fixed-0.5 experiment's name
+    return write_sweep(results_root, stem, sweep, meta)
+
+
+def seed_rows(summaries: dict[str, dict]) -> dict[str, list[dict]]:
+    """Per configuration, one record per seed: model label, monolingual and multilingual mAP, rank distance."""
+    out: dict[str, list[dict]] = {}
+    for config in SWEEP:
+        source = summaries.get(BASELINE if config.strategy != "hybrid" else config.label)
+        if source is None:
+            continue
+        by_seed: dict[int, dict] = {}
+        for row in source.get("rows", []):
+            if row["strategy"] != config.strategy or row["setting"] not in ("monolingual", "multilingual"):
+                continue
+            record = by_seed.setdefault(row["seed"], {"seed": row["seed"], "model": row["model"]})
+            record[row["setting"]] = row["mAP"]
+            if row["setting"] == "multilingual":
+                record["rank_distance"] = row.get("rank_distance")
+                record["lang_pref@1"] = row.get("lang_pref@1")
+        if by_seed:
+            out[config.label] = [by_seed[s] for s in sorted(by_seed)]
+    return out
+
+
+def per_query_ap(root: Path, suite, records: list[dict]) -> dict[str, np.ndarray]:
+    """Monolingual and multilingual AP per query, averaged over the seeds of one configuration."""
+    runs: dict[str, list] = {"monolingual": [], "multilingual": []}
+    for record in records:
+        result = results.read_result(results.result_path(root, record["model"], suite.name))
+        for setting, values in runs.items():
+            values.append(result["per_query"]["AP"][setting])
+    return {setting: np.mean(np.asarray(v, dtype=np.float64), axis=0) for setting, v in runs.items()}
+
+
+def _stats(values) -> dict | None:
+    values = [v for v in values if v is not None]
+    return {"mean": float(np.mean(values)), "std": sample_std(values), "n": len(values)} if values else None
+
+
+def summarise_sweep(summaries: dict[str, dict], root: Path, suite, resamples: int = 10000) -> dict:
+    """Table per configuration, comparisons with fixed 0.5, and the verdict per configuration."""
+    records = seed_rows(summaries)
+    if BASELINE not in records:
+        raise XlirError(f"the alpha sweep needs the {BASELINE} models; run `xlir-bench experiment alpha-sweep`")
+    table = {
+        label: {key: _stats([r.get(key) for r in rows])
+                for key in ("monolingual", "multilingual", "rank_distance", "lang_pref@1")}
+        for label, rows in records.items()
+    }  # fmt: skip
+    clusters = [q.group_id for q in suite.queries]
+    base_ap = per_query_ap(root, suite, records[BASELINE])
+    base_seed = {r["seed"]: r for r in records[BASELINE]}
+    comparisons: dict[str, dict] = {}
+    for label, rows in records.items():
+        if label == BASELINE:
+            continue
+        ap = per_query_ap(root, suite, rows)
+        entry: dict = {}
+        for setting in ("multilingual", "monolingual"):
+            test = paired_randomization(ap[setting], base_ap[setting], clusters=clusters)
+            low, high = paired_bootstrap_ci(ap[setting], base_ap[setting], clusters=clusters, resamples=resamples)
+            entry[f"{setting}_AP"] = {"mean_difference": test["mean_difference"], "ci95": [low, high],
+                                      "p_value": test["p_value"], "units": test["units"]}  # fmt: skip
+        common = [r for r in rows if r["seed"] in base_seed]
+        for key in ("multilingual", "rank_distance"):
+            pairs = [(r[key], base_seed[r["seed"]][key]) for r in common if r.get(key) is not None]
+            if pairs and all(b is not None for _, b in pairs):
+                entry[f"{key}_across_seeds"] = seed_test([a for a, _ in pairs], [b for _, b in pairs])
+        comparisons[label] = entry
+    _holm(comparisons, "multilingual_AP", "p_value")
+    _holm(comparisons, "monolingual_AP", "p_value")
+    _holm(comparisons, "multilingual_across_seeds", "t_p_value")
+    _holm(comparisons, "rank_distance_across_seeds", "t_p_value")
+    for entry in comparisons.values():
+        entry["shortfalls"] = shortfalls(entry)
+        entry["beats_baseline"] = not entry["shortfalls"]
+    return {
+        "table": table,
+        "comparisons_vs_baseline": comparisons,
+        "baseline": BASELINE,
+        "clusters": len(set(clusters)),
+        "std": "sample standard deviation over seeds (ddof=1)",
+        "scatter": [{"config": label, "seed": r["seed"], "monolingual": r["monolingual"],
+                     "multilingual": r["multilingual"]} for label, rows in records.items() for r in rows],
+    }  # fmt: skip
+
+
+def _holm(comparisons: dict, key: str, p_key: str) -> None:
+    """Holm over the configurations, one family per measure; adds ``p_holm`` and ``significant``."""
+    tested = [c[key] for c in comparisons.values() if key in c and c[key].get(p_key) is not None]
+    for test, adjusted in zip(tested, holm([t[p_key] for t in tested])):
+        test["p_holm"] = adjusted
+        test["significant"] = adjusted < LEVEL
+
+
+def _direction(test: dict | None) -> int:
+    """+1 / -1 for a significant positive / negative difference, 0 otherwise (or untested)."""
+    if not test or not test.get("significant"):
+        return 0
+    return 1 if test["mean_difference"] > 0 else -1
+
+
+def shortfalls(entry: dict) -> list[str]:
+    """What keeps a configuration from beating fixed 0.5 (empty: it beats it)."""
+    checks = (
+        (_direction(entry.get("multilingual_AP")) > 0, "multilingual AP not higher at the question level"),
+        (_direction(entry.get("multilingual_across_seeds")) > 0, "multilingual mAP not higher across seeds"),
+        (_direction(entry.get("rank_distance_across_seeds")) < 0, "rank distance not lower across seeds"),
+        (_direction(entry.get("monolingual_AP")) >= 0, "monolingual AP lower"),
+    )
+    return [why for ok, why in checks if not ok]
+
+
+def reading(sweep: dict) -> list[str]:
+    """The sweep's answer, generated from its numbers (README quotes it)."""
+    lines = []
+    for label, entry in sweep["comparisons_vs_baseline"].items():
+        seeds = sweep["table"][label]["multilingual"]["n"]
+        parts = []
+        for key, name in (("multilingual_AP", "multilingual AP"), ("monolingual_AP", "monolingual AP")):
+            c = entry[key]
+            parts.append(f"{name} {c['mean_difference']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], Holm p = "
+                         f"{c['p_holm']:.3f}")  # fmt: skip
+        for key, name, digits in (("multilingual_across_seeds", "multilingual mAP", 4),
+                                  ("rank_distance_across_seeds", "rank distance", 1)):  # fmt: skip
+            c = entry.get(key)
+            if c and "p_holm" in c:
+                parts.append(
+                    f"{name} across seeds {c['mean_difference']:+.{digits}f}, Holm t-test p = {c['p_holm']:.3f}"
+                )
+        verdict = (
+            "beats fixed 0.5"
+            if entry["beats_baseline"]
+            else f"does not beat fixed 0.5 ({', '.join(entry['shortfalls'])})"
+        )
+        lines.append(f"- {label} ({seeds} seeds) vs {sweep['baseline']}: {'; '.join(parts)}: {verdict}")
+    winners = [label for label, entry in sweep["comparisons_vs_baseline"].items() if entry["beats_baseline"]]
+    lines.append(
+        "- Answer: " + (f"{', '.join(winners)} beat{'s' if len(winners) == 1 else ''} fixed alpha 0.5"
+                        if winners else "no alpha or schedule beats fixed alpha 0.5")
+        + " on multilingual mAP and rank distance at equal monolingual mAP (higher multilingual AP at the question "
+        f"level and across seeds, lower rank distance across seeds, monolingual AP not lower; Holm, {LEVEL})."
+    )  # fmt: skip
+    return lines
+
+
+def render_sweep(sweep: dict, meta: dict) -> str:
+    lines = [
+        f"# Alpha sweep: {meta['base']} trained on {meta['train']}, evaluated on {meta['eval']}",
+        "",
+        f"Seeds asked: {meta['seeds']}; steps per model: {meta['max_steps']}; batch {meta['batch_size']}; trainer "
+        f"version {meta.get('trainer_version')}; question-level tests over {sweep['clusters']:,} questions (each with "
+        "all its translations)",
+        "",
+        "| model | seeds | monolingual mAP | multilingual mAP | rank distance | lang_pref@1 |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(stats, digits=4):
+        if not stats:
+            return ""
+        return f"{stats['mean']:.{digits}f}" + (f" ± {stats['std']:.{digits}f}" if stats.get("std") else "")
+
+    for label, row in sweep["table"].items():
+        seeds = (row.get("multilingual") or {}).get("n", 0)
+        lines.append(f"| {label} | {seeds} | {cell(row['monolingual'])} | {cell(row['multilingual'])} | "
+                     f"{cell(row['rank_distance'], 1)} | {cell(row['lang_pref@1'], 3)} |")  # fmt: skip
+    lines += ["", "± is the sample standard deviation over seeds (ddof=1); alpha is the share of monolingual batches.",
+              "", "**Reading** (generated from the numbers above):", "", *reading(sweep)]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep(root: Path, stem: str, sweep: dict, meta: dict) -> tuple[Path, Path]:
+    """JSON, Markdown and (with matplotlib) the picture: monolingual against multilingual mAP, one point per model
+    and seed, the mean per configuration marked."""
+    folder = root / "experiments"
+    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
+    results.write_atomic(json_path, json.dumps({"meta": meta, **sweep}, indent=1) + "\n")
+    text = render_sweep(sweep, meta)
+    try:
+        from ..report import plots
+
+        title = f"{meta['base']}: {meta['train']} -> {meta['eval']}, alpha sweep"
+        plots.mono_vs_multi(sweep["scatter"], folder / stem, title, formats=("png",))
+        text += f"\n![monolingual vs multilingual mAP per model and seed]({stem}.png)\n"
+    except XlirError:  # no matplotlib: the tables stand alone
+        pass
+    results.write_atomic(md_path, text)
+    return json_path, md_path
