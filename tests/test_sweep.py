@@ -102,33 +102,44 @@ def test_sweep_without_the_baseline_says_what_to_run(monkeypatch, tmp_path):
 
 
 def test_sweep_runs_seed_major_and_names_its_summary(monkeypatch, tmp_path):
-    """Every configuration's seed 0 before any seed 1 (an interrupted sweep covers all configurations), and the
-    summary is named after the fixed-0.5 experiment."""
+    """Every configuration's seed 0 before any seed 1 (an interrupted sweep covers all configurations); the sweep's
+    summary is rewritten after every round and named after the fixed-0.5 experiment; each configuration's own
+    summary is written once, with all seeds (never a partial one over a committed one with more seeds)."""
     import json
 
     from xlir_bench import suites
 
     summaries = _case(monkeypatch)
-    calls = []
+    calls, written, rounds = [], [], []
 
-    def fake_run(*, seeds, alpha, alpha_schedule, results_root, **common):
+    def fake_domain_shift(*, seeds, alpha, alpha_schedule, results_root, **common):
         calls.append((seeds, alpha, alpha_schedule))
         label = next(c.label for c in sweep.HYBRID_RUNS if (c.alpha, c.schedule) == (alpha, alpha_schedule))
-        stem = "domain-shift-b-t-to-e" + ("" if label == "alpha=0.5" else f"-{len(calls)}")
-        path = results_root / "experiments" / f"{stem}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [r for r in summaries.get(label, {"rows": []})["rows"] if r["seed"] < seeds]
         meta = {"base": "b", "train": "t", "eval": "e", "max_steps": 60, "batch_size": 32, "alpha": alpha}
-        path.write_text(json.dumps({"meta": meta, **summaries.get(label, {"rows": []})}))
-        return path, path.with_suffix(".md")
+        stem = "domain-shift-b-t-to-e" + ("" if label == "alpha=0.5" else f"-{label}")
+        return {"rows": rows}, meta, stem
 
-    monkeypatch.setattr(sweep, "run_domain_shift", fake_run)
+    real_write_sweep = sweep.write_sweep
+
+    def spy_write_sweep(root, stem, result, meta):
+        rounds.append(meta["seeds"])
+        return real_write_sweep(root, stem, result, meta)
+
+    monkeypatch.setattr(sweep, "domain_shift", fake_domain_shift)
+    monkeypatch.setattr(sweep, "write_summary", lambda root, stem, summary, meta: written.append((stem, len(
+        {r["seed"] for r in summary["rows"]}))))  # fmt: skip
+    monkeypatch.setattr(sweep, "write_sweep", spy_write_sweep)
     monkeypatch.setattr(suites, "load", lambda name, data_dir=None: _suite())
     json_path, md_path = sweep.run_alpha_sweep(
         seeds=2, results_root=tmp_path, base="b", train="t", evaluate="e", max_steps=60, data_dir=None
     )
     hybrids = [(c.alpha, c.schedule) for c in sweep.HYBRID_RUNS]
     assert calls == [(1, *h) for h in hybrids] + [(2, *h) for h in hybrids]
+    assert rounds == [1, 2]
+    assert ("domain-shift-b-t-to-e", 2) in written and len(written) == len(hybrids)  # the final round only
     assert json_path.name == "alpha-sweep-b-t-to-e.json" and md_path.is_file()
-    written = json.loads(json_path.read_text())
-    assert written["meta"]["seeds"] == 2 and "alpha" not in written["meta"]
-    assert written["comparisons_vs_baseline"]["alpha=0.25"]["beats_baseline"]
+    result = json.loads(json_path.read_text())
+    assert result["meta"]["seeds"] == 2 and result["meta"]["seeds_asked"] == 2 and "alpha" not in result["meta"]
+    assert result["table"]["alpha=0.25"]["multilingual"]["n"] == 2
+    assert "Seeds: 2 of 2 asked" in md_path.read_text()

@@ -405,13 +405,19 @@ def evaluation_model(name: str, device: str):
     return model
 
 
-def run_domain_shift(
+def run_domain_shift(*, results_root: Path, **options) -> tuple[Path, Path]:
+    """Train (or resume) every strategy for every seed, evaluate all models plus the base, write the summary."""
+    summary, meta, stem = domain_shift(results_root=results_root, **options)
+    return write_summary(results_root, stem, summary, meta)
+
+
+def domain_shift(
     *, base: str, train: str, evaluate: str, seeds: int, max_steps: int, batch_size: int, alpha: float,
     max_length: int, hard_negatives: bool, freeze_embeddings: bool, allow_overlap: bool, data_dir,
     results_root: Path, progress, command: str, device: str = "cpu", precision: str = "auto",
     alpha_schedule: str = "constant",
-) -> tuple[Path, Path]:  # fmt: skip
-    """Train (or resume) every strategy for every seed, evaluate all models plus the base, write the summary."""
+) -> tuple[dict, dict, str]:  # fmt: skip
+    """(summary, meta, file stem) of the experiment, training and evaluating what is not committed yet."""
     from ..runner import evaluate_model
     from . import bases
     from .data import from_suite
@@ -474,6 +480,7 @@ def run_domain_shift(
         "freeze_embeddings": freeze_embeddings, "train_languages": list(train_data.languages),
         "unseen_languages": unseen, "overlap": overlap.as_dict(), "command": command,
         "device": device, "precision": precision, "eval_dtype": EVAL_DTYPE, "trainer_version": TRAINER_VERSION,
+        "eval_batch_tokens": EVAL_BATCH_TOKENS,
         "alpha_schedule": alpha_schedule,
     }  # fmt: skip
     summary = summarise(rows, per_query, clusters=[q.group_id for q in eval_suite.queries])
@@ -481,4 +488,4 @@ def run_domain_shift(
     stem = f"domain-shift-{results.slug(base)}-{train}-to-{evaluate}"
     if suffix or max_steps != REFERENCE["max_steps"]:
         stem += f"-{max_steps}st{suffix}"
-    return write_summary(results_root, stem, summary, meta)
+    return summary, meta, stem

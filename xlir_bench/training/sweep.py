@@ -31,9 +31,8 @@ import numpy as np
 
 from .. import results, suites
 from ..errors import XlirError
-from ..fileio import read_json
 from ..metrics.significance import holm, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
-from .experiment import LEVEL, REFERENCE, run_domain_shift
+from .experiment import LEVEL, REFERENCE, domain_shift, write_summary
 
 
 @dataclass(frozen=True)
@@ -58,21 +57,27 @@ HYBRID_RUNS = [c for c in SWEEP if c.strategy == "hybrid"]  # one domain-shift r
 
 
 def run_alpha_sweep(*, seeds: int, results_root: Path, **common) -> tuple[Path, Path]:
-    """Train and evaluate every configuration (seed-major, resuming from committed results), then summarise."""
-    runs: dict[str, Path] = {}
-    for seed in range(seeds):
-        for config in HYBRID_RUNS:
-            runs[config.label] = run_domain_shift(
-                seeds=seed + 1, alpha=config.alpha, alpha_schedule=config.schedule, results_root=results_root,
-                **common,
-            )[0]  # fmt: skip
-    summaries = {label: read_json(path) for label, path in runs.items()}
+    """Train and evaluate every configuration seed-major, resuming from committed results. After each round of
+    seeds the sweep's summary is rewritten over the seeds done so far (every configuration on the same seeds), so
+    an interrupted sweep leaves a usable partial one; each configuration's own domain-shift summary is written
+    once, with all seeds (a partial one must not replace a committed summary that has more)."""
     suite = suites.load(common["evaluate"], common["data_dir"])
-    sweep = summarise_sweep(summaries, results_root, suite)
-    meta = {k: v for k, v in summaries[BASELINE]["meta"].items() if k not in ("alpha", "alpha_schedule")}
-    meta.update(seeds=seeds, configurations=[c.label for c in SWEEP])
-    stem = "alpha-sweep-" + runs[BASELINE].stem.removeprefix("domain-shift-")  # the fixed-0.5 experiment's name
-    return write_sweep(results_root, stem, sweep, meta)
+    for done in range(1, seeds + 1):
+        runs = {
+            config.label: domain_shift(
+                seeds=done, alpha=config.alpha, alpha_schedule=config.schedule, results_root=results_root, **common
+            )
+            for config in HYBRID_RUNS
+        }
+        if done == seeds:
+            for summary, meta, stem in runs.values():
+                write_summary(results_root, stem, summary, meta)
+        summaries = {label: {"meta": meta, **summary} for label, (summary, meta, _) in runs.items()}
+        meta = {k: v for k, v in summaries[BASELINE]["meta"].items() if k not in ("alpha", "alpha_schedule")}
+        meta.update(seeds=done, seeds_asked=seeds, configurations=[c.label for c in SWEEP])
+        stem = "alpha-sweep-" + runs[BASELINE][2].removeprefix("domain-shift-")  # named as the fixed-0.5 experiment
+        paths = write_sweep(results_root, stem, summarise_sweep(summaries, results_root, suite), meta)
+    return paths
 
 
 def seed_rows(summaries: dict[str, dict]) -> dict[str, list[dict]]:
@@ -222,9 +227,10 @@ def render_sweep(sweep: dict, meta: dict) -> str:
     lines = [
         f"# Alpha sweep: {meta['base']} trained on {meta['train']}, evaluated on {meta['eval']}",
         "",
-        f"Seeds asked: {meta['seeds']}; steps per model: {meta['max_steps']}; batch {meta['batch_size']}; trainer "
-        f"version {meta.get('trainer_version')}; question-level tests over {sweep['clusters']:,} questions (each with "
-        "all its translations)",
+        f"Seeds: {meta['seeds']} of {meta.get('seeds_asked', meta['seeds'])} asked (every configuration on the same "
+        f"seeds); steps per model: {meta['max_steps']}; batch {meta['batch_size']}; trainer version "
+        f"{meta.get('trainer_version')}; question-level tests over {sweep['clusters']:,} questions (each with all its "
+        "translations)",
         "",
         "| model | seeds | monolingual mAP | multilingual mAP | rank distance | lang_pref@1 |",
         "|---|---|---|---|---|---|",
