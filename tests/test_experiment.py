@@ -15,6 +15,7 @@ from xlir_bench.training.experiment import (
     Overlap,
     check_overlap,
     measure_overlap,
+    reading,
     render_markdown,
     summarise,
 )
@@ -70,6 +71,31 @@ def test_comparisons_resample_questions_not_translations():
     assert clustered["comparisons_multilingual_AP"]["hybrid vs cross"]["p_value"] == 0.5
     assert clustered["comparisons_multilingual_AP"]["hybrid vs cross"]["units"] == 2
     assert flat["comparisons_multilingual_AP"]["hybrid vs cross"]["p_value"] == 2 / 64
+
+
+def test_unseen_languages_get_their_own_question_level_tests():
+    """Queries in languages never trained on, tested alone: on them hybrid is better than cross on all 4 questions
+    (p = 2/16 at the question level, exact), while over all queries the seen-language questions, where cross is
+    better, cancel it. The unseen family is Holm-corrected on its own, and the reading says so."""
+    clusters = ["q0", "q1", "q2", "q3"] * 2  # 4 questions, each in a seen and an unseen language
+    unseen = [False] * 4 + [True] * 4
+    per_query = {
+        "hybrid": [[0.2, 0.2, 0.2, 0.2, 0.8, 0.8, 0.8, 0.8]] * 2,
+        "cross": [[0.8, 0.8, 0.8, 0.8, 0.2, 0.2, 0.2, 0.2]] * 2,
+    }
+    rows = [{"strategy": s, "seed": seed, "setting": "multilingual", "mAP": 0.5, "unseen_mAP": u}
+            for s, u in (("hybrid", 0.8), ("cross", 0.2)) for seed in (0, 1)]  # fmt: skip
+    summary = summarise(rows, per_query, clusters=clusters, resamples=200, unseen=unseen)
+    everyone = summary["comparisons_multilingual_AP"]["hybrid vs cross"]
+    alone = summary["comparisons_unseen_multilingual_AP"]["hybrid vs cross"]
+    assert everyone["mean_difference"] == pytest.approx(0.0) and everyone["p_value"] == 1.0
+    assert alone["mean_difference"] == pytest.approx(0.6) and alone["p_value"] == 2 / 16 and alone["units"] == 4
+    assert alone["queries"] == 4 and alone["across_seeds"]["mean_difference"] == pytest.approx(0.6)
+    meta = {"unseen_languages": ["el", "th"]}
+    text = "\n".join(reading(summary, meta))
+    assert "Query languages never trained on (el/th)" in text
+    assert "  - hybrid vs cross: multilingual AP difference +0.6000" in text
+    assert "comparisons_unseen_multilingual_AP" not in summarise(rows, per_query, clusters=clusters, resamples=200)
 
 
 def test_unseen_language_columns(xquad):  # per_language as Evaluator writes it

@@ -153,12 +153,16 @@ def committed_result(root: Path, label: str, suite: SuiteData, config=None) -> d
     return result
 
 
-def summarise(rows: list[dict], per_query: dict[str, list[list[float]]], clusters=None, resamples: int = 10000) -> dict:
+def summarise(
+    rows: list[dict], per_query: dict[str, list[list[float]]], clusters=None, resamples: int = 10000, unseen=None
+) -> dict:
     """Mean and sample std (ddof=1) over seeds per (strategy, setting); per-seed gaps; and for each pair of trained
     strategies: the mean per-query difference of multilingual AP with a cluster bootstrap 95% interval, a
     cluster-level sign-flip test (``clusters``: one question id per query, so a question and its translations are
     one unit), Holm's correction over the comparisons, and a sign-flip test across seeds (seeds are the units of
-    training randomness). Per-query AP is averaged over each strategy's seeds first."""
+    training randomness). Per-query AP is averaged over each strategy's seeds first. ``unseen`` (a boolean per
+    query: its language was never trained on) adds the same question-level comparisons on those queries alone,
+    Holm-corrected as a family of their own."""
     table: dict = {}
     for row in rows:
         cell = table.setdefault(row["strategy"], {}).setdefault(row["setting"], {k: [] for k in SUMMARY_KEYS})
@@ -172,12 +176,20 @@ def summarise(rows: list[dict], per_query: dict[str, list[list[float]]], cluster
         }
         for strategy, settings in table.items()
     }
-    return {
+    out = {
         "table": summary,
         "std": "sample standard deviation over seeds (ddof=1)",
         "seed_gaps_multilingual_mAP": seed_gaps(rows),
         "comparisons_multilingual_AP": compare_strategies(rows, per_query, clusters, resamples),
     }
+    if unseen is not None and np.any(unseen):
+        mask = np.asarray(unseen, dtype=bool)
+        subset = {name: [np.asarray(run)[mask] for run in runs] for name, runs in per_query.items()}
+        kept = None if clusters is None else np.asarray(clusters, dtype=object)[mask]
+        out["comparisons_unseen_multilingual_AP"] = compare_strategies(
+            rows, subset, kept, resamples, seed_key="unseen_mAP"
+        )
+    return out
 
 
 def seed_gaps(rows: list[dict]) -> dict[str, list[float]]:
@@ -191,8 +203,13 @@ def seed_gaps(rows: list[dict]) -> dict[str, list[float]]:
     }
 
 
-def compare_strategies(rows, per_query, clusters=None, resamples: int = 10000) -> dict:
-    by_seed = {(r["strategy"], r["seed"]): r["mAP"] for r in rows if r["setting"] == "multilingual"}
+def compare_strategies(rows, per_query, clusters=None, resamples: int = 10000, seed_key: str = "mAP") -> dict:
+    """The COMPARISONS on per-query AP (question level) and on ``seed_key`` of the multilingual rows (seed level)."""
+    by_seed = {
+        (r["strategy"], r["seed"]): r[seed_key]
+        for r in rows
+        if r["setting"] == "multilingual" and r.get(seed_key) is not None
+    }
     averaged = {name: np.mean(np.asarray(runs, dtype=np.float64), axis=0) for name, runs in per_query.items()}
     out = {}
     for a, b in COMPARISONS:
@@ -235,6 +252,27 @@ def reading(summary: dict, meta: dict) -> list[str]:
         order = sorted(mono, key=lambda s: mono[s]["mean"], reverse=True)
         lines.append("- monolingual mAP, better first: " + " > ".join(f"{s} {mono[s]['mean']:.4f}" for s in order))
     comparisons = summary.get("comparisons_multilingual_AP") or {}
+    lines += [f"- {line}" for line in _comparison_lines(comparisons)]
+    if comparisons:
+        winners = [n for n, c in comparisons.items() if c["significant"]]
+        lines.append(
+            "- Conclusion: " + (f"significant at the question level after Holm: {', '.join(winners)}."
+                                if winners else "no difference between the trained strategies is significant at the "
+                                "question level after Holm correction.")
+        )  # fmt: skip
+        lines.append("- " + _across_seeds_reading(comparisons))
+    unseen = summary.get("comparisons_unseen_multilingual_AP") or {}
+    if unseen:
+        langs = "/".join(meta.get("unseen_languages") or [])
+        lines.append(f"- Query languages never trained on ({langs}), the same tests on their queries alone (Holm "
+                     "within these comparisons):")  # fmt: skip
+        lines += [f"  - {line}" for line in _comparison_lines(unseen)]
+    return lines
+
+
+def _comparison_lines(comparisons: dict) -> list[str]:
+    """One line per comparison: difference, interval, question-level and across-seed tests, verdict."""
+    lines = []
     for name, c in comparisons.items():
         seeds = c.get("across_seeds")
         seed_text = ""
@@ -245,18 +283,10 @@ def reading(summary: dict, meta: dict) -> list[str]:
             seed_text += f"sign-flip p = {seeds['p_value']:.3f} (smallest possible {seeds['smallest_possible_p']:.3f})"
         verdict = "significant" if c["significant"] else "not significant"
         lines.append(
-            f"- {name}: multilingual AP difference {c['mean_difference']:+.4f}, 95% CI [{c['ci95'][0]:+.4f}, "
+            f"{name}: multilingual AP difference {c['mean_difference']:+.4f}, 95% CI [{c['ci95'][0]:+.4f}, "
             f"{c['ci95'][1]:+.4f}], p = {c['p_value']:.3f} (Holm {c['p_holm']:.3f}; {c['units']:,} {c['unit']} "
             f"units){seed_text}: {verdict} at the question level ({LEVEL}, Holm)"
         )
-    if comparisons:
-        winners = [n for n, c in comparisons.items() if c["significant"]]
-        lines.append(
-            "- Conclusion: " + (f"significant at the question level after Holm: {', '.join(winners)}."
-                                if winners else "no difference between the trained strategies is significant at the "
-                                "question level after Holm correction.")
-        )  # fmt: skip
-        lines.append("- " + _across_seeds_reading(comparisons))
     return lines
 
 
@@ -483,7 +513,10 @@ def domain_shift(
         "eval_batch_tokens": EVAL_BATCH_TOKENS,
         "alpha_schedule": alpha_schedule,
     }  # fmt: skip
-    summary = summarise(rows, per_query, clusters=[q.group_id for q in eval_suite.queries])
+    summary = summarise(
+        rows, per_query, clusters=[q.group_id for q in eval_suite.queries],
+        unseen=[q.language in unseen for q in eval_suite.queries],
+    )  # fmt: skip
     summary["rows"] = rows
     stem = f"domain-shift-{results.slug(base)}-{train}-to-{evaluate}"
     if suffix or max_steps != REFERENCE["max_steps"]:
