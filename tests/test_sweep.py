@@ -143,3 +143,15 @@ def test_sweep_runs_seed_major_and_names_its_summary(monkeypatch, tmp_path):
     assert result["meta"]["seeds"] == 2 and result["meta"]["seeds_asked"] == 2 and "alpha" not in result["meta"]
     assert result["table"]["alpha=0.25"]["multilingual"]["n"] == 2
     assert "Seeds: 2 of 2 asked" in md_path.read_text()
+
+
+def test_both_experiment_commands_refuse_one_suite_for_training_and_evaluation(tmp_path):
+    """The shared options reach both commands, and bad input is one line, exit 2."""
+    from conftest import run_cli
+    from test_cli import one_line_error
+
+    for command in ("domain-shift", "alpha-sweep"):
+        proc = run_cli("experiment", command, "--train", "xquad-r", "--eval", "xquad-r", "--results-dir",
+                       str(tmp_path), "--quiet")  # fmt: skip
+        one_line_error(proc, "--train and --eval are the same suite")
+    assert not any(tmp_path.rglob("*.json"))

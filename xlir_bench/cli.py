@@ -427,22 +427,15 @@ def _experiment_options(command, alpha: bool = True):
     alpha sweep sets itself)."""
     options = [
         click.option("--base", default="e5-small", show_default=True, help="Base model to fine-tune."),
-        click.option(
-            "--train",
-            "train_suite",
-            default="mlqa-r",
-            show_default=True,
-            type=click.Choice(list(suites.SUITES)),
-            help="Suite the models are trained on.",
-        ),
-        click.option(
-            "--eval",
-            "eval_suite",
-            default="xquad-r",
-            show_default=True,
-            type=click.Choice(list(suites.SUITES)),
-            help="Suite they are evaluated on, zero-shot (the domain shift).",
-        ),
+        *(
+            click.option(
+                flag, dest, default=default, show_default=True, type=click.Choice(list(suites.SUITES)), help=text
+            )
+            for flag, dest, default, text in (
+                ("--train", "train_suite", "mlqa-r", "Suite the models are trained on."),
+                ("--eval", "eval_suite", "xquad-r", "Suite they are evaluated on, zero-shot (the domain shift)."),
+            )
+        ),  # fmt: skip
         click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds 0..N-1 per model."),
         click.option(
             "--max-steps", default=100, show_default=True, type=click.IntRange(1), help="Optimizer steps at most."

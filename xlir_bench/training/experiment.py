@@ -399,17 +399,23 @@ def scatter_rows(rows: list[dict]) -> list[dict]:
 
 
 def write_summary(root: Path, stem: str, summary: dict, meta: dict) -> tuple[Path, Path]:
-    """The summary as JSON and Markdown, and (with matplotlib) ``<stem>.png``: monolingual against multilingual
-    mAP, one point per model and seed, the mean per strategy marked; the Markdown links it."""
+    """The summary as JSON and Markdown, and the picture of its models (:func:`write_outputs`)."""
+    title = f"{meta['base']}: {meta['train']} -> {meta['eval']}"
+    scatter = scatter_rows(summary.get("rows", []))
+    return write_outputs(root, stem, {"meta": meta, **summary}, render_markdown(summary, meta), scatter, title)
+
+
+def write_outputs(root: Path, stem: str, data: dict, text: str, scatter: list[dict], title: str) -> tuple[Path, Path]:
+    """``<stem>.json`` (``data``), ``<stem>.md`` (``text``) and, with matplotlib, ``<stem>.png``: monolingual
+    against multilingual mAP, one point per model and seed (``scatter``), the mean per configuration marked; the
+    Markdown links it."""
     folder = root / "experiments"
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
-    results.write_atomic(json_path, json.dumps({"meta": meta, **summary}, indent=1) + "\n")
-    text = render_markdown(summary, meta)
+    results.write_atomic(json_path, json.dumps(data, indent=1) + "\n")
     try:
         from ..report import plots
 
-        title = f"{meta['base']}: {meta['train']} -> {meta['eval']}"
-        plots.mono_vs_multi(scatter_rows(summary.get("rows", [])), folder / stem, title, formats=("png",))
+        plots.mono_vs_multi(scatter, folder / stem, title, formats=("png",))
         text += f"\n![monolingual vs multilingual mAP per model and seed]({stem}.png)\n"
     except XlirError:  # no matplotlib, or nothing to plot: the tables stand alone
         pass

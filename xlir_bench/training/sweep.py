@@ -23,7 +23,6 @@ configuration's seed 0 before any seed 1), so an interrupted sweep still covers 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 from .. import results, suites
 from ..errors import XlirError
 from ..metrics.significance import holm, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
-from .experiment import LEVEL, REFERENCE, domain_shift, write_summary
+from .experiment import LEVEL, REFERENCE, domain_shift, write_outputs, write_summary
 
 
 @dataclass(frozen=True)
@@ -251,19 +250,6 @@ def render_sweep(sweep: dict, meta: dict) -> str:
 
 
 def write_sweep(root: Path, stem: str, sweep: dict, meta: dict) -> tuple[Path, Path]:
-    """JSON, Markdown and (with matplotlib) the picture: monolingual against multilingual mAP, one point per model
-    and seed, the mean per configuration marked."""
-    folder = root / "experiments"
-    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
-    results.write_atomic(json_path, json.dumps({"meta": meta, **sweep}, indent=1) + "\n")
-    text = render_sweep(sweep, meta)
-    try:
-        from ..report import plots
-
-        title = f"{meta['base']}: {meta['train']} -> {meta['eval']}, alpha sweep"
-        plots.mono_vs_multi(sweep["scatter"], folder / stem, title, formats=("png",))
-        text += f"\n![monolingual vs multilingual mAP per model and seed]({stem}.png)\n"
-    except XlirError:  # no matplotlib: the tables stand alone
-        pass
-    results.write_atomic(md_path, text)
-    return json_path, md_path
+    """JSON, Markdown and the picture: every configuration's models, one point per model and seed."""
+    title = f"{meta['base']}: {meta['train']} -> {meta['eval']}, alpha sweep"
+    return write_outputs(root, stem, {"meta": meta, **sweep}, render_sweep(sweep, meta), sweep["scatter"], title)
