@@ -9,7 +9,7 @@ is as long as its longest text). On CPU the model runs under
 ``torch.inference_mode`` on all cores; ``dtype=bf16`` adds autocast (fast on CPUs with AVX512-BF16 / AMX), and
 ``dtype=int8`` runs an int8 graph on ONNX Runtime (:mod:`.onnx_runtime` says why that scheme). ``dtype=auto``
 (the default) picks by measurement (:mod:`xlir_bench.precision`): bf16 or fp16 autocast on CUDA, bf16 on CPUs
-where a probe shows it faster, else fp32.
+where a probe shows it faster, else int8 where onnxruntime is installed, else fp32.
 """
 
 from __future__ import annotations
