@@ -215,19 +215,30 @@ def compare_strategies(rows, per_query, clusters=None, resamples: int = 10000, s
     for a, b in COMPARISONS:
         if a not in averaged or b not in averaged:
             continue
-        test = paired_randomization(averaged[a], averaged[b], clusters=clusters)
-        low, high = paired_bootstrap_ci(averaged[a], averaged[b], clusters=clusters, resamples=resamples)
         seeds = sorted({s for (k, s) in by_seed if k == a} & {s for (k, s) in by_seed if k == b})
         across = seed_test([by_seed[(a, s)] for s in seeds], [by_seed[(b, s)] for s in seeds]) if seeds else None
         out[f"{a} vs {b}"] = {
-            "mean_difference": test["mean_difference"], "ci95": [low, high], "p_value": test["p_value"],
-            "units": test["units"], "unit": "question (all its translations)" if clusters is not None else "query",
-            "queries": test["n"], "seeds": {"a": len(per_query[a]), "b": len(per_query[b])}, "across_seeds": across,
+            **question_level(averaged[a], averaged[b], clusters, resamples),
+            "unit": "question (all its translations)" if clusters is not None else "query",
+            "seeds": {"a": len(per_query[a]), "b": len(per_query[b])}, "across_seeds": across,
         }  # fmt: skip
-    for cmp, adjusted in zip(out.values(), holm([c["p_value"] for c in out.values()])):
-        cmp["p_holm"] = adjusted
-        cmp["significant"] = adjusted < LEVEL
+    mark_holm(list(out.values()))
     return out
+
+
+def question_level(a, b, clusters, resamples: int) -> dict:
+    """Mean per-query difference a - b with its cluster bootstrap 95% interval and cluster sign-flip test."""
+    test = paired_randomization(a, b, clusters=clusters)
+    low, high = paired_bootstrap_ci(a, b, clusters=clusters, resamples=resamples)
+    return {"mean_difference": test["mean_difference"], "ci95": [low, high], "p_value": test["p_value"],
+            "units": test["units"], "queries": test["n"]}  # fmt: skip
+
+
+def mark_holm(tests: list[dict], p_key: str = "p_value") -> None:
+    """Holm over ``tests`` (one family), adding ``p_holm`` and ``significant`` (at ``LEVEL``) to each."""
+    for test, adjusted in zip(tests, holm([t[p_key] for t in tests])):
+        test["p_holm"] = adjusted
+        test["significant"] = adjusted < LEVEL
 
 
 def reading(summary: dict, meta: dict) -> list[str]:

@@ -30,8 +30,8 @@ import numpy as np
 
 from .. import results, suites
 from ..errors import XlirError
-from ..metrics.significance import holm, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
-from .experiment import LEVEL, REFERENCE, domain_shift, write_outputs, write_summary
+from ..metrics.significance import sample_std, seed_test
+from .experiment import LEVEL, REFERENCE, domain_shift, mark_holm, question_level, write_outputs, write_summary
 
 
 @dataclass(frozen=True)
@@ -135,10 +135,7 @@ def summarise_sweep(summaries: dict[str, dict], root: Path, suite, resamples: in
         ap = per_query_ap(root, suite, rows)
         entry: dict = {}
         for setting in ("multilingual", "monolingual"):
-            test = paired_randomization(ap[setting], base_ap[setting], clusters=clusters)
-            low, high = paired_bootstrap_ci(ap[setting], base_ap[setting], clusters=clusters, resamples=resamples)
-            entry[f"{setting}_AP"] = {"mean_difference": test["mean_difference"], "ci95": [low, high],
-                                      "p_value": test["p_value"], "units": test["units"]}  # fmt: skip
+            entry[f"{setting}_AP"] = question_level(ap[setting], base_ap[setting], clusters, resamples)
         common = [r for r in rows if r["seed"] in base_seed]
         for key in ("multilingual", "rank_distance"):
             pairs = [(r[key], base_seed[r["seed"]][key]) for r in common if r.get(key) is not None]
@@ -164,11 +161,8 @@ def summarise_sweep(summaries: dict[str, dict], root: Path, suite, resamples: in
 
 
 def _holm(comparisons: dict, key: str, p_key: str) -> None:
-    """Holm over the configurations, one family per measure; adds ``p_holm`` and ``significant``."""
-    tested = [c[key] for c in comparisons.values() if key in c and c[key].get(p_key) is not None]
-    for test, adjusted in zip(tested, holm([t[p_key] for t in tested])):
-        test["p_holm"] = adjusted
-        test["significant"] = adjusted < LEVEL
+    """Holm over the configurations, one family per measure (untested ones left out)."""
+    mark_holm([c[key] for c in comparisons.values() if key in c and c[key].get(p_key) is not None], p_key)
 
 
 def _direction(test: dict | None) -> int:
