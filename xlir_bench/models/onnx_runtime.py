@@ -4,8 +4,11 @@ Measured on an avx2-only 2-core EPYC (e5-small, XQuAD-R sentences, against torch
 machine): ONNX Runtime fp32 1.18x torch; dynamic int8 with every linear layer quantized 1.64x, 1 - cosine to fp32
 4.1e-3 (mean); with the FFN output projections kept fp32 1.52x, 1.2e-3; and the scheme used here, the same plus
 smoothing, 2.3e-4 (5x closer) at the same speed. ORT's transformer fusions (Attention, SkipLayerNorm, BiasGelu)
-gave nothing on top. On avx2 without VNNI int8 matmuls are at most about twice fp32, and the rest of the graph
-is unchanged, so int8 cannot reach 2x here.
+gave nothing on top. On avx2 without VNNI one int8 projection of e5-small's shape runs only 1.2-1.6x its fp32
+(``benchmarks/diagnostics/int8_ceiling.py``, two runs: 384->1536 1.55-1.58x, 1536->384 1.23-1.32x), and the rest
+of the graph is unchanged, so int8 cannot reach 2x here: in the int8 graph's profile the quantized products are 44%
+of the time, the fp32 ones (FFN output projections, attention) 37%; quantizing the FFN outputs too would save at
+most a tenth (theirs is the slower shape).
 
 The scheme: weights int8 per output channel (uint8, so that avx2's ``vpmaddubsw`` cannot saturate), activations
 uint8 with a dynamic per-tensor scale, the FFN output projections (whose inputs, after GELU, hold per-token
