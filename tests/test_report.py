@@ -57,6 +57,19 @@ def test_best_values_are_bold_in_every_format(seeded):
     assert json.loads(report.render("json"))[0]["seeds"] == 3
 
 
+def test_terminal_table_never_cuts_a_model_label(seeded):
+    """At a narrow width rich would end a long label with an ellipsis, hiding the part that names the precision
+    (``...[dtype=int8]``): the label folds onto more lines instead, and reads whole from its column."""
+    from rich.console import Console
+
+    doc = json.loads(json.dumps(seeded[3]))
+    doc["model"]["name"] = label = "trained:ds-e5-small-mlqa-r-hybrid-60st-a0.25[dtype=int8]"
+    console = Console(width=100, record=True)
+    console.print(Report.from_results([doc, seeded[3]], setting="multilingual").rich_table())
+    cells = [line.split("│")[1].strip() for line in console.export_text().splitlines() if line.startswith("│")]
+    assert "…" not in "".join(cells) and label in "".join(cells)
+
+
 def test_sort_and_lower_is_better(seeded):
     by_distance = Report.from_results(seeded, setting="multilingual", sort="rank_distance").records
     distances = [r["rank_distance"] for r in by_distance]

@@ -269,8 +269,9 @@ class Report:
         from rich.table import Table
 
         table = Table(title=title)
-        for col in self.columns:
-            table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
+        for col in self.columns:  # a label folds onto more lines, never "e5-small…": its end names the precision
+            text = col in TEXT_COLUMNS
+            table.add_column(col, justify="left" if text else "right", overflow="fold" if text else "ellipsis")
         # labels such as e5-small[dtype=int8] are text, not rich markup: escape first, then mark the best
         for row in self.cells(bold=lambda t: f"\0B{t}\0E"):
             table.add_row(*(escape(cell).replace("\0B", "[bold]").replace("\0E", "[/bold]") for cell in row))
