@@ -264,6 +264,15 @@ def test_cache_info_and_clear(tiny_bert, tmp_path):
     assert cache.clear(tmp_path) == 1 and cache.entries(tmp_path) == []
 
 
+def test_batch_dependent_vectors_are_cached_per_batch_size(tiny_bert):
+    """int8's per-batch activation scales make a vector depend on its batch-mates: its cache key has the batch
+    size, so a run at batch size 8 never reports vectors made at 64; batch-invariant precisions share one key."""
+    model = encoder(tiny_bert)
+    assert model_identity(model, 8) == model_identity(model, 64)
+    model.plugin.metadata = {**model.plugin.metadata, "batch_dependent": True}
+    assert model_identity(model, 8) != model_identity(model, 64) and model_identity(model, 8)["batch_size"] == 8
+
+
 def test_models_without_revision_are_not_cached(tiny_bert):
     model = encoder(tiny_bert)
     model.plugin.metadata = {"name": "x"}

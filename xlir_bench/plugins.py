@@ -16,7 +16,9 @@ The returned object implements one of two protocols:
 * :class:`Retriever` (scoring, e.g. BM25): ``build_index(docs)`` returns an index whose
   ``score(queries, *, language)`` gives the (n_queries, n_docs) score matrix against the indexed docs.
 
-Both may carry a ``metadata`` dict (name, revision, dimension, license, ...) that is copied into results.
+Both may carry a ``metadata`` dict (name, revision, dimension, license, ...) that is copied into results. An
+encoder sets ``batch_dependent: True`` there when a text's vector depends on the other texts of its batch (dynamic
+int8 activation scales): its cached vectors are then kept per batch size.
 """
 
 from __future__ import annotations

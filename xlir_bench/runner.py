@@ -27,7 +27,7 @@ def evaluate_model(
 ) -> tuple[dict, dict[str, list]]:
     """Return the result document and, when ``run_depth`` is set, the TREC runs per setting."""
     started, clock = provenance.now(), time.perf_counter()
-    identity = model_identity(model) if use_cache else None
+    identity = model_identity(model, batch_size) if use_cache else None
     source = ScoreSource(model, suite, batch_size, EmbeddingCache(identity) if identity else None)
     evaluator = Evaluator(source, suite, run_depth=run_depth)
     if progress is not None:
@@ -131,7 +131,7 @@ def evaluate_stream(
         def advance(label: str, n: int) -> None:
             progress.update(task, advance=n, description=f"{model.label} / {data.name}: {label}")
 
-    identity = model_identity(model)
+    identity = model_identity(model, batch_size)
     evaluator = StreamEvaluator(
         model, data, settings=settings, batch_size=batch_size, identity=identity,
         shard_size=shard_size or DEFAULT_SHARD_SIZE, shard_dtype=shard_dtype, run_depth=run_depth, world=world,
@@ -196,11 +196,15 @@ def save_stream_runs(root: Path, model: LoadedModel, evaluator) -> list[Path]:
     return paths
 
 
-def model_identity(model: LoadedModel) -> dict | None:
-    """What makes a dense model's vectors what they are; None (no caching) without a declared revision."""
+def model_identity(model: LoadedModel, batch_size: int | None = None) -> dict | None:
+    """What makes a dense model's vectors what they are; None (no caching) without a declared revision. A model
+    whose metadata says ``batch_dependent`` (int8 with per-batch activation scales: a text's vector depends on its
+    batch-mates) is keyed by the batch size as well, so a run never reports vectors made at another batch size."""
     if model.kind != "dense" or not model.metadata.get("revision") or model.metadata.get("revision") == "unknown":
         return None
+    by_batch = {"batch_size": batch_size} if model.metadata.get("batch_dependent") else {}
     return {
+        **by_batch,
         "model": model.name,
         "entry_point": model.info.target,
         "distribution": model.info.distribution,

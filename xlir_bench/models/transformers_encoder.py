@@ -257,6 +257,7 @@ class TransformersEncoder:
 
             onnx_runtime.require()
             self.metadata["precision"]["scheme"] = onnx_runtime.SCHEME
+            self.metadata["batch_dependent"] = True  # dynamic activation scales: see onnx_runtime's docstring
         if dtype_arg is not None or dtype != "fp32":  # the precision that runs is shown in the label like an
             # option, except fp32, the reference: results of two precisions never share a file, and an fp32 result
             # is the model's plain name whether fp32 was asked for or chosen
