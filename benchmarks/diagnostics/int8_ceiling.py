@@ -76,14 +76,11 @@ def projection_ratio(folder: Path, rows: int, shape: tuple[int, int], threads: i
 
 
 def operator_times(encoder: TransformersEncoder, texts: list[str], folder: Path, threads: int) -> dict[str, float]:
-    """Kernel microseconds per operator type over one pass of ``texts`` through the int8 graph."""
-    sess = session(encoder.onnx.path, threads, str(folder / "profile"))
-    ids = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_length)["input_ids"]
-    for batch in encoder.batches([len(x) for x in ids], 64):
-        padded = encoder.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="np")
-        embeds = np.take(encoder.onnx.embedding, padded["input_ids"], axis=0)
-        sess.run(None, {"inputs_embeds": embeds, "attention_mask": padded["attention_mask"].astype(np.int64)})
-    events = json.loads(Path(sess.end_profiling()).read_text())
+    """Kernel microseconds per operator type over one pass of ``texts`` through the int8 graph (the encoder's own
+    batching, its session swapped for a profiling one)."""
+    encoder.onnx.session = session(encoder.onnx.path, threads, str(folder / "profile"))
+    encoder.encode(texts, batch_size=64)
+    events = json.loads(Path(encoder.onnx.session.end_profiling()).read_text())
     times: dict[str, float] = collections.Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
