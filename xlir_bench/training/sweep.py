@@ -23,7 +23,6 @@ configuration's seed 0 before any seed 1), so an interrupted sweep still covers 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from .. import results, suites
 from ..errors import XlirError
+from ..fileio import read_json
 from ..metrics.significance import sample_std, seed_test
 from .experiment import LEVEL, REFERENCE, domain_shift, mark_holm, question_level, write_outputs, write_summary
 
@@ -84,7 +84,7 @@ def run_alpha_sweep(*, seeds: int, results_root: Path, **common) -> tuple[Path, 
 def _seeds_written(root: Path, stem: str) -> int:
     """Seeds of the summary already at ``root/experiments/<stem>.json`` (0 when there is none or it is unreadable)."""
     try:
-        return int(json.loads((root / "experiments" / f"{stem}.json").read_text())["meta"]["seeds"])
+        return int(read_json(root / "experiments" / f"{stem}.json")["meta"]["seeds"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 
