@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xlir_bench.metrics.significance import holm, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
+from xlir_bench.metrics.significance import (
+    holm,
+    p_text,
+    paired_bootstrap_ci,
+    paired_randomization,
+    sample_std,
+    seed_test,
+)
 
 
 def test_cluster_test_has_the_known_exact_answer():
@@ -78,3 +85,11 @@ def test_seed_test_gives_the_paired_t_test_and_the_sign_flip_floor():
     assert seed_test([0.5, 0.6], [0.5, 0.6])["t_p_value"] == 1.0
     assert seed_test([0.6, 0.7], [0.5, 0.6])["t_p_value"] == 0.0
     assert seed_test([0.6], [0.5])["t_p_value"] is None
+
+
+def test_p_text_never_prints_zero():
+    """A randomization p is at least 1/(permutations+1), never 0: below what 3 digits show it reads "p < 0.001"."""
+    assert p_text(0.0001) == "p < 0.001"
+    assert p_text(0.0012) == "p = 0.001"
+    assert p_text(0.05) == "p = 0.050"
+    assert p_text(0.00004, digits=4) == "p < 0.0001"

@@ -116,6 +116,12 @@ def _paired_t(a, b) -> float | None:
     return float(stats.ttest_1samp(diff, 0.0).pvalue)
 
 
+def p_text(p: float, digits: int = 3) -> str:
+    """The p-value as text, "p = 0.012", or "p < 0.001" below what `digits` can show (a randomization p is never 0)."""
+    floor = 10.0**-digits
+    return f"p < {floor:.{digits}f}" if p < floor else f"p = {p:.{digits}f}"
+
+
 def sample_std(values) -> float | None:
     """Sample standard deviation (ddof=1): seeds are a sample of training randomness; None for one value."""
     values = np.asarray(values, dtype=np.float64)

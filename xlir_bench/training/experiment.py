@@ -20,7 +20,7 @@ import numpy as np
 from .. import results, suites
 from ..errors import XlirError
 from ..fileio import read_json
-from ..metrics.significance import holm, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
+from ..metrics.significance import holm, p_text, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
 from ..suites.records import SuiteData
 from .data import ParallelData
 
@@ -290,13 +290,13 @@ def _comparison_lines(comparisons: dict) -> list[str]:
         if seeds and seeds["seeds"] > 1:
             t_p = seeds.get("t_p_value")
             seed_text = f"; across {seeds['seeds']} seeds: "
-            seed_text += f"paired t-test p = {t_p:.3f}, " if t_p is not None else ""
-            seed_text += f"sign-flip p = {seeds['p_value']:.3f} (smallest possible {seeds['smallest_possible_p']:.3f})"
+            seed_text += f"paired t-test {p_text(t_p)}, " if t_p is not None else ""
+            seed_text += f"sign-flip {p_text(seeds['p_value'])} (smallest possible {seeds['smallest_possible_p']:.3f})"
         verdict = "significant" if c["significant"] else "not significant"
         lines.append(
             f"{name}: multilingual AP difference {c['mean_difference']:+.4f}, 95% CI [{c['ci95'][0]:+.4f}, "
-            f"{c['ci95'][1]:+.4f}], p = {c['p_value']:.3f} (Holm {c['p_holm']:.3f}; {c['units']:,} {c['unit']} "
-            f"units){seed_text}: {verdict} at the question level ({LEVEL}, Holm)"
+            f"{c['ci95'][1]:+.4f}], {p_text(c['p_value'])} (Holm {p_text(c['p_holm'])}; {c['units']:,} units, "
+            f"a unit being one {c['unit']}){seed_text}: {verdict} at the question level ({LEVEL}, Holm)"
         )
     return lines
 

@@ -31,7 +31,7 @@ import numpy as np
 from .. import results, suites
 from ..errors import XlirError
 from ..fileio import read_json
-from ..metrics.significance import sample_std, seed_test
+from ..metrics.significance import p_text, sample_std, seed_test
 from .experiment import LEVEL, REFERENCE, domain_shift, mark_holm, question_level, write_outputs, write_summary
 
 
@@ -212,14 +212,14 @@ def reading(sweep: dict) -> list[str]:
         parts = []
         for key, name in (("multilingual_AP", "multilingual AP"), ("monolingual_AP", "monolingual AP")):
             c = entry[key]
-            parts.append(f"{name} {c['mean_difference']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], Holm p = "
-                         f"{c['p_holm']:.3f}")  # fmt: skip
+            parts.append(f"{name} {c['mean_difference']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], Holm "
+                         f"{p_text(c['p_holm'])}")  # fmt: skip
         for key, name, digits in (("multilingual_across_seeds", "multilingual mAP", 4),
                                   ("rank_distance_across_seeds", "rank distance", 1)):  # fmt: skip
             c = entry.get(key)
             if c and "p_holm" in c:
                 parts.append(
-                    f"{name} across seeds {c['mean_difference']:+.{digits}f}, Holm t-test p = {c['p_holm']:.3f}"
+                    f"{name} across seeds {c['mean_difference']:+.{digits}f}, Holm t-test {p_text(c['p_holm'])}"
                 )
         verdict = (
             "beats fixed 0.5"
