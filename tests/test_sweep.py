@@ -175,3 +175,29 @@ def test_both_experiment_commands_refuse_one_suite_for_training_and_evaluation(t
                        str(tmp_path), "--quiet")  # fmt: skip
         one_line_error(proc, "--train and --eval are the same suite")
     assert not any(tmp_path.rglob("*.json"))
+
+
+def test_unseen_languages_get_a_column_and_their_own_question_level_test(monkeypatch, tmp_path):
+    """Query languages never trained on: their multilingual AP per configuration (mean ± std over seeds) and a
+    question-level comparison with fixed 0.5 on their queries alone; "beats" still rests on all queries."""
+    summaries = _case(monkeypatch)
+    summaries["alpha=0.5"]["meta"] = {"unseen_languages": ["l2"]}
+    for summary in summaries.values():
+        for row in summary["rows"]:
+            if row["setting"] == "multilingual":
+                row["unseen_mAP"] = row["mAP"] - 0.1
+    suite = _suite()
+    for i, query in enumerate(suite.queries):
+        query.language = f"l{i % LANGS}"
+    result = sweep.summarise_sweep(summaries, tmp_path, suite, resamples=500)
+    assert result["unseen_languages"] == ["l2"]
+    assert result["table"]["alpha=0.25"]["unseen"]["mean"] == pytest.approx(0.3505)
+    unseen = result["comparisons_vs_baseline"]["alpha=0.25"]["unseen_multilingual_AP"]
+    assert unseen["mean_difference"] == pytest.approx(0.05) and unseen["queries"] == QUESTIONS
+    assert unseen["units"] == QUESTIONS and unseen["significant"] and "p_holm" in unseen
+    assert result["comparisons_vs_baseline"]["alpha=0.25"]["beats_baseline"]
+    text = sweep.render_sweep(result, {"base": "b", "train": "t", "eval": "e", "seeds": 4, "max_steps": 60,
+                                       "batch_size": 32, "trainer_version": 3})  # fmt: skip
+    assert "| lang_pref@1 | multilingual mAP, unseen (l2) |\n|---|---|---|---|---|---|---|\n" in text
+    assert "| alpha=0.25 | 4 | 0.6005 ± 0.0021 | 0.4505 ± 0.0021 | 280.0 ± 0.2 | 0.500 | 0.3505 ± 0.0021 |" in text
+    assert "multilingual AP on unseen l2 +0.0500 [+0.0500, +0.0500], Holm p < 0.001" in text
