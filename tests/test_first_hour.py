@@ -216,3 +216,35 @@ def test_int8_quantization_warns_nobody_and_leaves_logging_alone(tmp_path):
         assert root.handlers == []
     finally:
         root.handlers[:] = kept
+
+
+def test_progress_logs_plain_lines_when_not_on_a_terminal():
+    """Under nohup, a scheduler or CI, rich draws no bars: the run logs when a task starts, at each tenth, and when
+    it is done; a task without a total at most once per interval. On a terminal, or with --quiet, no lines."""
+    import io
+
+    from rich.console import Console
+
+    from xlir_bench.progress import Progress
+
+    now = [0.0]
+    sink = io.StringIO()
+    with Progress(console=Console(file=sink, force_terminal=False), interval=60, clock=lambda: now[0]) as progress:
+        task = progress.add_task("encode", total=200)
+        for _ in range(200):
+            progress.update(task, advance=1)
+        stream = progress.add_task("stream", total=None)
+        for _ in range(5):
+            now[0] += 25.0
+            progress.update(stream, advance=1000)
+    lines = [line.split(" ", 1)[1] for line in sink.getvalue().splitlines() if line[:2].isdigit()]
+    encode = [line for line in lines if line.startswith("encode:")]
+    assert [line.split(": ")[1].split(", ")[0] for line in encode] == (
+        ["0/200 (0%)"] + [f"{20 * k}/200 ({10 * k}%)" for k in range(1, 11)]
+    )
+    assert [line.split(", ")[0] for line in lines if line.startswith("stream:")] == ["stream: 0", "stream: 3,000"]
+    for console in (Console(file=io.StringIO(), force_terminal=True), Console(file=io.StringIO())):
+        quiet = console.is_terminal is False
+        with Progress(console=console, disable=quiet) as progress:
+            progress.update(progress.add_task("encode", total=2), advance=2)
+        assert "encode: 2/2" not in console.file.getvalue()

@@ -11,19 +11,13 @@ from functools import partial
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import __version__, plugins, provenance, results, suites
 from .errors import XlirError
 from .evaluate import SETTINGS
+from .progress import Progress
 from .report import FORMATS, Report
 
 # Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.

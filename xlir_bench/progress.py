@@ -1,0 +1,49 @@
+"""Progress bars that also leave a log when nobody is watching.
+
+rich draws its bars only on a terminal: written to a file or a pipe (``nohup``, a batch scheduler, CI) a run shows
+nothing until it ends, and an alpha sweep runs for hours. :class:`Progress` is rich's, plus plain lines in that
+case: a task logs when it starts, at every tenth of its total, and when it is done; a task without a total (a
+streamed MIRACL corpus) logs at most once per ``interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.markup import escape
+from rich.progress import Progress as RichProgress
+from rich.progress import TaskID
+
+
+class Progress(RichProgress):
+    def __init__(self, *columns, interval: float = 60.0, clock=time.monotonic, **kwargs) -> None:
+        super().__init__(*columns, **kwargs)
+        self.interval = interval
+        self.clock = clock
+        self._logs = not self.disable and not self.console.is_terminal
+        self._last: dict[TaskID, tuple[int, float]] = {}  # task -> (tenth logged last, when)
+
+    def add_task(self, description: str, *args, **kwargs) -> TaskID:
+        task_id = super().add_task(description, *args, **kwargs)
+        if self._logs:
+            self._log(task_id, force=True)
+        return task_id
+
+    def update(self, task_id: TaskID, *args, **kwargs) -> None:
+        super().update(task_id, *args, **kwargs)
+        if self._logs:
+            self._log(task_id)
+
+    def _log(self, task_id: TaskID, force: bool = False) -> None:
+        task = self._tasks[task_id]
+        now = self.clock()
+        tenth = int(10 * task.completed / task.total) if task.total else -1
+        last_tenth, last_time = self._last.get(task_id, (None, now))
+        if not force and (tenth == last_tenth if task.total else now - last_time < self.interval):
+            return
+        self._last[task_id] = (tenth, now)
+        done = f"{task.completed:,.0f}" + (f"/{task.total:,.0f} ({100 * task.completed / task.total:.0f}%)"
+                                           if task.total else "")  # fmt: skip
+        elapsed = f", {task.elapsed:,.0f} s" if task.elapsed else ""
+        self.console.print(f"{time.strftime('%H:%M:%S')} {escape(task.description)}: {done}{elapsed}",
+                           highlight=False, soft_wrap=True)  # fmt: skip
