@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -71,8 +72,16 @@ def test_resume_after_a_kill_gives_the_same_model(tiny_base, small_parallel, tmp
     first.save_checkpoint = save_then_die
     with pytest.raises(Killed):
         first.train()
-    resumed = Trainer(config(tiny_base), small_parallel, tmp_path / "resumed").train()
+    descriptions: list[str] = []
+    progress = SimpleNamespace(
+        add_task=lambda *a, **k: 0, update=lambda task, **k: descriptions.append(k["description"])
+    )
+    trainer = Trainer(config(tiny_base), small_parallel, tmp_path / "resumed", progress=progress)
+    resumed = trainer.train()
     assert resumed["resumed"] and resumed["steps"] == 12
+    # the bar's rate counts the 4 steps this process took, not the 8 before the kill
+    rate = float(descriptions[-1].rsplit(", ", 1)[1].split()[0])
+    assert rate == pytest.approx(4 / trainer.step_seconds, rel=0.02, abs=0.01)
     np.testing.assert_allclose(resumed["losses"], straight["losses"], rtol=1e-5, atol=1e-6)
 
 

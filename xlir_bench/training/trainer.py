@@ -300,6 +300,7 @@ class Trainer:
         cfg = self.config
         self._started = time.perf_counter()
         resumed = self.resume()
+        first_step = self.step  # step_seconds counts this process's steps only, not those before a resume
         task = None
         if self.progress is not None:
             task = self.progress.add_task(f"train {cfg.strategy}", total=cfg.max_steps, completed=self.step)
@@ -317,7 +318,7 @@ class Trainer:
             self.step_seconds += time.perf_counter() - start
             self.losses.append(round(float(loss.detach()), 6))
             if task is not None:
-                rate = self.step / max(self.step_seconds, 1e-9)
+                rate = (self.step - first_step) / max(self.step_seconds, 1e-9)
                 desc = (
                     f"train {cfg.strategy}: loss {self.losses[-1]:.4f} (mean of last 10: "
                     f"{np.mean(self.losses[-10:]):.4f}), best validation {self.best:.4f}, {rate:.2f} steps/s"
