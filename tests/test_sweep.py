@@ -84,6 +84,9 @@ def test_sweep_compares_with_fixed_half_and_answers(monkeypatch, tmp_path):
     text = sweep.render_sweep(result, {"base": "b", "train": "t", "eval": "e", "seeds": 4, "max_steps": 60,
                                        "batch_size": 32, "trainer_version": 3})  # fmt: skip
     assert "- Answer: alpha=0.25 beats fixed alpha 0.5" in text
+    partial = sweep.render_sweep(result, {"base": "b", "train": "t", "eval": "e", "seeds": 4, "seeds_asked": 5,
+                                          "max_steps": 60, "batch_size": 32, "trainer_version": 3})  # fmt: skip
+    assert "- Answer so far (4 of the 5 seeds asked): alpha=0.25 beats fixed alpha 0.5" in partial
     assert "alpha=0.75 (4 seeds) vs alpha=0.5:" in text and "does not beat fixed 0.5 (monolingual AP lower)" in text
     assert cmp["alpha=1 (mono)"]["shortfalls"] == [
         "multilingual AP not higher at the question level", "multilingual mAP not higher across seeds",

@@ -215,8 +215,9 @@ def shortfalls(entry: dict) -> list[str]:
     return [why for ok, why in checks if not ok]
 
 
-def reading(sweep: dict) -> list[str]:
-    """The sweep's answer, generated from its numbers (README quotes it)."""
+def reading(sweep: dict, seeds_asked: int | None = None) -> list[str]:
+    """The sweep's answer, generated from its numbers (README quotes it). Before all ``seeds_asked`` are in, the
+    answer says how many it rests on: with two or three seeds the tests across seeds have almost no power."""
     lines = []
     for label, entry in sweep["comparisons_vs_baseline"].items():
         seeds = sweep["table"][label]["multilingual"]["n"]
@@ -250,8 +251,10 @@ def reading(sweep: dict) -> list[str]:
         lines.append("- Answer: not yet; a configuration beats fixed alpha 0.5 only with the tests across seeds, which "
                      "need at least two seeds of every configuration.")  # fmt: skip
         return lines
+    seeds = min(e["multilingual"]["n"] for e in sweep["table"].values() if e.get("multilingual"))
+    so_far = f" so far ({seeds} of the {seeds_asked} seeds asked)" if seeds_asked and seeds < seeds_asked else ""
     lines.append(
-        "- Answer: " + (f"{', '.join(winners)} beat{'s' if len(winners) == 1 else ''} fixed alpha 0.5"
+        f"- Answer{so_far}: " + (f"{', '.join(winners)} beat{'s' if len(winners) == 1 else ''} fixed alpha 0.5"
                         if winners else "no alpha or schedule beats fixed alpha 0.5")
         + " on multilingual mAP and rank distance at equal monolingual mAP (higher multilingual AP at the question "
         f"level and across seeds, lower rank distance across seeds, monolingual AP not lower; Holm, {LEVEL})."
@@ -287,7 +290,8 @@ def render_sweep(sweep: dict, meta: dict) -> str:
     note = '; unseen: query languages never trained on (their tests are reported, not part of "beats")'
     lines += ["", "± is the sample standard deviation over seeds (ddof=1); alpha is the share of monolingual batches"
               + (note if unseen else "") + ".",
-              "", "**Reading** (generated from the numbers above):", "", *reading(sweep)]  # fmt: skip
+              "", "**Reading** (generated from the numbers above):", ""]  # fmt: skip
+    lines += reading(sweep, meta.get("seeds_asked"))
     return "\n".join(lines) + "\n"
 
 

@@ -303,7 +303,7 @@ class Trainer:
         first_step = self.step  # step_seconds counts this process's steps only, not those before a resume
         task = None
         if self.progress is not None:
-            task = self.progress.add_task(f"train {cfg.strategy}", total=cfg.max_steps, completed=self.step)
+            task = self.progress.add_task(f"train {self.out.name}", total=cfg.max_steps, completed=self.step)
         stopped_early = False
         for pairs in self.batches():
             if self.step >= cfg.max_steps:
@@ -320,7 +320,7 @@ class Trainer:
             if task is not None:
                 rate = (self.step - first_step) / max(self.step_seconds, 1e-9)
                 desc = (
-                    f"train {cfg.strategy}: loss {self.losses[-1]:.4f} (mean of last 10: "
+                    f"train {self.out.name}: loss {self.losses[-1]:.4f} (mean of last 10: "
                     f"{np.mean(self.losses[-10:]):.4f}), best validation {self.best:.4f}, {rate:.2f} steps/s"
                 )
                 self.progress.update(task, completed=self.step, description=desc)
