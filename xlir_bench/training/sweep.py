@@ -141,6 +141,7 @@ def summarise_sweep(summaries: dict[str, dict], root: Path, suite, resamples: in
     clusters = [q.group_id for q in suite.queries]
     unseen = summaries[BASELINE].get("meta", {}).get("unseen_languages") or []
     mask = np.array([getattr(q, "language", None) in unseen for q in suite.queries], dtype=bool)
+    unseen_clusters = np.asarray(clusters)[mask]
     base_ap = per_query_ap(root, suite, records[BASELINE])
     base_seed = {r["seed"]: r for r in records[BASELINE]}
     comparisons: dict[str, dict] = {}
@@ -153,7 +154,7 @@ def summarise_sweep(summaries: dict[str, dict], root: Path, suite, resamples: in
             entry[f"{setting}_AP"] = question_level(ap[setting], base_ap[setting], clusters, resamples)
         if mask.any():  # reported, not part of "beats": the question is about all query languages
             entry["unseen_multilingual_AP"] = question_level(
-                ap["multilingual"][mask], base_ap["multilingual"][mask], np.asarray(clusters)[mask], resamples
+                ap["multilingual"][mask], base_ap["multilingual"][mask], unseen_clusters, resamples
             )
         common = [r for r in rows if r["seed"] in base_seed]
         for key in ("multilingual", "rank_distance"):
@@ -219,10 +220,10 @@ def reading(sweep: dict, seeds_asked: int | None = None) -> list[str]:
     """The sweep's answer, generated from its numbers (README quotes it). Before all ``seeds_asked`` are in, the
     answer says how many it rests on: with two or three seeds the tests across seeds have almost no power."""
     lines = []
+    unseen = "/".join(sweep.get("unseen_languages") or [])
     for label, entry in sweep["comparisons_vs_baseline"].items():
         seeds = sweep["table"][label]["multilingual"]["n"]
         parts = []
-        unseen = "/".join(sweep.get("unseen_languages") or [])
         for key, name in (("multilingual_AP", "multilingual AP"), ("monolingual_AP", "monolingual AP"),
                           ("unseen_multilingual_AP", f"multilingual AP on unseen {unseen}")):  # fmt: skip
             c = entry.get(key)
