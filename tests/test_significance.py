@@ -13,6 +13,7 @@ from xlir_bench.metrics.significance import (
     paired_randomization,
     sample_std,
     seed_test,
+    t_interval,
 )
 
 
@@ -93,3 +94,17 @@ def test_p_text_never_prints_zero():
     assert p_text(0.0012) == "p = 0.001"
     assert p_text(0.05) == "p = 0.050"
     assert p_text(0.00004, digits=4) == "p < 0.0001"
+
+
+def test_t_interval_has_the_closed_form_answer_for_two_degrees_of_freedom():
+    """Slopes 1, 2, 3 from three seeds: mean 2, s = 1, t = 2 / (1 / sqrt 3). With 2 degrees of freedom Student's t
+    has a closed form, F(t) = 1/2 + t / (2 sqrt(2 + t^2)), so the 97.5% quantile is 0.95 sqrt(2 / (1 - 0.95^2)) and
+    the two-sided p is 1 - t / sqrt(2 + t^2): no table and no scipy in the expected values."""
+    out = t_interval([3.0, 1.0, 2.0])
+    quantile = 0.95 * np.sqrt(2 / (1 - 0.95**2))
+    half = quantile / np.sqrt(3)
+    t = 2 * np.sqrt(3)
+    assert out["mean"] == pytest.approx(2.0) and out["seeds"] == 3
+    assert out["ci95"] == pytest.approx([2 - half, 2 + half])
+    assert out["p_value"] == pytest.approx(1 - t / np.sqrt(2 + t**2))
+    assert t_interval([0.5]) == {"mean": 0.5, "ci95": None, "p_value": None, "seeds": 1}

@@ -167,6 +167,12 @@ def test_sweep_runs_seed_major_and_names_its_summary(monkeypatch, tmp_path):
                           data_dir=None)  # fmt: skip
     assert ("domain-shift-b-t-to-e", 1) not in written and len(written) == len(hybrids) - 1  # 5 seeds kept
 
+    rounds.clear()  # resuming a 3-seed sweep over a committed 2-seed summary: round 1 is passed over, not rewritten
+    (tmp_path / "experiments" / "alpha-sweep-b-t-to-e.json").write_text(json.dumps({"meta": {"seeds": 2}}))
+    sweep.run_alpha_sweep(seeds=3, results_root=tmp_path, base="b", train="t", evaluate="e", max_steps=60,
+                          data_dir=None)  # fmt: skip
+    assert rounds == [2, 3]
+
 
 def test_both_experiment_commands_refuse_one_suite_for_training_and_evaluation(tmp_path):
     """The shared options reach both commands, and bad input is one line, exit 2."""
@@ -204,3 +210,58 @@ def test_unseen_languages_get_a_column_and_their_own_question_level_test(monkeyp
     assert "| lang_pref@1 | multilingual mAP, unseen (l2) |\n|---|---|---|---|---|---|---|\n" in text
     assert "| alpha=0.25 | 4 | 0.6005 ± 0.0021 | 0.4505 ± 0.0021 | 280.0 ± 0.2 | 0.500 | 0.3505 ± 0.0021 |" in text
     assert "multilingual AP on unseen l2 +0.0500 [+0.0500, +0.0500], Holm p < 0.001" in text
+
+
+def _fixed_records(slopes, seeds_missing=None):
+    """One record per seed and configuration: multilingual = offset + slope * alpha exactly, with a per-seed slope
+    and offset; the schedules get values that would wreck any fit they entered."""
+    records = {}
+    for config in sweep.SWEEP:
+        rows = []
+        for seed, slope in enumerate(slopes):
+            if seeds_missing and (config.label, seed) in seeds_missing:
+                continue
+            value = 0.5 + 0.01 * seed + slope * config.alpha if config.schedule == "constant" else 99.0
+            rows.append({"seed": seed, "model": f"{config.label}-s{seed}", "multilingual": value,
+                         "monolingual": 0.7 - value / 10, "rank_distance": None})  # fmt: skip
+        records[config.label] = rows
+    return records
+
+
+def test_alpha_trend_is_one_slope_per_seed_over_the_fixed_alphas():
+    """Per-seed slopes -0.01, -0.02, -0.03 recovered exactly; their mean and t interval are the trend. The schedules
+    are left out, a seed missing from one fixed alpha is dropped (not fitted on four points), and a measure with no
+    values (rank distance here) is not reported."""
+    trend = sweep.alpha_trend(_fixed_records([-0.01, -0.02, -0.03, -0.5], seeds_missing={("alpha=0.75", 3)}))
+    multi = trend["multilingual"]
+    assert multi["seeds"] == 3 and multi["mean"] == pytest.approx(-0.02)
+    assert multi["alphas"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    half = 0.95 * np.sqrt(2 / (1 - 0.95**2)) * 0.01 / np.sqrt(3)  # t(0.975, 2 df) * s / sqrt(n), s = 0.01
+    assert multi["ci95"] == pytest.approx([-0.02 - half, -0.02 + half])
+    assert trend["monolingual"]["mean"] == pytest.approx(0.002)
+    assert "rank_distance" not in trend
+    text = "\n".join(sweep.beyond_the_question({"alpha_trend": trend}))
+    assert text.startswith("- Trend over fixed alpha (0, 0.25, 0.5, 0.75, 1): change from alpha 0")
+    assert f"over 3 seeds: multilingual mAP -0.0200 [{-0.02 - half:+.4f}, {-0.02 + half:+.4f}], t-test p =" in text
+
+
+def test_order_effect_compares_rising_with_falling_and_is_labelled_exploratory():
+    n = QUESTIONS * LANGS
+    clusters = [q.group_id for q in _suite().queries]
+    base = np.random.default_rng(1).uniform(0.2, 0.6, size=n)
+    aps = {"rising 0->1": {"multilingual": base + 0.02, "monolingual": base},
+           "falling 1->0": {"multilingual": base, "monolingual": base}}  # fmt: skip
+    records = {label: [{"seed": s, "multilingual": 0.5 + (0.02 if label.startswith("rising") else 0) + 0.001 * s * s,
+                        "rank_distance": 300.0 - (10 if label.startswith("rising") else 0) + s}
+                       for s in range(3)] for label in aps}  # fmt: skip
+    order = sweep.order_effect(records, aps, clusters, resamples=200)
+    assert order["multilingual_AP"]["mean_difference"] == pytest.approx(0.02)
+    assert order["multilingual_AP"]["ci95"] == pytest.approx([0.02, 0.02]) and order["multilingual_AP"]["units"] == 60
+    assert order["monolingual_AP"]["mean_difference"] == pytest.approx(0.0)
+    assert order["rank_distance_across_seeds"]["mean_difference"] == pytest.approx(-10.0)
+    assert order["multilingual_across_seeds"]["t_p_value"] < 1e-6  # the same +0.02 in every seed
+    line = sweep.beyond_the_question({"order": order})[0]
+    assert line.startswith("- Order at equal share (exploratory: chosen after the first seeds were seen, p unadjusted")
+    assert "rising 0->1 - falling 1->0: multilingual AP +0.0200 [+0.0200, +0.0200], p < 0.001" in line
+    assert "rank distance across seeds -10.0, t-test p < 0.001" in line
+    assert sweep.order_effect(records, {"rising 0->1": aps["rising 0->1"]}, clusters, 200) is None

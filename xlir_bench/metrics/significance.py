@@ -9,7 +9,8 @@ treats clusters, not queries, as the units:
 * :func:`paired_bootstrap_ci`: percentile interval of the mean per-query difference, resampling clusters;
 * :func:`holm`: Holm's step-down adjustment of several p-values;
 * :func:`seed_test`: training seeds as the units (a seed is one sample of training randomness): the same sign-flip
-  test (with 5 seeds its smallest possible two-sided p is 1/16) and the paired t-test.
+  test (with 5 seeds its smallest possible two-sided p is 1/16) and the paired t-test;
+* :func:`t_interval`: mean of one value per seed (a slope, say) with its Student t 95% interval and t-test of 0.
 """
 
 from __future__ import annotations
@@ -114,6 +115,22 @@ def _paired_t(a, b) -> float | None:
     except ImportError:  # pragma: no cover - scipy is a dependency
         return None
     return float(stats.ttest_1samp(diff, 0.0).pvalue)
+
+
+def t_interval(values, level: float = 0.95) -> dict:
+    """Mean of per-seed values with its Student t interval and the two-sided one-sample t-test of mean 0.
+
+    For quantities computed once per training run (a slope across alphas, say): seeds are the units, so the interval
+    is mean +- t(n-1) * s / sqrt(n) with s the sample standard deviation. With one value there is no interval.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    mean, n = float(values.mean()), len(values)
+    if n < 2:
+        return {"mean": mean, "ci95": None, "p_value": None, "seeds": n}
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    return {"mean": mean, "ci95": [mean - half, mean + half], "p_value": _paired_t(values, np.zeros(n)), "seeds": n}
 
 
 def p_text(p: float, digits: int = 3) -> str:

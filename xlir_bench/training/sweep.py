@@ -21,6 +21,9 @@ equal monolingual mAP? Each configuration is compared with fixed 0.5 on
 "Beats" means: multilingual AP higher at the question level and across seeds, rank distance lower across seeds, and
 monolingual AP not lower at the question level (all after Holm, at ``LEVEL``). Training runs seed-major (every
 configuration's seed 0 before any seed 1), so an interrupted sweep still covers every configuration.
+
+Past that question, two readings: :func:`alpha_trend` (how each measure moves with alpha over the fixed alphas, one
+slope per seed) and :func:`order_effect` (rising against falling, exploratory).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 from .. import results, suites
 from ..errors import XlirError
 from ..fileio import read_json
-from ..metrics.significance import p_text, sample_std, seed_test
+from ..metrics.significance import p_text, sample_std, seed_test, t_interval
 from .experiment import LEVEL, REFERENCE, domain_shift, mark_holm, question_level, write_outputs, write_summary
 
 
@@ -55,14 +58,19 @@ SWEEP = (
     Config("falling 1->0", "hybrid", REFERENCE["alpha"], "falling"),
 )
 BASELINE = "alpha=0.5"
+ORDER = ("rising 0->1", "falling 1->0")  # the same share of monolingual batches overall, in opposite order
+TREND_MEASURES = {"multilingual": ("multilingual mAP", 4), "monolingual": ("monolingual mAP", 4),
+                  "rank_distance": ("rank distance", 1)}  # fmt: skip
 HYBRID_RUNS = [c for c in SWEEP if c.strategy == "hybrid"]  # one domain-shift run each (mono, cross reused)
 
 
 def run_alpha_sweep(*, seeds: int, results_root: Path, **common) -> tuple[Path, Path]:
     """Train and evaluate every configuration seed-major, resuming from committed results. After each round of
     seeds the sweep's summary is rewritten over the seeds done so far (every configuration on the same seeds), so
-    an interrupted sweep leaves a usable partial one; each configuration's own domain-shift summary is written
-    once, in the final round, and never over a committed one with more seeds."""
+    an interrupted sweep leaves a usable partial one; a resumed sweep passes over rounds older than the committed
+    summary without rewriting it (an interruption then must not leave fewer seeds than were committed, and the
+    bootstraps are not redone). Each configuration's own domain-shift summary is written once, in the final
+    round, and never over a committed one with more seeds."""
     suite = suites.load(common["evaluate"], common["data_dir"])
     for done in range(1, seeds + 1):
         runs = {
@@ -75,10 +83,12 @@ def run_alpha_sweep(*, seeds: int, results_root: Path, **common) -> tuple[Path, 
             for summary, meta, stem in runs.values():
                 if _seeds_written(results_root, stem) <= done:  # `--seeds 1` must not shrink a 5-seed summary
                     write_summary(results_root, stem, summary, meta)
+        stem = "alpha-sweep-" + runs[BASELINE][2].removeprefix("domain-shift-")  # named as the fixed-0.5 experiment
+        if done < seeds and _seeds_written(results_root, stem) > done:
+            continue  # resuming past a round whose summary is superseded: rewriting it would shrink the committed one
         summaries = {label: {"meta": meta, **summary} for label, (summary, meta, _) in runs.items()}
         meta = {k: v for k, v in summaries[BASELINE]["meta"].items() if k not in ("alpha", "alpha_schedule")}
         meta.update(seeds=done, seeds_asked=seeds, configurations=[c.label for c in SWEEP])
-        stem = "alpha-sweep-" + runs[BASELINE][2].removeprefix("domain-shift-")  # named as the fixed-0.5 experiment
         paths = write_sweep(results_root, stem, summarise_sweep(summaries, results_root, suite), meta)
     return paths
 
@@ -145,10 +155,11 @@ def summarise_sweep(summaries: dict[str, dict], root: Path, suite, resamples: in
     base_ap = per_query_ap(root, suite, records[BASELINE])
     base_seed = {r["seed"]: r for r in records[BASELINE]}
     comparisons: dict[str, dict] = {}
+    aps = {BASELINE: base_ap}
     for label, rows in records.items():
         if label == BASELINE:
             continue
-        ap = per_query_ap(root, suite, rows)
+        ap = aps[label] = per_query_ap(root, suite, rows)
         entry: dict = {}
         for setting in ("multilingual", "monolingual"):
             entry[f"{setting}_AP"] = question_level(ap[setting], base_ap[setting], clusters, resamples)
@@ -176,10 +187,51 @@ def summarise_sweep(summaries: dict[str, dict], root: Path, suite, resamples: in
         "baseline": BASELINE,
         "clusters": len(set(clusters)),
         "unseen_languages": unseen,
+        "alpha_trend": alpha_trend(records),
+        "order": order_effect(records, aps, clusters, resamples),
         "std": "sample standard deviation over seeds (ddof=1)",
         "scatter": [{"config": label, "seed": r["seed"], "monolingual": r["monolingual"],
                      "multilingual": r["multilingual"]} for label, rows in records.items() for r in rows],
     }  # fmt: skip
+
+
+def alpha_trend(records: dict[str, list[dict]]) -> dict:
+    """How each measure moves with the share of monolingual batches, over the fixed alphas (0, 0.25, ..., 1).
+
+    One least-squares slope per seed (a seed is one sample of training randomness, shared by its models at every
+    alpha), then the mean slope with its t interval over seeds: a dose-response reading that the pairwise tests
+    against 0.5 cannot give. The slope is the change from alpha 0 (all cross) to 1 (all mono) on the fitted line.
+    """
+    fixed = {c.label: c.alpha for c in SWEEP if c.schedule == "constant" and c.label in records}
+    if len(fixed) < 3:
+        return {}
+    by_seed = {label: {r["seed"]: r for r in records[label]} for label in fixed}
+    seeds = sorted(set.intersection(*(set(rows) for rows in by_seed.values())))
+    out = {}
+    for key in TREND_MEASURES:
+        lines = [[(alpha, by_seed[label][seed].get(key)) for label, alpha in fixed.items()] for seed in seeds]
+        lines = [np.array(points, dtype=np.float64) for points in lines if all(v is not None for _, v in points)]
+        if lines:
+            slopes = [float(np.polyfit(points[:, 0], points[:, 1], 1)[0]) for points in lines]
+            out[key] = {**t_interval(slopes), "alphas": sorted(fixed.values())}
+    return out
+
+
+def order_effect(records: dict[str, list[dict]], aps: dict, clusters, resamples: int) -> dict | None:
+    """Rising against falling alpha: the same share of monolingual batches, in opposite order. Exploratory (added
+    after the first seeds were seen), so its p-values are reported unadjusted and are not part of "beats"."""
+    first, second = ORDER
+    if first not in aps or second not in aps:
+        return None
+    entry = {f"{setting}_AP": question_level(aps[first][setting], aps[second][setting], clusters, resamples)
+             for setting in ("multilingual", "monolingual")}  # fmt: skip
+    other = {r["seed"]: r for r in records[second]}
+    for key in ("multilingual", "rank_distance"):
+        pairs = [(r.get(key), other[r["seed"]].get(key)) for r in records[first] if r["seed"] in other]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        if pairs:
+            entry[f"{key}_across_seeds"] = seed_test([a for a, _ in pairs], [b for _, b in pairs])
+    return entry
 
 
 def _holm(comparisons: dict, key: str, p_key: str) -> None:
@@ -229,15 +281,12 @@ def reading(sweep: dict, seeds_asked: int | None = None) -> list[str]:
             c = entry.get(key)
             if c is None:
                 continue
-            parts.append(f"{name} {c['mean_difference']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], Holm "
-                         f"{p_text(c['p_holm'])}")  # fmt: skip
+            parts.append(_difference(name, c, f"Holm {p_text(c['p_holm'])}"))
         for key, name, digits in (("multilingual_across_seeds", "multilingual mAP", 4),
                                   ("rank_distance_across_seeds", "rank distance", 1)):  # fmt: skip
             c = entry.get(key)
             if c and "p_holm" in c:
-                parts.append(
-                    f"{name} across seeds {c['mean_difference']:+.{digits}f}, Holm t-test {p_text(c['p_holm'])}"
-                )
+                parts.append(_across(name, c, digits, f"Holm t-test {p_text(c['p_holm'])}"))
         verdict = (
             "beats fixed 0.5"
             if entry["beats_baseline"]
@@ -251,7 +300,7 @@ def reading(sweep: dict, seeds_asked: int | None = None) -> list[str]:
     if untested and not winners:
         lines.append("- Answer: not yet; a configuration beats fixed alpha 0.5 only with the tests across seeds, which "
                      "need at least two seeds of every configuration.")  # fmt: skip
-        return lines
+        return lines + beyond_the_question(sweep)
     seeds = min(e["multilingual"]["n"] for e in sweep["table"].values() if e.get("multilingual"))
     so_far = f" so far ({seeds} of the {seeds_asked} seeds asked)" if seeds_asked and seeds < seeds_asked else ""
     lines.append(
@@ -260,6 +309,48 @@ def reading(sweep: dict, seeds_asked: int | None = None) -> list[str]:
         + " on multilingual mAP and rank distance at equal monolingual mAP (higher multilingual AP at the question "
         f"level and across seeds, lower rank distance across seeds, monolingual AP not lower; Holm, {LEVEL})."
     )  # fmt: skip
+    return lines + beyond_the_question(sweep)
+
+
+def _interval(c: dict, digits: int) -> str:
+    return f"[{c['ci95'][0]:+.{digits}f}, {c['ci95'][1]:+.{digits}f}]"
+
+
+def _difference(name: str, c: dict, p: str) -> str:
+    """One question-level difference as text: mean, 95% interval, p."""
+    return f"{name} {c['mean_difference']:+.4f} {_interval(c, 4)}, {p}"
+
+
+def _across(name: str, c: dict, digits: int, p: str) -> str:
+    """One difference across seeds as text: mean over seeds, p."""
+    return f"{name} across seeds {c['mean_difference']:+.{digits}f}, {p}"
+
+
+def beyond_the_question(sweep: dict) -> list[str]:
+    """The trend over fixed alpha and the order of the schedules, generated like the answer (not part of it)."""
+    lines = []
+    trend = {k: v for k, v in (sweep.get("alpha_trend") or {}).items() if v.get("ci95")}
+    if trend:
+        first = next(iter(trend.values()))
+        alphas = ", ".join(f"{a:g}" for a in first["alphas"])
+        parts = []
+        for key, c in trend.items():
+            name, digits = TREND_MEASURES[key]
+            parts.append(f"{name} {c['mean']:+.{digits}f} {_interval(c, digits)}, t-test {p_text(c['p_value'])}")
+        lines.append(f"- Trend over fixed alpha ({alphas}): change from alpha 0 (all cross-lingual batches) to 1 (all "
+                     f"monolingual) on a least-squares line, one slope per seed, mean and t 95% interval over "
+                     f"{first['seeds']} seeds: {'; '.join(parts)}.")  # fmt: skip
+    order = sweep.get("order")
+    if order:
+        names = {"multilingual_AP": "multilingual AP", "monolingual_AP": "monolingual AP"}
+        parts = [_difference(name, order[key], p_text(order[key]["p_value"])) for key, name in names.items()]
+        for key, name, digits in (("multilingual_across_seeds", "multilingual mAP", 4),
+                                  ("rank_distance_across_seeds", "rank distance", 1)):  # fmt: skip
+            c = order.get(key)
+            if c and c.get("t_p_value") is not None:
+                parts.append(_across(name, c, digits, f"t-test {p_text(c['t_p_value'])}"))
+        lines.append(f"- Order at equal share (exploratory: chosen after the first seeds were seen, p unadjusted, not "
+                     f"part of the answer), {ORDER[0]} - {ORDER[1]}: {'; '.join(parts)}.")  # fmt: skip
     return lines
 
 
