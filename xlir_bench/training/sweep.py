@@ -59,6 +59,7 @@ SWEEP = (
 )
 BASELINE = "alpha=0.5"
 ORDER = ("rising 0->1", "falling 1->0")  # the same share of monolingual batches overall, in opposite order
+ACROSS_SEEDS = (("multilingual", "multilingual mAP", 4), ("rank_distance", "rank distance", 1))  # per-seed tests
 TREND_MEASURES = {"multilingual": ("multilingual mAP", 4), "monolingual": ("monolingual mAP", 4),
                   "rank_distance": ("rank distance", 1)}  # fmt: skip
 HYBRID_RUNS = [c for c in SWEEP if c.strategy == "hybrid"]  # one domain-shift run each (mono, cross reused)
@@ -153,7 +154,6 @@ def summarise_sweep(summaries: dict[str, dict], root: Path, suite, resamples: in
     mask = np.array([getattr(q, "language", None) in unseen for q in suite.queries], dtype=bool)
     unseen_clusters = np.asarray(clusters)[mask]
     base_ap = per_query_ap(root, suite, records[BASELINE])
-    base_seed = {r["seed"]: r for r in records[BASELINE]}
     comparisons: dict[str, dict] = {}
     aps = {BASELINE: base_ap}
     for label, rows in records.items():
@@ -167,12 +167,7 @@ def summarise_sweep(summaries: dict[str, dict], root: Path, suite, resamples: in
             entry["unseen_multilingual_AP"] = question_level(
                 ap["multilingual"][mask], base_ap["multilingual"][mask], unseen_clusters, resamples
             )
-        common = [r for r in rows if r["seed"] in base_seed]
-        for key in ("multilingual", "rank_distance"):
-            pairs = [(r[key], base_seed[r["seed"]][key]) for r in common if r.get(key) is not None]
-            if pairs and all(b is not None for _, b in pairs):
-                entry[f"{key}_across_seeds"] = seed_test([a for a, _ in pairs], [b for _, b in pairs])
-        comparisons[label] = entry
+        comparisons[label] = {**entry, **across_seeds(rows, records[BASELINE])}
     _holm(comparisons, "multilingual_AP", "p_value")
     _holm(comparisons, "monolingual_AP", "p_value")
     _holm(comparisons, "unseen_multilingual_AP", "p_value")
@@ -225,13 +220,19 @@ def order_effect(records: dict[str, list[dict]], aps: dict, clusters, resamples:
         return None
     entry = {f"{setting}_AP": question_level(aps[first][setting], aps[second][setting], clusters, resamples)
              for setting in ("multilingual", "monolingual")}  # fmt: skip
-    other = {r["seed"]: r for r in records[second]}
-    for key in ("multilingual", "rank_distance"):
-        pairs = [(r.get(key), other[r["seed"]].get(key)) for r in records[first] if r["seed"] in other]
-        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-        if pairs:
-            entry[f"{key}_across_seeds"] = seed_test([a for a, _ in pairs], [b for _, b in pairs])
-    return entry
+    return {**entry, **across_seeds(records[first], records[second])}
+
+
+def across_seeds(rows: list[dict], reference: list[dict]) -> dict:
+    """Per measure of ``ACROSS_SEEDS``, the seed-paired test of ``rows`` against ``reference`` on the seeds both
+    have (none where a reference value is missing: a subset of seeds would be a different comparison)."""
+    by_seed = {r["seed"]: r for r in reference}
+    out = {}
+    for key, _, _ in ACROSS_SEEDS:
+        pairs = [(r[key], by_seed[r["seed"]].get(key)) for r in rows if r["seed"] in by_seed and r.get(key) is not None]
+        if pairs and all(b is not None for _, b in pairs):
+            out[f"{key}_across_seeds"] = seed_test([a for a, _ in pairs], [b for _, b in pairs])
+    return out
 
 
 def _holm(comparisons: dict, key: str, p_key: str) -> None:
@@ -282,9 +283,8 @@ def reading(sweep: dict, seeds_asked: int | None = None) -> list[str]:
             if c is None:
                 continue
             parts.append(_difference(name, c, f"Holm {p_text(c['p_holm'])}"))
-        for key, name, digits in (("multilingual_across_seeds", "multilingual mAP", 4),
-                                  ("rank_distance_across_seeds", "rank distance", 1)):  # fmt: skip
-            c = entry.get(key)
+        for key, name, digits in ACROSS_SEEDS:
+            c = entry.get(f"{key}_across_seeds")
             if c and "p_holm" in c:
                 parts.append(_across(name, c, digits, f"Holm t-test {p_text(c['p_holm'])}"))
         verdict = (
@@ -344,9 +344,8 @@ def beyond_the_question(sweep: dict) -> list[str]:
     if order:
         names = {"multilingual_AP": "multilingual AP", "monolingual_AP": "monolingual AP"}
         parts = [_difference(name, order[key], p_text(order[key]["p_value"])) for key, name in names.items()]
-        for key, name, digits in (("multilingual_across_seeds", "multilingual mAP", 4),
-                                  ("rank_distance_across_seeds", "rank distance", 1)):  # fmt: skip
-            c = order.get(key)
+        for key, name, digits in ACROSS_SEEDS:
+            c = order.get(f"{key}_across_seeds")
             if c and c.get("t_p_value") is not None:
                 parts.append(_across(name, c, digits, f"t-test {p_text(c['t_p_value'])}"))
         lines.append(f"- Order at equal share (exploratory: chosen after the first seeds were seen, p unadjusted, not "
