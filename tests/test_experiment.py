@@ -216,6 +216,10 @@ def test_summary_draws_mono_against_multi(tmp_path):
     assert png.is_file() and png.stat().st_size > 5000
     assert "](domain-shift-x.png)" in md.read_text()
     assert "](results/experiments/domain-shift-x.png)" in readme.experiment_block(tmp_path, "domain-shift-x")
+    for stem in ("domain-shift-x-a0.75", "domain-shift-x-a0.25"):  # the sweep's stems: a dot is not a suffix
+        _, md = write_summary(tmp_path, stem, summary, meta)
+        assert (tmp_path / "experiments" / f"{stem}.png").is_file() and f"]({stem}.png)" in md.read_text()
+    assert not (tmp_path / "experiments" / "domain-shift-x-a0.png").exists()
 
 
 def test_models_are_evaluated_in_fp32_under_their_plain_name_whatever_auto_picks(tmp_path, monkeypatch):

@@ -121,7 +121,7 @@ def test_sweep_without_the_baseline_says_what_to_run(monkeypatch, tmp_path):
 def test_sweep_runs_seed_major_and_names_its_summary(monkeypatch, tmp_path):
     """Every configuration's seed 0 before any seed 1 (an interrupted sweep covers all configurations); the sweep's
     summary is rewritten after every round and named after the fixed-0.5 experiment; each configuration's own
-    summary is written once, with all seeds (never a partial one over a committed one with more seeds)."""
+    summary is written once, with all seeds, and only where it adds seeds (never over a committed one with as many)."""
     import json
 
     from xlir_bench import suites
@@ -168,10 +168,13 @@ def test_sweep_runs_seed_major_and_names_its_summary(monkeypatch, tmp_path):
     assert ("domain-shift-b-t-to-e", 1) not in written and len(written) == len(hybrids) - 1  # 5 seeds kept
 
     rounds.clear()  # resuming a 3-seed sweep over a committed 2-seed summary: round 1 is passed over, not rewritten
+    written.clear()  # and fixed 0.5's own summary (the domain-shift command's), already at 3 seeds, is left as it is
     (tmp_path / "experiments" / "alpha-sweep-b-t-to-e.json").write_text(json.dumps({"meta": {"seeds": 2}}))
+    (tmp_path / "experiments" / "domain-shift-b-t-to-e.json").write_text(json.dumps({"meta": {"seeds": 3}}))
     sweep.run_alpha_sweep(seeds=3, results_root=tmp_path, base="b", train="t", evaluate="e", max_steps=60,
                           data_dir=None)  # fmt: skip
     assert rounds == [2, 3]
+    assert len(written) == len(hybrids) - 1 and all(stem != "domain-shift-b-t-to-e" for stem, _ in written)
 
 
 def test_both_experiment_commands_refuse_one_suite_for_training_and_evaluation(tmp_path):

@@ -38,7 +38,7 @@ def _save(fig, stem: Path, formats=FORMATS) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
+        path = stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: "...-a0.75" would lose ".75" to ".png"
         fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     fig.clear()

@@ -71,7 +71,8 @@ def run_alpha_sweep(*, seeds: int, results_root: Path, **common) -> tuple[Path, 
     an interrupted sweep leaves a usable partial one; a resumed sweep passes over rounds older than the committed
     summary without rewriting it (an interruption then must not leave fewer seeds than were committed, and the
     bootstraps are not redone). Each configuration's own domain-shift summary is written once, in the final
-    round, and never over a committed one with more seeds."""
+    round, only where it adds seeds: never over a committed one with as many (the fixed-0.5 one is
+    ``experiment domain-shift``'s own, and records that command)."""
     suite = suites.load(common["evaluate"], common["data_dir"])
     for done in range(1, seeds + 1):
         runs = {
@@ -82,7 +83,7 @@ def run_alpha_sweep(*, seeds: int, results_root: Path, **common) -> tuple[Path, 
         }
         if done == seeds:
             for summary, meta, stem in runs.values():
-                if _seeds_written(results_root, stem) <= done:  # `--seeds 1` must not shrink a 5-seed summary
+                if _seeds_written(results_root, stem) < done:  # never shrink a committed one, nor rewrite it unchanged
                     write_summary(results_root, stem, summary, meta)
         stem = "alpha-sweep-" + runs[BASELINE][2].removeprefix("domain-shift-")  # named as the fixed-0.5 experiment
         if done < seeds and _seeds_written(results_root, stem) > done:
