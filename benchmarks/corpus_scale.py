@@ -75,8 +75,9 @@ class Corpus:
 
 
 def build(n: int):
-    from xlir_bench.plugins import LoadedModel, PluginInfo
     from xlir_bench.streaming import MiraclData
+
+    from xlir_bench.plugins import LoadedModel, PluginInfo
     from xlir_bench.suites.miracl import Topics
     from xlir_bench.suites.records import SuiteQuery
 
@@ -94,8 +95,9 @@ def build(n: int):
 
 
 def child_exact(n: int, cache: str, device: str) -> dict:
-    from xlir_bench.runner import model_identity
     from xlir_bench.streaming import StreamEvaluator
+
+    from xlir_bench.runner import model_identity
 
     data, model, _ = build(n)
     ev = StreamEvaluator(model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
@@ -145,8 +147,9 @@ def bare_matmul(ev, store, shards: int) -> float:
 
 
 def child_faiss(n: int, cache: str, device: str) -> dict:
-    from xlir_bench.runner import model_identity
     from xlir_bench.streaming import StreamEvaluator
+
+    from xlir_bench.runner import model_identity
 
     data, model, qvec = build(n)
     ev = StreamEvaluator(model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),

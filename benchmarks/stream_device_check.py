@@ -26,8 +26,9 @@ def rounded(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(n: int, cache: str, device: str):
-    from xlir_bench.runner import model_identity
     from xlir_bench.streaming import StreamEvaluator
+
+    from xlir_bench.runner import model_identity
 
     data, model, qvec = corpus_scale.build(n)
     model.plugin.query_vectors = {k: rounded(v) for k, v in model.plugin.query_vectors.items()}

@@ -22,9 +22,10 @@ import sys
 import tempfile
 import time
 
+from xlir_bench.scoring import doc_dict
+
 from xlir_bench import suites
 from xlir_bench.plugins import load_model
-from xlir_bench.scoring import doc_dict
 
 
 def timed_run(model: str, batch_size: int, results: str, env: dict, *extra: str) -> float:

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 from conftest import DATA
 
-from xlir_bench.evaluate import Evaluator
-from xlir_bench.plugins import load_model
-from xlir_bench.runner import evaluate_model, save_runs
-from xlir_bench.scoring import ScoreSource
+from xlir_bench.plugins import from_object, load_model
+from xlir_bench.runner import evaluate, save_runs
 from xlir_bench.suites.records import SuiteData
 
 
@@ -32,9 +30,9 @@ def bm25_slice(xquad, tmp_path_factory):
     """bm25 (ties everywhere in the cross-lingual setting) on en/de/th, runs saved at full pool depth."""
     data = subset(xquad, ["en", "de", "th"], groups=60)
     model = load_model("bm25", device="cpu")
-    result, runs = evaluate_model(model, data, device="cpu", batch_size=8, run_depth=len(data.docs))
+    result, outcome = evaluate(model, data, device="cpu", batch_size=8, run_depth=len(data.docs), use_cache=False)
     root = tmp_path_factory.mktemp("runs")
-    save_runs(root, model, data, runs)
+    save_runs(root, model, data.name, outcome)
     return data, result, root / "runs" / "xquad-r" / "bm25"
 
 
@@ -135,11 +133,9 @@ def test_multilingual_map_matches_independent_lareqa_implementation(xquad, with_
         return out
 
     model.plugin.encode_queries, model.plugin.encode_corpus = spy_q, spy_d
-    source = ScoreSource(model, data, batch_size=16)
-    source.prepare(lambda label, n: None)
-    evaluator = Evaluator(source, data)
-    ours = evaluator.multilingual()
-    per_query = evaluator.per_query["multilingual"]
+    result, outcome = evaluate(model, data, device="cpu", batch_size=16, settings=("multilingual",), use_cache=False)
+    ours = result["settings"]["multilingual"]
+    per_query = outcome.values_of("multilingual")
     qvecs = {lang: np.concatenate(v).astype(np.float32) for lang, v in calls["queries"].items()}
     dvecs = {lang: np.concatenate(v).astype(np.float32) for lang, v in calls["corpus"].items()}
     reference = lareqa_reference(DATA / "xquad-r", languages, qvecs, dvecs)
@@ -158,21 +154,11 @@ def test_language_bias_by_hand():
     qrels = [SuiteQrel(q, d, 1) for q in ("en-q", "de-q") for d in ("en-0", "de-0")]
     data = SuiteData.from_records("toy", ["en", "de"], docs, queries, qrels)
 
-    class Fixed:
-        kind = "dense"
-
-    class Source:
-        def pool(self, name):
-            return np.arange(6)
-
-        def scores(self, idx, pool, language):
-            # en query: en-1 (irrelevant, en) first, en-0 second, de-0 last -> distance 4
-            # de query: de-0 first, en-0 second -> distance 1
-            table = {0: [5, 6, 1, 0, 2, 3], 1: [4, 0, 0, 5, 1, 2]}
-            return np.array([table[int(i)] for i in idx], dtype=np.float32)
-
-    evaluator = Evaluator(Source(), data)
-    multi = evaluator.multilingual()
+    # en query: en-1 (irrelevant, en) first, en-0 second, de-0 last -> distance 4
+    # de query: de-0 first, en-0 second -> distance 1
+    table = {"q": {"en": [5, 6, 1, 0, 2, 3], "de": [4, 0, 0, 5, 1, 2]}}
+    result, _ = evaluate(fixed_scores(table), data, device="cpu", batch_size=8, settings=("multilingual",))
+    multi = result["settings"]["multilingual"]
     assert multi["per_language"]["en"]["rank_distance"] == 4
     assert multi["per_language"]["de"]["rank_distance"] == 1
     assert multi["bias"]["rank_distance"] == 2.5
@@ -183,3 +169,20 @@ def test_language_bias_by_hand():
         "irrelevant_same": 0.5,
         "irrelevant_other": 0.0,
     }
+
+
+def fixed_scores(table: dict[str, dict[str, list[float]]]):
+    """A retriever whose score of (query text, language) against the pool of all docs is ``table[text][lang]``."""
+
+    class Index:
+        def __init__(self, docs):
+            self.docs = docs
+
+        def score(self, queries, *, language):
+            return np.array([table[q][language] for q in queries], dtype=np.float32)
+
+    class Fixed:
+        def build_index(self, docs):
+            return Index(docs)
+
+    return from_object(Fixed(), "fixed", "tests:Fixed")

@@ -59,21 +59,21 @@ def test_progress_moves_once_per_batch(tmp_path, fake_plugin_path, monkeypatch):
 
     pytest.importorskip("transformers")
     from conftest import make_tiny_bert
+    from xlir_bench.engine.encode import encode
 
     from xlir_bench.plugins import load_model
-    from xlir_bench.scoring import encode_items
 
     model = load_model(f"hf:{make_tiny_bert(tmp_path, layers=1)}", device="cpu")
     texts = [f"question number {i} " + "word " * (i % 7) for i in range(50)]
     steps: list[int] = []
-    encode_items(model, None, 4, "queries", "encode_queries", "en", texts, None, steps.append)
+    encode(model, 4, "encode_queries", "en", texts, None, steps.append)
     batches = model.plugin.batches([len(x) for x in model.plugin.tokenizer(texts)["input_ids"]], 4)
     assert len(steps) == len(batches) > 1 and sum(steps) == len(texts)
 
     monkeypatch.syspath_prepend(str(fake_plugin_path))
     plain = load_model("hash-int", device="cpu")
     steps.clear()
-    encode_items(plain, None, 4, "queries", "encode_queries", "en", texts, None, steps.append)
+    encode(plain, 4, "encode_queries", "en", texts, None, steps.append)
     assert steps == [len(texts)]
 
 

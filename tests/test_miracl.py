@@ -21,10 +21,10 @@ from miracl_fixture import write_corpus
 
 from xlir_bench import metrics, plugins, results, suites
 from xlir_bench.errors import XlirError
-from xlir_bench.runner import evaluate_stream
+from xlir_bench.runner import evaluate
 from xlir_bench.shards import ShardStore
-from xlir_bench.streaming import load as load_miracl
 from xlir_bench.suites import miracl
+from xlir_bench.suites.miracl import load as load_miracl
 
 
 def published_query_counts() -> dict[str, int]:
@@ -78,10 +78,7 @@ def fixture_data(tmp_path_factory):
 
 
 def _run(model, data, tmp_path, shard_size, settings=("monolingual", "multilingual"), depth=None):
-    result, evaluator = evaluate_stream(
-        model, data, device="cpu", batch_size=16, settings=settings, run_depth=depth, shard_size=shard_size
-    )
-    return result, evaluator
+    return evaluate(model, data, device="cpu", batch_size=16, settings=settings, run_depth=depth, shard_size=shard_size)
 
 
 def _reference(model, data) -> dict[str, dict[str, np.ndarray]]:
@@ -139,16 +136,18 @@ def test_streamed_measures_equal_in_memory_and_ir_measures(fixture_data, with_fa
     folder = tmp_path / "runs"
     runs = evaluator.runs()
     for name, rows in runs.items():
-        run = [ir_measures.ScoredDoc(q, d, s) for q, docs, scores in rows for d, s in zip(docs, scores)]
-        qrels = [ir_measures.Qrel(q, d, g) for q, d, g in evaluator.qrels(name)]
-        expected = ir_measures.calc_aggregate([AP, RR, nDCG @ 10, R @ 100, R @ 1], qrels, run)
-        if name == "multilingual":
-            got = result["settings"]["multilingual"]["metrics"]
-        else:
-            got = result["settings"]["monolingual"]["per_language"][name.split("-")[1]]
-        for measure, value in expected.items():
-            key = {"AP": "mAP", "RR": "MRR"}.get(str(measure), str(measure))
-            assert got[key] == pytest.approx(value, abs=1e-9), (name, key)
+        for lang in [None] if name == "multilingual" else data.languages:  # monolingual: each language's queries
+            mine = lambda q, lang=lang: lang is None or q.startswith(f"{lang}:")  # noqa: E731
+            qrels = [ir_measures.Qrel(q, d, g) for q, d, g in evaluator.qrels(name) if mine(q)]
+            run = [ir_measures.ScoredDoc(q, d, s) for q, docs, scores in rows for d, s in zip(docs, scores) if mine(q)]
+            expected = ir_measures.calc_aggregate([AP, RR, nDCG @ 10, R @ 100, R @ 1], qrels, run)
+            if name == "multilingual":
+                got = result["settings"]["multilingual"]["metrics"]
+            else:
+                got = result["settings"]["monolingual"]["per_language"][lang]
+            for measure, value in expected.items():
+                key = {"AP": "mAP", "RR": "MRR"}.get(str(measure), str(measure))
+                assert got[key] == pytest.approx(value, abs=1e-9), (name, lang, key)
     assert not folder.exists()
 
 
@@ -170,8 +169,7 @@ def _exact_top(model, data, setting: str, depth: int) -> dict[str, list[str]]:
         scores = q_vec.astype(np.float64) @ np.concatenate([vec[pl] for pl in pools]).astype(np.float64).T
         for q, row in zip(qs, scores.astype(np.float32)):
             order = np.lexsort((ids, row))[::-1][:depth]  # ascending (score, id) reversed
-            key = q.query_id if setting == "monolingual" else f"{lang}:{q.query_id}"
-            out[key] = [str(x) if setting == "multilingual" else str(x).partition(":")[2] for x in ids[order]]
+            out[f"{lang}:{q.query_id}"] = [str(x) for x in ids[order]]
     return out
 
 
@@ -182,21 +180,21 @@ def test_small_top_k_from_pruned_pools_is_exact(fixture_data, with_fake_plugins,
     with thresholds taken several tiles before they are folded in; ``numpy-serial``: one thread; ``torch``: the
     device-tile code on CPU torch, a comparison pass per relevant slot; ``torch-sorted``: the same with the
     searchsorted counting that rows with many relevant passages take."""
-    from xlir_bench import streaming
+    from xlir_bench.engine import core, tiles
     from xlir_bench.metrics import stream
 
-    monkeypatch.setattr(streaming, "TILE_ROWS", 16)
-    monkeypatch.setattr(streaming, "TILE_COLS", 40)
+    monkeypatch.setattr(tiles, "TILE_ROWS", 16)
+    monkeypatch.setattr(tiles, "TILE_COLS", 40)
     monkeypatch.setattr(stream, "COMPACT_MIN", 8)
-    original = streaming.TileScorer
+    original = tiles.TileScorer
     if path.startswith("torch"):
         pytest.importorskip("torch")
-        monkeypatch.setattr(streaming, "TileScorer", lambda q, device: original(q, device, on_torch=True))
-        monkeypatch.setattr(streaming, "SLOT_PASSES_MAX", 0 if path == "torch-sorted" else 1000)
-        monkeypatch.setattr(streaming, "TILE_ROWS", 64)  # torch's per-call overhead: 4x fewer tiles, same pruning
+        monkeypatch.setattr(core, "TileScorer", lambda q, device: original(q, device, on_torch=True))
+        monkeypatch.setattr(tiles, "SLOT_PASSES_MAX", 0 if path == "torch-sorted" else 1000)
+        monkeypatch.setattr(tiles, "TILE_ROWS", 64)  # torch's per-call overhead: 4x fewer tiles, same pruning
     else:
         workers = 3 if path == "numpy-threads" else 1
-        monkeypatch.setattr(streaming, "TileScorer", lambda q, device: original(q, device, workers=workers))
+        monkeypatch.setattr(core, "TileScorer", lambda q, device: original(q, device, workers=workers))
     data = load_miracl(("sw", "yo"), fixture_data)
     model = plugins.load_model("hash-int", device="cpu")
     depth = 7
@@ -204,7 +202,7 @@ def test_small_top_k_from_pruned_pools_is_exact(fixture_data, with_fake_plugins,
     runs = evaluator.runs()
     for setting in ("monolingual", "multilingual"):
         expected = _exact_top(model, data, setting, depth)
-        got = {q: docs for name, rows in runs.items() if name.startswith(setting[:5]) for q, docs, _ in rows}
+        got = {q: docs for q, docs, _ in runs[setting]}
         assert got.keys() == expected.keys()
         assert got == expected, setting
     reference = _reference(model, data)  # the counts behind every rank-based measure, from the same pass
@@ -254,12 +252,15 @@ def test_bm25_index_limit_is_one_clear_line(fixture_data, tmp_path, monkeypatch)
 
 # -- shards: resume, corruption, identity ---------------------------------------------------------------------
 def _store(data, model, size=97):
+    from xlir_bench.engine.core import Engine
+    from xlir_bench.engine.data import from_miracl
     from xlir_bench.runner import model_identity
-    from xlir_bench.streaming import StreamEvaluator
+    from xlir_bench.suites.download import cache_dir
 
-    ev = StreamEvaluator(model, data, settings=("monolingual",), batch_size=8, identity=model_identity(model),
-                         shard_size=size)  # fmt: skip
-    return ev.store("yo")
+    identity = model_identity(model, 16)
+    ev = Engine(model, from_miracl(data), settings=("monolingual",), batch_size=16, identity=identity,
+                cache_root=cache_dir(), shard_size=size)  # fmt: skip
+    return ev.corpus_store("yo", cache_dir(), identity)
 
 
 def test_killed_or_corrupt_shards_are_re_encoded_and_nothing_else(fixture_data, with_fake_plugins, tmp_path):
@@ -277,19 +278,29 @@ def test_killed_or_corrupt_shards_are_re_encoded_and_nothing_else(fixture_data, 
     store._paths(2)[2].unlink()
     _run(model, data, tmp_path, 97, settings=("monolingual",))
     assert [line.split()[1] for line in log.read_text().splitlines()] == ["97"]
-    # a corrupt shard (bytes flipped, same size) is caught by its checksum, removed, and re-encoded on the next run
+    # a corrupt shard (bytes flipped, same size) is caught by its checksum, removed and encoded again in the same
+    # run, with a warning; only that shard is encoded
     vecs = store._paths(1)[0]
     raw = bytearray(vecs.read_bytes())
     raw[-5] ^= 0xFF
     vecs.write_bytes(bytes(raw))
-    with pytest.raises(XlirError, match="fails its checksum.*re-encode"):
-        _run(model, data, tmp_path, 97, settings=("monolingual",))
+    log.write_text("")
     third, _ = _run(model, data, tmp_path, 97, settings=("monolingual",))
+    assert any("shard 1 of yo" in w and "fails its checksum" in w and "encoded it again" in w
+               for w in third["warnings"]), third["warnings"]  # fmt: skip
+    assert [line.split()[1] for line in log.read_text().splitlines()] == ["97"]
     assert third["settings"] == first["settings"] == again["settings"]
-    # a truncated shard
+    # a truncated shard (taken for an unfinished one: encoded again, as after a kill) and a manifest whose norm bound
+    # is below its vectors' (a scaled shard with a rewritten manifest: removed with a warning, encoded again)
     store._paths(0)[0].write_bytes(store._paths(0)[0].read_bytes()[:100])
-    with pytest.raises(XlirError, match="re-encode"):
-        _run(model, data, tmp_path, 97, settings=("monolingual",))
+    manifest = json.loads(store._paths(3)[2].read_text())
+    manifest["max_norm"] /= 2
+    store._paths(3)[2].write_text(json.dumps(manifest))
+    log.write_text("")
+    fourth, _ = _run(model, data, tmp_path, 97, settings=("monolingual",))
+    assert sum("norm bound below" in w for w in fourth["warnings"]) == 1, fourth["warnings"]
+    assert [line.split()[1] for line in log.read_text().splitlines()] == ["97", "97"]
+    assert fourth["settings"] == first["settings"]
 
 
 def test_shard_checksums_are_chunked_crc32_and_earlier_sha256_shards_still_verify(tmp_path, monkeypatch):
@@ -329,16 +340,20 @@ def test_shard_checksums_are_chunked_crc32_and_earlier_sha256_shards_still_verif
     assert not manifest_path.exists()  # removed, so the next run re-encodes it
 
 
-def test_a_shard_of_another_dimension_is_refused(fixture_data, with_fake_plugins, tmp_path):
+def test_a_shard_of_another_dimension_is_replaced_not_used(fixture_data, with_fake_plugins, tmp_path):
+    """A consistent shard whose manifest says another dimension is caught where relevant passages are looked up
+    (before any scoring), removed and encoded again in the same run, with a warning naming the dimension."""
     data = load_miracl(("yo",), fixture_data)
     model = plugins.load_model("hash-int", device="cpu")
-    _run(model, data, tmp_path, 500, settings=("monolingual",))
+    first, _ = _run(model, data, tmp_path, 500, settings=("monolingual",))
     store = _store(data, model, 500)
     manifest = json.loads(store._paths(0)[2].read_text())
     manifest["dim"] = 7
     store._paths(0)[2].write_text(json.dumps(manifest))
-    with pytest.raises(XlirError, match="dimension 7"):
-        _run(model, data, tmp_path, 500, settings=("monolingual",))
+    again, _ = _run(model, data, tmp_path, 500, settings=("monolingual",))
+    assert any("dimension 7" in w and "encoded it again" in w for w in again["warnings"]), again["warnings"]
+    assert again["settings"] == first["settings"]
+    assert json.loads(store._paths(0)[2].read_text())["dim"] != 7
 
 
 # -- command line -----------------------------------------------------------------------------------------------
@@ -352,7 +367,7 @@ def test_cli_miracl_run_and_bad_input(fixture_data, tmp_path):
     assert result["suite"]["corpus"]["yo"]["official"] is False  # a fixture, recorded as such
     bad = run_cli("run", "--model", "hashgram", "--suite", "miracl:yo", "--setting", "cross-lingual",
                   "--results-dir", str(tmp_path), env_extra=env)  # fmt: skip
-    assert bad.returncode == 2 and "MIRACL has the settings" in bad.stderr
+    assert bad.returncode == 2 and "miracl:yo has the settings monolingual and multilingual" in bad.stderr
     missing = run_cli("run", "--model", "hashgram", "--suite", "miracl:sw", "--results-dir", str(tmp_path),
                       env_extra={"XLIR_BENCH_DATA": str(DATA)})  # fmt: skip
     assert missing.returncode == 2 and "no MIRACL sw corpus" in missing.stderr, missing.stderr
@@ -408,7 +423,7 @@ def test_kth_largest_per_row_matches_sorting_on_both_paths():
 def test_relevant_passages_are_found_by_binary_search_with_duplicates_and_misses():
     """The lookup of judged passages in a shard's ids: every position of a wanted id (a malformed corpus may repeat
     one), none for ids past the end of the sorted wanted list or absent from it, nothing when nothing is wanted."""
-    from xlir_bench.streaming import _members
+    from xlir_bench.engine.core import _members
 
     ids = np.array(["9#1", "1#0", "zz#3", "5#2", "1#0", "0#0"])
     wanted = np.array(sorted(["1#0", "5#2", "7#7", "zz#3"]))

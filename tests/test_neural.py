@@ -11,12 +11,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from conftest import make_tiny_bert  # noqa: E402
-
 from xlir_bench.errors import XlirError  # noqa: E402
-from xlir_bench.evaluate import Evaluator  # noqa: E402
 from xlir_bench.plugins import load_model  # noqa: E402
-from xlir_bench.runner import model_identity  # noqa: E402
-from xlir_bench.scoring import ScoreSource  # noqa: E402
+from xlir_bench.runner import evaluate, model_identity  # noqa: E402
 from xlir_bench.suites.records import SuiteData, SuiteDoc, SuiteQrel, SuiteQuery  # noqa: E402
 
 TEXTS = [
@@ -223,6 +220,7 @@ class Counting:
 
     def __init__(self, plugin):
         self.plugin, self.texts = plugin, 0
+        self.metadata, self.similarity = plugin.metadata, plugin.similarity  # the wrapped model's identity
 
     def encode_queries(self, texts, **kw):
         self.texts += len(texts)
@@ -233,32 +231,30 @@ class Counting:
         return self.plugin.encode_corpus(docs, **kw)
 
 
-def run_cached(model, root):
-    from xlir_bench.cache import EmbeddingCache
-
-    cache = EmbeddingCache(model_identity(model), root)
+def run_cached(model, root, monkeypatch):
+    """(texts encoded, multilingual mAP, result) of the toy suite with the vector store under ``root``."""
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(root))
     counter = Counting(model.plugin)
     model.plugin = counter
-    source = ScoreSource(model, toy_suite(), 4, cache)
-    source.prepare(lambda label, n: None)
+    result, _ = evaluate(model, toy_suite(), device="cpu", batch_size=4, settings=("multilingual",))
     model.plugin = counter.plugin
-    return counter.texts, Evaluator(source, toy_suite()).multilingual()["metrics"]["mAP"], source
+    return counter.texts, result["settings"]["multilingual"]["metrics"]["mAP"], result
 
 
-def test_cache_reuses_vectors_and_never_stale_ones(tiny_bert, tmp_path):
-    first, map_first, _ = run_cached(encoder(tiny_bert), tmp_path)
-    again, map_again, source = run_cached(encoder(tiny_bert), tmp_path)
-    assert first == 16 and again == 0 and map_again == map_first and source.cache_hits == 16
-    changed, _, _ = run_cached(encoder(tiny_bert, pooling="cls"), tmp_path)
+def test_cache_reuses_vectors_and_never_stale_ones(tiny_bert, tmp_path, monkeypatch):
+    first, map_first, _ = run_cached(encoder(tiny_bert), tmp_path, monkeypatch)
+    again, map_again, result = run_cached(encoder(tiny_bert), tmp_path, monkeypatch)
+    assert first == 16 and again == 0 and map_again == map_first and result["provenance"]["vectors"]["cached"]
+    changed, _, _ = run_cached(encoder(tiny_bert, pooling="cls"), tmp_path, monkeypatch)
     assert changed == 16  # another option, another identity: nothing reused
-    prefixed, _, _ = run_cached(encoder(tiny_bert, query_prefix="q: "), tmp_path)
+    prefixed, _, _ = run_cached(encoder(tiny_bert, query_prefix="q: "), tmp_path, monkeypatch)
     assert prefixed == 16
 
 
-def test_cache_info_and_clear(tiny_bert, tmp_path):
+def test_cache_info_and_clear(tiny_bert, tmp_path, monkeypatch):
     from xlir_bench import cache
 
-    run_cached(encoder(tiny_bert), tmp_path)
+    run_cached(encoder(tiny_bert), tmp_path, monkeypatch)
     found = cache.entries(tmp_path)
     assert len(found) == 1 and found[0].vectors == 16 and found[0].model.startswith("hf:")
     assert cache.clear(tmp_path) == 1 and cache.entries(tmp_path) == []

@@ -15,8 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 
 from . import __version__, plugins, provenance, results, suites
+from .engine.pools import SETTINGS
 from .errors import XlirError
-from .evaluate import SETTINGS
 from .progress import Progress
 from .report import FORMATS, Report
 
@@ -236,7 +236,7 @@ def run_cmd(
     Under torchrun (MIRACL) every rank encodes and scores its share of the corpus shards; rank 0 writes the result.
     """
     from .distributed import current as current_world
-    from .runner import evaluate_model, evaluate_stream, save_runs, save_stream_runs
+    from .runner import evaluate, save_runs
 
     root = results.results_dir(results_dir)
     names = suites.resolve(suite_names)
@@ -247,13 +247,9 @@ def run_cmd(
         save_run = True
     options = plugins.parse_model_args(model_args)
     resolved_device = provenance.resolve_device(device)
-    world = current_world(resolved_device) if any(suites.is_miracl(n) for n in names) else None
-    if world is not None and world.size > 1 and resolved_device.startswith("cuda"):
-        import torch
-
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        resolved_device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    main_rank = world is None or world.is_main
+    world = current_world(resolved_device)
+    resolved_device = world.bind_device(resolved_device)
+    main_rank = world.is_main
     if main_rank:
         results.ensure_writable(root)
     _seed_everything(seed)
@@ -279,27 +275,14 @@ def run_cmd(
                 for suite_name in names:
                     results.check_target(results.result_path(root, model.label, suite_name))
             for suite_name in names:
-                wanted = tuple(settings) or None
-                if suites.is_miracl(suite_name):
-                    from .streaming import SETTINGS as STREAM_SETTINGS
-
-                    result, evaluator = evaluate_stream(
-                        model, loaded[suite_name], device=resolved_device, batch_size=batch_size,
-                        settings=tuple(s for s in STREAM_SETTINGS if not wanted or s in wanted),
-                        run_depth=run_depth if save_run else None, seed=seed, progress=progress,
-                        use_cache=not no_cache, shard_size=shard_size, shard_dtype=shard_dtype, world=world,
-                    )  # fmt: skip
-                    if result is None:
-                        continue
-                    runs_writer = partial(save_stream_runs, root, model, evaluator)
-                else:
-                    result, runs = evaluate_model(
-                        model, loaded[suite_name], device=resolved_device, batch_size=batch_size,
-                        settings=tuple(s for s in SETTINGS if not wanted or s in wanted),
-                        run_depth=run_depth if save_run else None, seed=seed, progress=progress,
-                        use_cache=not no_cache,
-                    )  # fmt: skip
-                    runs_writer = partial(save_runs, root, model, loaded[suite_name], runs)
+                result, outcome = evaluate(
+                    model, loaded[suite_name], device=resolved_device, batch_size=batch_size,
+                    settings=tuple(settings) or None, run_depth=run_depth if save_run else None, seed=seed,
+                    progress=progress, use_cache=not no_cache, shard_size=shard_size, shard_dtype=shard_dtype,
+                    world=world,
+                )  # fmt: skip
+                if result is None:
+                    continue
                 path, notes = results.write_result(root, result)
                 written.append(result)
                 for note in result.get("warnings", []):
@@ -308,7 +291,7 @@ def run_cmd(
                     progress.console.print(f"note: {escape(note)}", highlight=False)
                 progress.console.print(f"wrote {escape(str(path))}", highlight=False)
                 if save_run:
-                    for p in runs_writer():
+                    for p in save_runs(root, model, suite_name, outcome):
                         progress.console.print(f"wrote {p}")
                 if overall is not None:
                     progress.update(overall, advance=1)
@@ -592,12 +575,13 @@ def cache_info() -> None:
     """Size of the embedding cache, per model identity."""
     from . import cache
 
-    table = Table(title=f"embedding cache: {cache.embeddings_root()}")
+    table = Table(title=f"vector store: {cache.store_root()}")
     for col in ("model", "revision", "vectors", "damaged shards", "MiB", "folder"):
         table.add_column(col)
     found = cache.entries()
     for e in found:
-        table.add_row(escape(e.model), escape(e.revision), str(e.vectors), str(e.bad_shards),
+        table.add_row(escape(e.model + (" (old cache)" if e.legacy else "")), escape(e.revision), str(e.vectors),
+                      str(e.bad_shards),
                       f"{e.bytes / 2**20:.1f}", e.folder.name)  # fmt: skip
     out.print(table)
     out.print(f"total: {sum(e.bytes for e in found) / 2**20:.1f} MiB in {len(found)} model folder(s)")
@@ -611,7 +595,7 @@ def cache_clear(model: str | None, broken: bool) -> None:
     from . import cache
 
     removed = cache.clear(model=model, broken=broken)
-    out.print(f"removed {removed} model folder(s) from {cache.embeddings_root()}")
+    out.print(f"removed {removed} model folder(s) from {cache.store_root()}")
 
 
 @cli.command("leaderboard")

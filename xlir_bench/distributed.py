@@ -51,6 +51,16 @@ class World:
         if errors:
             raise XlirError(errors[0] if error else f"{what} failed on another rank: {errors[0]}")
 
+    def bind_device(self, device: str) -> str:
+        """Under torchrun with CUDA each rank takes its LOCAL_RANK's GPU (``cuda`` becomes ``cuda:<local rank>``)."""
+        if self.size <= 1 or not device.startswith("cuda"):
+            return device
+        import torch
+
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+
     def same_everywhere(self, value, what: str) -> None:
         """Refuse to go on when the ranks disagree about ``value`` (the suite, the model, the options)."""
         values = self.all_gather(value)

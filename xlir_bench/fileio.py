@@ -16,10 +16,13 @@ import os
 import stat
 import tempfile
 import zlib
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from .errors import XlirError
 
 MiB = 2**20
 JSON_LIMIT = 256 * MiB  # far above any result file (a MIRACL result with per-query AP is a few MiB)
@@ -111,19 +114,42 @@ def is_regular(path: Path) -> bool:
         return False
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary sibling, fsync, then a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_atomic(path: Path, data: bytes | str | Iterable[str], *, shared: bool = False) -> None:
+    """The one atomic writer: ``data`` (bytes, a string or an iterable of text chunks) goes to a temporary sibling,
+    is fsynced, and renamed over ``path``, so the previous file, if any, stays intact when anything fails first.
+    ``shared`` files (results) get the umask's permissions instead of mkstemp's 0600. An ``OSError`` (disk full,
+    quota, a folder in the way) becomes one line naming the file."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise XlirError(f"cannot write {path} ({exc.strerror or exc}); choose a writable folder") from None
+    try:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.writelines([data] if isinstance(data, str) else data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        if shared:
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise XlirError(f"cannot write {path} ({exc.strerror or exc}); the previous file, if any, is unchanged; "
+                            "free some space or choose another folder") from None  # fmt: skip
         raise
+
+
+write_bytes = write_atomic  # the name the shard store and trainer use for binary files
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -245,6 +245,11 @@ def load_model(name: str, *, device: str, options: dict[str, Any] | None = None)
         raise
     except BaseException as exc:  # noqa: BLE001
         raise plugin_failure(exc, f"model plugin {name!r} ({info.distribution}) failed to load") from None
+    return _loaded(name, plugin, info, options)
+
+
+def _loaded(name: str, plugin: Any, info: PluginInfo, options: dict[str, Any]) -> LoadedModel:
+    """Which protocol ``plugin`` implements, checked once for every way a model arrives."""
     if isinstance(plugin, Encoder):
         kind = "dense"
         similarity = str(getattr(plugin, "similarity", "cosine"))
@@ -258,6 +263,11 @@ def load_model(name: str, *, device: str, options: dict[str, Any] | None = None)
             "nor build_index; see the plugin protocol in the README"
         )
     return LoadedModel(name, plugin, kind, similarity, info, options)
+
+
+def from_object(plugin: Any, name: str, target: str) -> LoadedModel:
+    """A model object handed over directly (the Python API), not found through an entry point."""
+    return _loaded(name, plugin, PluginInfo(name, target, "python object"), {})
 
 
 def check_matrix(value: Any, rows: int, model: str, what: str, cols: int | None = None) -> np.ndarray:

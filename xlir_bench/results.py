@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import fileio
 from .errors import XlirError
 from .fileio import JSON_LIMIT, loads_strict, read_json
 
@@ -133,37 +134,10 @@ def ensure_writable(root: Path) -> None:
         ) from None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_atomic(path: Path, text: str | Iterable[str]) -> None:
-    """Write ``text`` (a string or an iterable of chunks) to ``path`` via a temporary sibling and a rename.
-
-    The previous file, if any, stays intact when anything fails before the rename.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise XlirError(f"cannot write {path} ({exc.strerror or exc}); pass a writable --results-dir") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines([text] if isinstance(text, str) else text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):  # disk full, quota, a folder in the way: the previous file is untouched
-            raise XlirError(
-                f"cannot write {path} ({exc.strerror or exc}); the previous file, if any, is unchanged"
-            ) from None
-        raise
+    """A result-side file (result, run, qrels), written atomically and readable by the group (see
+    :func:`xlir_bench.fileio.write_atomic`)."""
+    fileio.write_atomic(path, text, shared=True)
 
 
 def pack_per_query(per_query: dict) -> dict:
@@ -287,6 +261,13 @@ def write_run(path: Path, rows: Iterable[tuple[str, list[str], list[float]]], ta
 
 def write_qrels(path: Path, rows: Iterable[tuple[str, str, int]]) -> None:
     write_atomic(path, "".join(f"{qid} 0 {doc} {rel}\n" for qid, doc, rel in rows))
+
+
+def write_groups(path: Path, groups: dict[str, list[str]] | None) -> None:
+    """How a saved run's queries are aggregated (see :meth:`xlir_bench.engine.outcome.Outcome.groups`)."""
+    doc = {"aggregate": "mean over all queries"} if groups is None else {
+        "aggregate": "mean per group, then over groups", "groups": groups}  # fmt: skip
+    write_atomic(path, json.dumps(doc, indent=1))
 
 
 @dataclass

@@ -6,69 +6,114 @@ import time
 from pathlib import Path
 
 from . import provenance, results
-from .cache import EmbeddingCache
-from .evaluate import PER_QUERY_DECIMALS, SETTINGS, Evaluator
+from .engine.core import DEFAULT_SHARD_SIZE, ENGINE, TIE_RULE, Engine
+from .engine.data import EvalSuite, from_lareqa, from_miracl
+from .engine.outcome import Outcome
+from .errors import XlirError
 from .plugins import LoadedModel
-from .scoring import ALL, ScoreSource
+from .suites.download import cache_dir
 from .suites.records import SuiteData
 
 
-def evaluate_model(
+def evaluate(
     model: LoadedModel,
-    suite: SuiteData,
+    suite,
     *,
     device: str,
     batch_size: int,
-    settings: tuple[str, ...] = SETTINGS,
+    settings: tuple[str, ...] | None = None,
     run_depth: int | None = None,
     seed: int = 0,
     progress=None,
-    use_cache: bool = False,
-) -> tuple[dict, dict[str, list]]:
-    """Return the result document and, when ``run_depth`` is set, the TREC runs per setting."""
+    use_cache: bool = True,
+    shard_size: int | None = None,
+    shard_dtype: str = "float32",
+    world=None,
+) -> tuple[dict | None, Outcome]:
+    """Evaluate ``model`` on ``suite`` (a LAReQA :class:`SuiteData`, MIRACL data or an :class:`EvalSuite`) with the
+    one engine. Returns (the result document, or None off rank 0; the outcome, whose runs a caller may save)."""
+    from .distributed import World
+
+    world = world or World()
+    data = as_eval_suite(suite)
+    wanted = tuple(s for s in data.settings if settings is None or s in settings)
+    if not wanted:
+        why = "" if "cross-lingual" in data.settings else " (its qrels judge passages in the query's language only)"
+        raise XlirError(f"{data.name} has the settings {' and '.join(data.settings)}{why}; asked for none of them")
     started, clock = provenance.now(), time.perf_counter()
     identity = model_identity(model, batch_size) if use_cache else None
-    source = ScoreSource(model, suite, batch_size, EmbeddingCache(identity) if identity else None)
-    evaluator = Evaluator(source, suite, run_depth=run_depth)
-    if progress is not None:
-        task = progress.add_task(f"{model.label} / {suite.name}: prepare", total=source.work_items())
-        source.prepare(
-            lambda label, n: progress.update(task, advance=n, description=f"{model.label} / {suite.name}: {label}")
-        )
-        progress.update(task, completed=0, total=evaluator.total_work(settings))
-        evaluator.advance = lambda label, n: progress.update(
-            task, advance=n, description=f"{model.label} / {suite.name}: {label}"
-        )
-    else:
-        source.prepare(lambda label, n: None)
-    outcome = evaluator.evaluate(settings)
+    shard_size = shard_size or DEFAULT_SHARD_SIZE
+    world.same_everywhere(
+        [model.label, data.name, list(wanted), shard_size, shard_dtype, data.checksums,
+         {lang: c.fingerprint() for lang, c in data.corpora.items()}],
+        "the run (model, suite, settings, shard options, topics, qrels and corpus content)",
+    )  # fmt: skip
+    engine = Engine(
+        model, data, settings=wanted, batch_size=batch_size, identity=identity, cache_root=cache_dir(),
+        shard_size=shard_size, shard_dtype=shard_dtype, run_depth=run_depth, world=world, device=device,
+        advance=_advance(progress, model, data, world),
+    )  # fmt: skip
+    engine.run()
+    if not world.is_main:
+        return None, None
+    outcome = Outcome(engine)
     result = {
         "schema_version": results.SCHEMA_VERSION,
         "model": model_section(model),
         "suite": {
-            "name": suite.name,
-            "languages": suite.languages,
-            "documents": len(suite.docs),
-            "queries": len(suite.queries),
-            "checksums_md5": suite.checksums,
-            "notes": suite.notes,
+            "name": data.name,
+            "languages": data.languages,
+            "documents": int(sum(engine.passages.values())),
+            "passages_per_language": engine.passages,
+            "queries": len(data.queries),
+            "checksums_md5": data.checksums,
+            **{k: v for k, v in data.describe.items() if k != "documents"},
+            "notes": data.notes,
         },
-        "settings": outcome,
-        "per_query": evaluator.per_query_ap(settings),
-        "tie_rule": "equal scores ordered by doc id descending (trec_eval)",
+        "settings": outcome.settings(),
+        "per_query": outcome.per_query(),
+        "engine": ENGINE,
+        "tie_rule": TIE_RULE + ("; multilingual ids are <lang>:<docid>" if data.namespaced else ""),
         "provenance": provenance_section(
             device,
             batch_size,
             seed,
             started,
             clock,
-            source.encode_seconds,
-            source.score_seconds,
-            embedding_cache={"used": identity is not None, "hits": source.cache_hits},
+            engine.encode_seconds,
+            engine.score_seconds,
+            vectors={
+                "cached": identity is not None,
+                "shard_size": shard_size,
+                "shard_dtype": shard_dtype,
+                "ranks": world.size,
+                "shard_read_wait_seconds": round(engine.read_wait_seconds, 3),
+            },
         ),  # fmt: skip
-        "warnings": source.all_warnings,
+        "warnings": engine.warnings,
     }
-    return result, evaluator.runs
+    return result, outcome
+
+
+def as_eval_suite(suite) -> EvalSuite:
+    """Any suite object the harness loads, as the engine's :class:`EvalSuite`."""
+    if isinstance(suite, EvalSuite):
+        return suite
+    if isinstance(suite, SuiteData):
+        return from_lareqa(suite)
+    return from_miracl(suite)
+
+
+def _advance(progress, model: LoadedModel, data: EvalSuite, world):
+    """Progress through a rich Progress: one task per (model, suite), described by what it is doing now."""
+    if progress is None or not world.is_main:
+        return lambda label, n: None
+    task = progress.add_task(f"{model.label} / {data.name}", total=None)
+
+    def advance(label: str, n: int) -> None:
+        progress.update(task, advance=n, description=f"{model.label} / {data.name}: {label}")
+
+    return advance
 
 
 def model_section(model: LoadedModel) -> dict:
@@ -101,99 +146,6 @@ def provenance_section(device, batch_size, seed, started, clock, encode_s, score
             "total": round(time.perf_counter() - clock, 3),
         },
     }
-
-
-def evaluate_stream(
-    model: LoadedModel,
-    data,
-    *,
-    device: str,
-    batch_size: int,
-    settings: tuple[str, ...],
-    run_depth: int | None = None,
-    seed: int = 0,
-    progress=None,
-    use_cache: bool = False,
-    shard_size: int | None = None,
-    shard_dtype: str = "float32",
-    world=None,
-):
-    """MIRACL: the streaming evaluation; returns (result or None off rank 0, the evaluator for runs)."""
-    from .distributed import World
-    from .streaming import DEFAULT_SHARD_SIZE, StreamEvaluator
-
-    world = world or World()
-    started, clock = provenance.now(), time.perf_counter()
-    advance = lambda label, n: None  # noqa: E731
-    if progress is not None and world.is_main:
-        task = progress.add_task(f"{model.label} / {data.name}", total=None)
-
-        def advance(label: str, n: int) -> None:
-            progress.update(task, advance=n, description=f"{model.label} / {data.name}: {label}")
-
-    identity = model_identity(model, batch_size)
-    evaluator = StreamEvaluator(
-        model, data, settings=settings, batch_size=batch_size, identity=identity,
-        shard_size=shard_size or DEFAULT_SHARD_SIZE, shard_dtype=shard_dtype, run_depth=run_depth, world=world,
-        device=device, advance=advance,
-    )  # fmt: skip
-    world.same_everywhere(
-        [model.label, data.name, list(settings), evaluator.shard_size, shard_dtype, data.checksums], "the run"
-    )
-    evaluator.run(use_cache)
-    if not world.is_main:
-        return None, evaluator
-    outcome = evaluator.outcome()
-    per_query = {
-        "query_ids": evaluator.queries.ids,
-        "AP": {s: [round(float(v), PER_QUERY_DECIMALS) for v in evaluator.per_query[s]] for s in outcome},
-    }
-    result = {
-        "schema_version": results.SCHEMA_VERSION,
-        "model": model_section(model),
-        "suite": {
-            "name": data.name,
-            "languages": data.languages,
-            "documents": int(sum(evaluator.passages.values())),
-            "passages_per_language": evaluator.passages,
-            "queries": len(evaluator.queries.ids),
-            "checksums_md5": data.checksums,
-            "corpus": {lang: c.checksums() for lang, c in data.corpora.items()},
-            "notes": data.notes,
-        },
-        "settings": outcome,
-        "per_query": per_query,
-        "tie_rule": "equal scores ordered by doc id descending (trec_eval); multilingual ids are <lang>:<docid>",
-        "warnings": evaluator.warnings,
-        "provenance": provenance_section(
-            device,
-            batch_size,
-            seed,
-            started,
-            clock,
-            evaluator.encode_seconds,
-            evaluator.score_seconds,
-            streaming={
-                "shard_size": evaluator.shard_size,
-                "shard_dtype": shard_dtype,
-                "ranks": world.size,
-                "shard_read_wait_seconds": round(evaluator.read_wait_seconds, 3),
-                "embedding_shards": identity is not None,
-            },
-        ),  # fmt: skip
-    }
-    return result, evaluator
-
-
-def save_stream_runs(root: Path, model: LoadedModel, evaluator) -> list[Path]:
-    """MIRACL runs: one monolingual run per language (MIRACL's own ids) and one multilingual run."""
-    folder = results.runs_folder(root, model.label, evaluator.data.name)
-    paths = []
-    for name, rows in evaluator.runs().items():
-        results.write_run(folder / f"{name}.run", rows, results.slug(model.label))
-        results.write_qrels(folder / f"{name}.qrels", evaluator.qrels(name))
-        paths += [folder / f"{name}.run", folder / f"{name}.qrels"]
-    return paths
 
 
 def model_identity(model: LoadedModel, batch_size: int | None = None) -> dict | None:
@@ -250,22 +202,14 @@ def plugin_source_digest(target: str) -> str:
     return digest.hexdigest()
 
 
-def save_runs(root: Path, model: LoadedModel, suite: SuiteData, runs: dict[str, list]) -> list[Path]:
-    """Write each setting's TREC run and matching qrels under ``root/runs/<suite>/<model>/``."""
-    folder = results.runs_folder(root, model.label, suite.name)
+def save_runs(root: Path, model: LoadedModel, suite_name: str, outcome: Outcome) -> list[Path]:
+    """Each setting's TREC run, its qrels and how its queries are grouped, under ``root/runs/<suite>/<model>/``."""
+    folder = results.runs_folder(root, model.label, suite_name)
     paths = []
-    doc_ids = [d.doc_id for d in suite.docs]
-    for setting, rows in runs.items():
-        if not rows:
-            continue
-        trec_rows = ((qid, [doc_ids[i] for i in docs], scores.tolist()) for qid, _, _, docs, scores in rows)
-        qrels = [
-            (qid, doc_ids[d], int(g))
-            for qid, q, pool, _, _ in rows
-            for d, g in zip(suite.rel_docs[q], suite.rel_gains[q])
-            if pool == ALL or suite.doc_lang[d] == pool
-        ]
-        results.write_run(folder / f"{setting}.run", trec_rows, results.slug(model.label))
-        results.write_qrels(folder / f"{setting}.qrels", qrels)
+    for setting, rows in outcome.runs().items():
+        results.write_run(folder / f"{setting}.run", rows, results.slug(model.label))
+        results.write_qrels(folder / f"{setting}.qrels", outcome.qrels(setting))
+        groups = outcome.groups(setting)
+        results.write_groups(folder / f"{setting}.groups.json", groups)
         paths += [folder / f"{setting}.run", folder / f"{setting}.qrels"]
     return paths

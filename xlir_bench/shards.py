@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,18 @@ class ShardStore:
         return manifest.get("model") == self.identity_digest and manifest.get("dtype") == self.dtype
 
     # -- write / read ---------------------------------------------------------------------------------------
+    def claim(self, i: int):
+        """A lock on shard ``i`` while it is encoded: a second run on the same store waits, then finds the shard
+        finished (:meth:`has`) instead of encoding it again."""
+        from filelock import FileLock
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise XlirError(f"cannot create {self.folder} ({exc.strerror or exc}); set XLIR_BENCH_CACHE to a "
+                            "writable folder or pass --no-cache") from None  # fmt: skip
+        return FileLock(str(self.folder / f".shard-{i:06d}.lock"))
+
     def write(self, i: int, ids: list[str], vectors: np.ndarray) -> None:
         """Write shard ``i`` atomically: vectors and ids first, the manifest last."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -194,20 +207,46 @@ class ShardStore:
             )
         return load_npy(data)
 
-    def rows(self, i: int, positions: np.ndarray) -> np.ndarray:
-        """Some vectors of shard ``i`` through a memory map (checked when the shard is scored)."""
+    def rows(self, i: int, positions: np.ndarray, dim: int | None = None) -> np.ndarray:
+        """Some vectors of shard ``i`` through a memory map, verified: the dimension, and the checksum of every
+        16 MiB chunk that holds a requested row (not the whole shard: the relevant passages of a large corpus are
+        spread thinly over it). A bad shard is removed and reported in one line."""
         path = self._paths(i)[0]
-        try:
-            if not self.has(i):
-                raise ValueError("size differs from its manifest")
-            vecs = np.load(path, mmap_mode="r", allow_pickle=False)
-            return np.asarray(vecs[positions], dtype=np.float32)
-        except (OSError, ValueError) as exc:
-            self.discard(i)
-            raise XlirError(
-                f"embedding shard {path} is truncated or unreadable ({exc}); it was removed: "
-                "run the command again to re-encode it"
-            ) from None
+        manifest = self._manifest(i)
+        problem = None
+        if manifest is None or not self._matches(manifest):
+            problem = "is missing or foreign"
+        elif dim is not None and manifest.get("dim") != dim:
+            problem = f"has dimension {manifest.get('dim')}, the model gives {dim}"
+        else:
+            try:
+                data = map_file(path, manifest["vecs_bytes"])
+                vectors = load_npy(data) if len(data) == manifest["vecs_bytes"] else None
+                if vectors is None or vectors.shape != (manifest["count"], manifest["dim"]):
+                    problem = "is truncated or does not match its manifest"
+                elif not self._chunks_intact(data, vectors, positions, manifest):
+                    problem = "fails its checksum (corrupt)"
+                else:
+                    return np.asarray(vectors[positions], dtype=np.float32)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                problem = f"cannot be read ({exc})"
+        self.discard(i)
+        raise XlirError(f"embedding shard {path} {problem}; it was removed: run the command again to re-encode it")
+
+    @staticmethod
+    def _chunks_intact(data, vectors: np.ndarray, positions: np.ndarray, manifest: dict) -> bool:
+        if "vecs_crc32" not in manifest:  # shards of earlier versions: the whole file's sha256
+            return _intact(data, manifest, "vecs")
+        from .fileio import CRC_CHUNK
+
+        start = len(data) - vectors.nbytes  # the header comes first, the rows follow in order
+        row_bytes = vectors.itemsize * (vectors.shape[1] if vectors.ndim == 2 else 1)
+        first = (start + np.asarray(positions, dtype=np.int64) * row_bytes) // CRC_CHUNK
+        last = (start + (np.asarray(positions, dtype=np.int64) + 1) * row_bytes - 1) // CRC_CHUNK
+        chunks = sorted(set(first.tolist()) | set(last.tolist()))
+        view = memoryview(data).cast("B")
+        recorded = manifest["vecs_crc32"]
+        return all(zlib.crc32(view[c * CRC_CHUNK : (c + 1) * CRC_CHUNK]) == recorded[c] for c in chunks)
 
     def discard(self, i: int) -> None:
         for path in reversed(self._paths(i)):  # manifest first: the shard stops counting as finished at once

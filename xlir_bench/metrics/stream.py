@@ -29,7 +29,7 @@ from ..fileio import usable_cores
 
 UNIT = 2.0**-24
 CANDIDATE_CHUNK = 1 << 20  # candidate entries handled at once (bounds memory for weak models with many candidates)
-CANONICAL_CHUNK = 1 << 12  # rows per canonical recomputation (its float64 accumulators stay in cache)
+CANONICAL_CHUNK = 1 << 10  # rows per canonical recomputation (its float64 accumulators stay in cache)
 COMPACT_MIN = 1 << 16  # top-k pool entries before the first size-triggered compaction
 
 
@@ -45,19 +45,28 @@ def canonical_scores(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     Each product of two float32 values is exact in float64 and the order of the sum is fixed, so the result depends
     on the two vectors alone (not on the batch, the device or the BLAS), which is what makes ties well defined.
     Returned as float64 holding float32 values.
+    """
+    return canonical_pairs(q, np.arange(len(q)), v, np.arange(len(v)))
+
+
+def canonical_pairs(q: np.ndarray, q_rows: np.ndarray, v: np.ndarray, v_rows: np.ndarray) -> np.ndarray:
+    """:func:`canonical_scores` of the pairs ``(q[q_rows[i]], v[v_rows[i]])``, gathered chunk by chunk.
 
     The ordered sum is ``np.add.accumulate`` along each row (an accumulation is sequential by definition, unlike
-    ``sum``, which adds pairwise), so rows need no transposing; chunks of rows run on all cores (numpy releases
-    the GIL). ``+ 0.0`` turns an all-negative-zero sum into +0.0, as a sum started from 0.0 gives.
+    ``sum``, which adds pairwise). Gathering a chunk's rows just before its products keeps them in cache (gathering
+    every pair first was the larger cost for weak models, whose error bands hold many pairs); chunks run on all
+    cores (numpy releases the GIL). ``+ 0.0`` turns an all-negative-zero sum into +0.0, as a sum started from 0.0
+    gives.
     """
-    out = np.empty(len(q), dtype=np.float64)
+    out = np.empty(len(q_rows), dtype=np.float64)
 
     def chunk(lo: int) -> None:
-        products = np.multiply(q[lo : lo + CANONICAL_CHUNK], v[lo : lo + CANONICAL_CHUNK], dtype=np.float64)
+        a, b = q[q_rows[lo : lo + CANONICAL_CHUNK]], v[v_rows[lo : lo + CANONICAL_CHUNK]]
+        products = np.multiply(a, b, dtype=np.float64)
         np.add.accumulate(products, axis=1, out=products)
         np.add(products[:, -1], 0.0, out=out[lo : lo + CANONICAL_CHUNK])
 
-    starts = range(0, len(q), CANONICAL_CHUNK)
+    starts = range(0, len(q_rows), CANONICAL_CHUNK)
     if q.shape[1] == 0:
         out[:] = 0.0
     elif len(starts) > 1:
@@ -225,7 +234,11 @@ class StreamState:
         if not band_m:
             return
         band_m, band_slot = np.concatenate(band_m), np.concatenate(band_slot)
-        exact = s[band_m] if canonical is None else canonical(cand_row[band_m], cand_col[band_m])
+        if canonical is None:
+            exact = s[band_m]
+        else:  # a candidate in the band of several slots (parallel answers score alike) is recomputed once
+            unique, back = np.unique(band_m, return_inverse=True)
+            exact = canonical(cand_row[unique], cand_col[unique])[back]
         g = rows[cand_row[band_m]]
         target = self.rel_scores[g, band_slot]
         cand_ids = ids[cand_col[band_m]]

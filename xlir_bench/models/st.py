@@ -48,14 +48,24 @@ class SentenceTransformerEncoder:
                 f"model {name_or_path!r} is not in the local Hugging Face cache and could not be downloaded; "
                 "pass a local folder (st:/path/to/model) or download it once online"
             ) from None
+        revision = weights_digest(local) if local.is_dir() else _commit(self.model)
+        self._describe(display_name or str(name_or_path), str(name_or_path), revision)
+
+    @classmethod
+    def wrap(cls, model, display_name: str | None = None) -> SentenceTransformerEncoder:
+        """An already loaded ``SentenceTransformer`` (a notebook's), without loading anything again."""
+        self = cls.__new__(cls)
+        self.model = model
+        name = display_name or str(getattr(model, "model_card_data", None) and model.model_card_data.base_model
+                                    or type(model).__name__)  # fmt: skip
+        self._describe(name, name, _commit(model))
+        return self
+
+    def _describe(self, display_name: str, name_or_path: str, revision: str | None) -> None:
         name = getattr(self.model, "similarity_fn_name", None) or "cosine"
         self.similarity = "dot" if name == "dot" else "cosine"
-        if local.is_dir():
-            revision = weights_digest(local)
-        else:
-            revision = getattr(self.model[0].auto_model.config, "_commit_hash", None)
         self.metadata = {
-            "name": display_name or str(name_or_path),
+            "name": display_name,
             "model": str(name_or_path),
             "revision": revision or "unknown",
             "dimension": int(self._dimension()),
@@ -74,6 +84,14 @@ class SentenceTransformerEncoder:
 
     def encode_corpus(self, docs: list[dict], *, language: str, batch_size: int, progress=None) -> np.ndarray:
         return in_slices(self.model.encode_document, [d["text"] for d in docs], batch_size, progress)
+
+
+def _commit(model) -> str | None:
+    """The hub commit a sentence-transformers model was loaded from, when it records one."""
+    try:
+        return getattr(model[0].auto_model.config, "_commit_hash", None)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
 
 
 def in_slices(encode, texts: list[str], batch_size: int, progress=None, batches_per_slice: int = 4) -> np.ndarray:

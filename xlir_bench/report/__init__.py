@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from tabulate import tabulate
 
-from ..evaluate import SETTINGS
+from ..engine.pools import SETTINGS
 from ..metrics import MEASURES
 
 BIAS_COLUMNS = ("rank_distance", "lang_pref@1")

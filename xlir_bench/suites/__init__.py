@@ -57,9 +57,7 @@ def load(name: str, data_dir: str | os.PathLike | None = None):
     name = resolve([name])[0]
     langs = miracl.parse_name(name)
     if langs is not None:
-        from ..streaming import load as load_miracl
-
-        return load_miracl(langs, data_dir)
+        return miracl.load(langs, data_dir)
     return SUITES[name].load(data_dir)
 
 

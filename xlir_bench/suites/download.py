@@ -89,12 +89,21 @@ def configured_data_dir(data_dir: str | os.PathLike | None = None) -> Path | Non
     return Path(chosen) if chosen is not None else None
 
 
+_MD5_MEMO: dict[tuple, str] = {}
+
+
 def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """md5 of a file, computed once per process for an unchanged file (the stat key includes the inode and ctime,
+    which a replacement changes even when it keeps the size and mtime)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _MD5_MEMO:
+        digest = hashlib.md5()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _MD5_MEMO[key] = digest.hexdigest()
+    return _MD5_MEMO[key]
 
 
 def _how_to_provide(remote: RemoteFile) -> str:

@@ -259,3 +259,24 @@ def missing_corpus_message(lang: str, folder: Path) -> str:
 
 def vector_gigabytes(lang: str, dim: int, bytes_per_value: int = 4) -> float:
     return PUBLISHED_PASSAGES[lang] * dim * bytes_per_value / 1e9
+
+
+@dataclass
+class MiraclData:
+    """The chosen languages' queries and qrels in memory, and their corpora as streams."""
+
+    name: str
+    languages: list[str]
+    topics: dict[str, Topics]
+    corpora: dict[str, Corpus]
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        return {k: v for t in self.topics.values() for k, v in t.checksums.items()}
+
+
+def load(languages: tuple[str, ...], data_dir=None) -> MiraclData:
+    topics = {lang: load_topics(lang, data_dir) for lang in languages}
+    corpora = {lang: corpus(lang, data_dir) for lang in languages}
+    return MiraclData(suite_name(languages), list(languages), topics, corpora)

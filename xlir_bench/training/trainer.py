@@ -414,19 +414,19 @@ def latest_checkpoint(out: Path) -> tuple[Path, dict] | None:
 @contextmanager
 def folder_lock(folder: Path):
     """One training per output folder: a second one with the same --name is one error line, not a crash."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(folder / ".lock"))
     try:
-        import fcntl
-    except ImportError:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise XlirError(
+            f"another training is writing {folder}; wait for it to finish or choose another --name"
+        ) from None
+    try:
         yield
-        return
-    with open(folder / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise XlirError(
-                f"another training is writing {folder}; wait for it to finish or choose another --name"
-            ) from None
-        yield
+    finally:
+        lock.release()
 
 
 @contextmanager

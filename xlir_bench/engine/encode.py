@@ -1,0 +1,79 @@
+"""Plugin calls that turn texts into checked float32 vectors ready for scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import XlirError
+from ..plugins import LoadedModel, check_matrix
+
+ENCODE_CHUNK = 2048  # texts per plugin call: progress granularity, large enough for length-sorted batching
+
+
+def encode(
+    model: LoadedModel,
+    batch_size: int,
+    method: str,
+    lang: str,
+    items: list,
+    dim: int | None,
+    advance: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """One plugin call, checked (shape, finite values, the dimension of earlier calls); ``advance`` moves once per
+    batch for plugins that report progress, else once at the end, and in total by exactly ``len(items)``."""
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        step = max(0, min(int(n), len(items) - done))
+        done += step
+        if step and advance is not None:
+            advance(step)
+
+    out = model.call(method, items, language=lang, batch_size=batch_size, progress=tick)
+    tick(len(items) - done)
+    matrix = check_matrix(out, len(items), model.name, f"{method}(language={lang!r})", dim)
+    return matrix.astype(np.float64)
+
+
+def encode_all(model, batch_size, method, lang, items, dim, advance=None) -> np.ndarray:
+    """:func:`encode` over ``items`` in chunks of :data:`ENCODE_CHUNK` (progress moves between them)."""
+    parts = []
+    for lo in range(0, len(items), ENCODE_CHUNK):
+        part = encode(model, batch_size, method, lang, items[lo : lo + ENCODE_CHUNK], dim, advance)
+        dim = part.shape[1]
+        parts.append(part)
+    return np.concatenate(parts) if parts else np.zeros((0, dim or 1))
+
+
+def normalise(matrix: np.ndarray, model: LoadedModel) -> np.ndarray:
+    """float32 vectors ready for scoring: unit length for cosine models, computed in float64 after scaling each row
+    by its largest magnitude, so vectors scaled by 1e20 or 1e-30 neither overflow nor underflow. A vector that
+    cannot be represented in float32 (dot similarity beyond float32's range) is one clear error."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if model.similarity == "cosine":
+        scale = np.abs(m).max(axis=1, keepdims=True) if m.size else np.ones((len(m), 1))
+        scaled = m / np.where(scale > 0, scale, 1.0)
+        norms = np.linalg.norm(scaled, axis=1, keepdims=True)
+        m = scaled / np.where(norms > 0, norms, 1.0)
+    with np.errstate(over="ignore"):
+        out = m.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise XlirError(
+            f"model plugin {model.name!r} returned vectors too large for float32 scores (|x| > 3.4e38); "
+            "scale them down or declare similarity = 'cosine'"
+        )
+    return out
+
+
+def zero_vector_warning(matrix: np.ndarray, what: str, model: LoadedModel) -> str | None:
+    """A note for the result when some vectors are all zeros: every score against them ties, so their ranks
+    come from the tie rule alone, which is rarely what a model meant."""
+    zero = int((~np.any(matrix != 0, axis=1)).sum()) if matrix.size else 0
+    if not zero:
+        return None
+    return (
+        f"model plugin {model.name!r} returned {zero} all-zero vector(s) of {len(matrix)} {what}: their scores all tie"
+    )
