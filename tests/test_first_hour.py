@@ -59,8 +59,8 @@ def test_progress_moves_once_per_batch(tmp_path, fake_plugin_path, monkeypatch):
 
     pytest.importorskip("transformers")
     from conftest import make_tiny_bert
-    from xlir_bench.engine.encode import encode
 
+    from xlir_bench.engine.encode import encode
     from xlir_bench.plugins import load_model
 
     model = load_model(f"hf:{make_tiny_bert(tmp_path, layers=1)}", device="cpu")

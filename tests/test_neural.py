@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from conftest import make_tiny_bert  # noqa: E402
+
 from xlir_bench.errors import XlirError  # noqa: E402
 from xlir_bench.plugins import load_model  # noqa: E402
 from xlir_bench.runner import evaluate, model_identity  # noqa: E402

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from xlir_bench.engine.encode import normalise
 
 from xlir_bench import results
+from xlir_bench.engine.encode import normalise
 from xlir_bench.errors import XlirError
 from xlir_bench.report import FORMATS, Report
 

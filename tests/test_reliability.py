@@ -59,13 +59,14 @@ def test_all_zero_vectors_are_a_warning_in_the_result(fake_plugin_path, tmp_path
     assert "all-zero" in proc.stderr
 
 
-# -- 2. the embedding cache is verified -----------------------------------------------------------------------------
+# -- 2. the vector store is verified -------------------------------------------------------------------------------
 def _shards(tmp_path) -> list:
-    return sorted((tmp_path / "cache" / "embeddings").glob("*/*.json"))
+    return sorted(p for p in (tmp_path / "cache" / "shards").glob("*/*/shard-*.json"))
 
 
 def _corrupt(manifest, how: str) -> None:
-    vecs, keys = cache._shard_files(manifest)
+    stem = manifest.name[: -len(".json")]
+    vecs, ids = manifest.with_name(f"{stem}.vecs.npy"), manifest.with_name(f"{stem}.ids.npy")
     if how == "nan":
         arr = np.load(vecs)
         arr[0, 0] = np.nan
@@ -78,33 +79,44 @@ def _corrupt(manifest, how: str) -> None:
         data = bytearray(vecs.read_bytes())
         data[-64:] = np.random.default_rng(0).bytes(64)
         vecs.write_bytes(bytes(data))
-    elif how == "reordered-keys":
-        arr = np.load(keys)
-        np.save(keys, arr[::-1].copy())
-    elif how == "truncated":
-        vecs.write_bytes(vecs.read_bytes()[:-100])
+    elif how == "reordered-ids":
+        arr = np.load(ids)
+        np.save(ids, arr[::-1].copy())
     elif how == "fifo":
         vecs.unlink()
         os.mkfifo(vecs)
     elif how == "wrong-dimension":  # a consistent shard (valid checksums) of another width
+        from xlir_bench.fileio import crc32_chunks
+
         arr = np.load(vecs)[:, :3].copy()
         np.save(vecs, arr)
         info = json.loads(manifest.read_text())
-        info.update(dim=3, vecs_bytes=vecs.stat().st_size, vecs_sha256=cache.sha256(vecs.read_bytes()))
+        info.update(dim=3, vecs_bytes=vecs.stat().st_size, vecs_crc32=crc32_chunks(vecs.read_bytes()))
+        manifest.write_text(json.dumps(info))
+    elif how == "scaled-with-rewritten-manifest":  # vectors x2, checksums made to match: only the norm check sees it
+        from xlir_bench.fileio import crc32_chunks
+
+        np.save(vecs, np.load(vecs) * 2)
+        info = json.loads(manifest.read_text())
+        info.update(vecs_bytes=vecs.stat().st_size, vecs_crc32=crc32_chunks(vecs.read_bytes()))
         manifest.write_text(json.dumps(info))
     else:
         raise ValueError(how)
 
 
-CORRUPTIONS = ("nan", "zero-bytes", "random-bytes", "reordered-keys", "truncated", "fifo", "wrong-dimension")
+CORRUPTIONS = ("nan", "zero-bytes", "random-bytes", "reordered-ids", "fifo", "wrong-dimension",
+               "scaled-with-rewritten-manifest")  # fmt: skip
 
 
-def test_corrupt_cache_shards_are_discarded_and_reencoded(fake_plugin_path, tmp_path):
-    """Seven kinds of damage, one per shard: the re-run reports each, re-encodes, and gives the same numbers."""
+def test_corrupt_shards_are_discarded_and_reencoded_in_the_same_run(fake_plugin_path, tmp_path):
+    """Seven kinds of damage, one per corpus shard: the re-run reports each, encodes it again, and gives the same
+    numbers; the run after that reads everything from the store."""
     first = _run(fake_plugin_path, tmp_path, "--model", "hash-int")
     assert first.returncode == 0, first.stderr
     baseline = _result(tmp_path, "hash-int")
-    shards = _shards(tmp_path)
+    shards = [
+        m for m in _shards(tmp_path) if json.loads((m.parent / "corpus.json").read_text())["corpus"]["kind"] == "corpus"
+    ]
     assert len(shards) >= len(CORRUPTIONS)
     for manifest, how in zip(shards, CORRUPTIONS):
         _corrupt(manifest, how)
@@ -114,12 +126,9 @@ def test_corrupt_cache_shards_are_discarded_and_reencoded(fake_plugin_path, tmp_
     assert again["settings"] == baseline["settings"]
     assert again["per_query"] == baseline["per_query"]
     assert sum("discarded cached shard" in w for w in again["warnings"]) == len(CORRUPTIONS), again["warnings"]
-    assert 0 < again["provenance"]["embedding_cache"]["hits"] < baseline["suite"]["queries"] + baseline["suite"][
-        "documents"
-    ]  # fmt: skip
-    third = _run(fake_plugin_path, tmp_path, "--model", "hash-int")  # healed: everything from the cache
+    third = _run(fake_plugin_path, tmp_path, "--model", "hash-int")  # healed: everything from the store
     assert third.returncode == 0
-    assert not [w for w in _result(tmp_path, "hash-int")["warnings"] if "cache" in w]
+    assert not [w for w in _result(tmp_path, "hash-int")["warnings"] if "shard" in w]
 
 
 def test_cache_identity_follows_the_plugin_source(tmp_path, monkeypatch):
@@ -141,7 +150,7 @@ def test_cache_identity_follows_the_plugin_source(tmp_path, monkeypatch):
 
 
 def test_unwritable_cache_falls_back_with_a_warning(fake_plugin_path, tmp_path):
-    """XLIR_BENCH_CACHE naming a file, or a disk that fills up: the run goes on without the cache."""
+    """XLIR_BENCH_CACHE naming a file: the run goes on with a temporary store, and says so."""
     blocker = tmp_path / "cache-is-a-file"
     blocker.write_text("x")
     proc = run_cli(
@@ -150,20 +159,24 @@ def test_unwritable_cache_falls_back_with_a_warning(fake_plugin_path, tmp_path):
         env_extra={"PYTHONPATH": str(fake_plugin_path), "XLIR_BENCH_CACHE": str(blocker)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "embedding cache switched off" in proc.stderr
+    assert "vector cache switched off" in proc.stderr
     assert _result(tmp_path, "hash-int")["settings"]["multilingual"]["metrics"]["mAP"] > 0
 
 
-def test_disk_full_while_storing_disables_the_cache(tmp_path, monkeypatch):
-    store = cache.EmbeddingCache({"model": "m"}, root=tmp_path)
+def test_disk_full_in_the_store_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """Disk full (or a file too large) while a shard is written: one error naming the file and what to do, and no
+    partial file left behind."""
+    from xlir_bench import fileio
+    from xlir_bench.shards import ShardStore
 
-    def full(path, data):
+    def full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cache, "write_bytes", full)
-    store.store("queries", [b"k" * 16], np.ones((1, 4)))
-    assert store.disabled and "No space left on device" in store.warnings[0]
-    assert list(tmp_path.rglob("*.npy")) == []
+    store = ShardStore(tmp_path, {"model": "m"}, {"corpus": "c"})
+    monkeypatch.setattr(fileio.os, "fsync", full)
+    with pytest.raises(XlirError, match=r"cannot write .*No space left on device.*free some space"):
+        store.write(0, ["a"], np.ones((1, 4), dtype=np.float32))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
 
 
 def test_concurrent_runs_store_each_vector_once(fake_plugin_path, tmp_path):
@@ -183,27 +196,24 @@ def test_concurrent_runs_store_each_vector_once(fake_plugin_path, tmp_path):
     assert results.read_result(tmp_path / "r1" / "mlqa-r" / "hash-int.json")["settings"] == result["settings"]
 
 
-def test_cache_info_and_clear_handle_damaged_folders(tmp_path):
-    store = cache.EmbeddingCache({"model": "m", "metadata": {"revision": "r"}}, root=tmp_path)
-    store.store("queries", [bytes([i]) * 16 for i in range(3)], np.ones((3, 4)))
-    store.store("corpus", [bytes([9]) * 16], np.ones((1, 4)))
-    (store.folder / "queries-orphan.vecs.npy").write_bytes(b"junk")  # a shard with no manifest
-    stale = store.folder / ".queries-x.vecs.npy.123.tmp"
-    stale.write_bytes(b"partial")
-    os.utime(stale, (0, 0))
-    (entry,) = cache.entries(tmp_path)
-    assert (entry.model, entry.vectors, entry.bad_shards) == ("m", 4, 1)
-    store.store("corpus", [bytes([8]) * 16], np.ones((1, 4)))
-    assert not stale.exists()  # leftovers of interrupted writes are cleaned
-    (store.folder / "identity.json").unlink()
-    (entry,) = cache.entries(tmp_path)
-    assert not entry.identity_ok
-    assert cache.clear(tmp_path, model="m") == 0
-    assert cache.clear(tmp_path, broken=True) == 1
-    assert cache.entries(tmp_path) == []
+def test_cache_info_and_clear_see_the_store_and_damaged_folders(tmp_path):
+    """``cache info`` counts the store's vectors (issue: it said 0.0 MiB while shards/ held data), damaged or
+    unfinished shards, and the folders of the old embedding cache; ``cache clear`` removes them."""
+    from xlir_bench.shards import ShardStore
+
+    store = ShardStore(tmp_path, {"model": "m", "metadata": {"revision": "r"}}, {"corpus": "c"})
+    store.write(0, ["a", "b", "c"], np.ones((3, 4), dtype=np.float32))
+    store.write(1, ["d"], np.ones((1, 4), dtype=np.float32))
+    (store.folder / "shard-000009.vecs.npy").write_bytes(b"junk")  # a shard with no manifest
+    (tmp_path / "embeddings" / "old").mkdir(parents=True)
+    (entry, legacy) = cache.entries(tmp_path)
+    assert (entry.model, entry.revision, entry.vectors, entry.bad_shards) == ("m", "r", 4, 1)
+    assert entry.bytes > 0 and legacy.legacy
+    (store.folder.parent / "identity.json").unlink()
+    assert not cache.entries(tmp_path)[0].identity_ok
+    assert cache.clear(tmp_path) == 2 and cache.entries(tmp_path) == []
 
 
-# -- 4. result identity ---------------------------------------------------------------------------------------------
 def test_result_file_names_never_collide():
     labels = ["hashgram[n=4]", "hashgram:[n=4]", "hashgram_n_4", "hashgram:ü", "hashgram", "hashgram:?", "e5-small"]
     stems = [results.file_stem(label) for label in labels]
@@ -399,23 +409,34 @@ def test_labels_with_markup_and_pipes_render_in_every_format():
     assert "m|x[dtype=int8]" in console.export_text()
 
 
-def test_cached_vectors_of_another_width_are_cleared_not_blamed_on_the_plugin(tmp_path):
-    """A plugin changed its dimension without changing its revision: the stale cache goes, with a warning."""
-    from types import SimpleNamespace
+def test_cached_vectors_of_another_width_are_cleared_not_blamed_on_the_plugin(tmp_path, monkeypatch):
+    """A plugin changed its dimension without changing its revision: the stale vectors go, with one line."""
+    from xlir_bench.plugins import from_object
+    from xlir_bench.runner import evaluate
+    from xlir_bench.suites.records import SuiteData, SuiteDoc, SuiteQrel, SuiteQuery
 
-    from xlir_bench.scoring import encode_items
+    class Plugin:
+        metadata = {"name": "width", "revision": "r1"}
+        dim = 3
 
-    class Four:
-        def call(self, method, items, **kw):
-            return np.ones((len(items), 4))
+        def encode_queries(self, texts, *, language, batch_size):
+            return np.ones((len(texts), self.dim))
 
-    model = SimpleNamespace(name="four", call=Four().call)
-    store = cache.EmbeddingCache({"model": "four"}, root=tmp_path)
-    texts = ["a", "b", "c"]
-    store.store("queries", [cache.text_key("en", t) for t in texts[:2]], np.ones((2, 3)))
-    fresh = cache.EmbeddingCache({"model": "four"}, root=tmp_path)
-    matrix, dim, hits = encode_items(model, fresh, 8, "queries", "encode_queries", "en", texts, None)
-    assert (matrix.shape, dim, hits) == ((3, 4), 4, 0)
-    assert any("cleared the cached vectors" in w for w in fresh.warnings)
-    again = cache.EmbeddingCache({"model": "four"}, root=tmp_path)
-    assert encode_items(model, again, 8, "queries", "encode_queries", "en", texts, None)[2] == 3
+        def encode_corpus(self, docs, *, language, batch_size):
+            return np.ones((len(docs), self.dim))
+
+    def suite(langs):
+        docs = [SuiteDoc(f"{lang}-d", "t", "", "", lang) for lang in langs]
+        queries = [SuiteQuery(f"{lang}-q", "q", lang, "q") for lang in langs]
+        qrels = [SuiteQrel(q.query_id, d.doc_id, 1) for q in queries for d in docs]
+        return SuiteData.from_records("toy", langs, docs, queries, qrels)
+
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path))
+    plugin = Plugin()
+    model = from_object(plugin, "width", "tests:Plugin")
+    evaluate(model, suite(["en"]), device="cpu", batch_size=8)
+    plugin.dim = 4
+    with pytest.raises(XlirError, match="dimension 3.*now returns 4.*removed"):
+        evaluate(model, suite(["en", "de"]), device="cpu", batch_size=8)
+    result, _ = evaluate(model, suite(["en", "de"]), device="cpu", batch_size=8)
+    assert result["settings"]["multilingual"]["metrics"]["mAP"] == 1.0

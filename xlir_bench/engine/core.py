@@ -81,6 +81,8 @@ class Engine:
         self.passages: dict[str, int] = {}
         self.warnings: list[str] = []
         self.q: np.ndarray | None = None
+        self._queries_cached = False
+        self._cosine = model.similarity == "cosine"
         self._doc_lang: list[tuple[np.ndarray, np.ndarray]] = []  # (pool ids, languages) of resolved top-k entries
 
     def k_of(self, pool: Pool) -> int:
@@ -150,18 +152,22 @@ class Engine:
             if store.complete_count() == 1 and len(rows):
                 try:
                     cached = store.read(0, dim).vectors
-                    _checked_norm(store, 0, cached)
+                    _checked_norm(store, 0, cached, self._cosine)
                 except XlirError as exc:
                     store.discard(0)
                     cached = None
                     self.warnings.append(f"discarded cached {lang} query vectors: "
                                          f"{str(exc).split('; it was removed')[0]}; encoded them again")  # fmt: skip
             if cached is not None:
+                self._queries_cached = True
                 parts[lang] = cached
                 self.advance(f"encode queries {lang} (cached)", len(rows))
             else:
                 tick = partial(self.advance, f"encode queries {lang}")
-                raw = encode_all(self.model, self.batch_size, "encode_queries", lang, texts, dim, tick)
+                raw = encode_all(self.model, self.batch_size, "encode_queries", lang, texts, None, tick)
+                if dim is not None and len(rows) and raw.shape[1] != dim:
+                    self.q = np.zeros((0, dim), dtype=np.float32)
+                    self._check_dimension(raw.shape[1], store)
                 self.warnings += [w for w in [zero_vector_warning(raw, f"{lang} queries", self.model)] if w]
                 parts[lang] = normalise(raw, self.model)
                 if len(rows):
@@ -222,13 +228,28 @@ class Engine:
             self._encode_shard(store, shard, ids, docs, lang)
 
     def _encode_shard(self, store: ShardStore, shard: int, ids: list[str], docs: list[dict], lang: str) -> None:
-        dim = self.q.shape[1] if self.q is not None else None
-        raw = encode_all(self.model, self.batch_size, "encode_corpus", lang, docs, dim,
+        raw = encode_all(self.model, self.batch_size, "encode_corpus", lang, docs, None,
                          partial(self.advance, f"encode {lang} shard {shard}"))  # fmt: skip
-        note = zero_vector_warning(raw, f"{lang} passages in shard {shard}", self.model)
+        self._check_dimension(raw.shape[1], store)
+        note = zero_vector_warning(raw, f"{lang} candidates in shard {shard}", self.model)
         if note:
             self.warnings.append(note)
         store.write(shard, ids, normalise(raw, self.model))
+
+    def _check_dimension(self, dim: int, store: ShardStore) -> None:
+        """Fresh vectors must have the queries' dimension. When the queries came from the store, the plugin changed
+        its dimension without a new revision: every vector of this identity is stale, so it is removed (one line,
+        and the next run encodes afresh) instead of blaming the plugin on every later run."""
+        if self.q is None or dim == self.q.shape[1]:
+            return
+        if self._queries_cached:
+            shutil.rmtree(store.folder.parent, ignore_errors=True)
+            raise XlirError(
+                f"stored vectors of {self.model.label!r} have dimension {self.q.shape[1]}, but the plugin "
+                f"now returns {dim} under the same revision; they were removed: run the command again"
+            )
+        raise XlirError(f"model plugin {self.model.name!r} returned vectors of different dimensions "
+                        f"[{self.q.shape[1]}, {dim}]")  # fmt: skip
 
     # -- 3. relevant passages -------------------------------------------------------------------------------
     def relevant_scores(self, stores: dict[str, tuple[ShardStore, int]]) -> np.ndarray:
@@ -268,6 +289,7 @@ class Engine:
         hit = _members(ids, want)
         if len(hit):
             vecs = store.rows(i, hit, self.q.shape[1])
+            _checked_norm(store, i, vecs, self._cosine)
             found.update({f"{prefix}{ids[h]}": vecs[j] for j, h in enumerate(hit)})
 
     def _new_state(self, i: int, rel_scores: np.ndarray) -> StreamState:
@@ -317,11 +339,11 @@ class Engine:
         warning: the numbers never come from a bad shard, and the run does not stop for it."""
         try:
             shard = store.read(i, dim)
-            return shard, _checked_norm(store, i, shard.vectors)
+            return shard, _checked_norm(store, i, shard.vectors, self._cosine)
         except XlirError as exc:
             self._heal(lang, store, i, str(exc))
             shard = store.read(i, dim)
-            return shard, _checked_norm(store, i, shard.vectors)
+            return shard, _checked_norm(store, i, shard.vectors, self._cosine)
 
     def _heal(self, lang: str, store: ShardStore, i: int, problem: str) -> None:
         """Encode shard ``i`` of ``lang`` again (the corpus is streamed up to it), after ``problem`` removed it."""
@@ -498,16 +520,20 @@ def _index_limit() -> int:
     return value
 
 
-def _checked_norm(store: ShardStore, i: int, vectors: np.ndarray) -> float:
-    """The shard's largest vector norm, recomputed: it sets the error band, so the manifest's value is checked
-    against the vectors rather than trusted (a wrong one would let a wrong rank through)."""
+def _checked_norm(store: ShardStore, i: int, vectors: np.ndarray, cosine: bool) -> float:
+    """The largest norm of ``vectors`` (a shard, or some of its rows), checked: it sets the error band, so the
+    manifest's bound is verified rather than trusted, and a cosine model's vectors must have unit length (or be all
+    zeros). Scaled vectors under a rewritten manifest fail here, not in the numbers."""
     wide = vectors.astype(np.float64)
     norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    where = f"embedding shard {i} in {store.folder}"
     if not np.isfinite(norms).all():
-        raise XlirError(f"embedding shard {i} in {store.folder} holds non-finite values")
+        raise XlirError(f"{where} holds non-finite values")
     actual = float(norms.max()) if len(norms) else 0.0
     if store.max_norm(i) < actual:
-        raise XlirError(f"embedding shard {i} in {store.folder} records a norm bound below its vectors'")
+        raise XlirError(f"{where} records a norm bound below its vectors'")
+    if cosine and np.any((np.abs(norms - 1.0) > 1e-5) & (norms > 0)):
+        raise XlirError(f"{where} holds vectors that are not of unit length, though the model is a cosine one")
     return float(np.nextafter(actual, np.inf))
 
 
