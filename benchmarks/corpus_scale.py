@@ -60,6 +60,8 @@ class Encoder:
 
 
 class Corpus:
+    language, files = "xx", None
+
     def __init__(self, n: int) -> None:
         self.n = n
 
@@ -75,10 +77,8 @@ class Corpus:
 
 
 def build(n: int):
-    from xlir_bench.streaming import MiraclData
-
     from xlir_bench.plugins import LoadedModel, PluginInfo
-    from xlir_bench.suites.miracl import Topics
+    from xlir_bench.suites.miracl import MiraclData, Topics
     from xlir_bench.suites.records import SuiteQuery
 
     rng = np.random.default_rng(0)
@@ -94,23 +94,33 @@ def build(n: int):
     return data, model, qvec
 
 
-def child_exact(n: int, cache: str, device: str) -> dict:
-    from xlir_bench.streaming import StreamEvaluator
+def engine_for(data, model, cache: str, device: str = "cpu", run_depth: int | None = None):
+    """The engine on the synthetic corpus, its vectors stored under ``cache`` (the encoder's identity)."""
+    from xlir_bench.engine.core import Engine
+    from xlir_bench.engine.data import from_miracl
 
-    from xlir_bench.runner import model_identity
+    # the synthetic queries' vectors depend on the corpus size (their relevant passages are drawn from it), so the
+    # identity names it: vectors are stored by text, as for any real encoder, whose vectors depend on the text alone
+    identity = {"model": "synthetic", "revision": "sin-384", "corpus_size": data.corpora["xx"].n}
+    ev = Engine(model, from_miracl(data), settings=("monolingual",), batch_size=256, identity=identity,
+                cache_root=Path(cache), shard_size=SHARD, run_depth=run_depth, device=device)  # fmt: skip
+    return ev, Path(cache), identity
+
+
+def child_exact(n: int, cache: str, device: str) -> dict:
+    from xlir_bench.engine.outcome import Outcome
 
     data, model, _ = build(n)
-    ev = StreamEvaluator(model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
-                         shard_size=SHARD, run_depth=100, cache_root=Path(cache), device=device)  # fmt: skip
-    ev.encode_queries(use_cache=False)
+    ev, root, identity = engine_for(data, model, cache, device, run_depth=100)
+    ev.encode_queries(root, identity)
     if device.startswith("cuda"):
         import torch
 
         torch.zeros(1, device=device)  # CUDA context outside the timing (the peer does the same)
     start = time.perf_counter()
-    shards = ev.encode_corpus("xx")
+    store, shards = ev.encode_corpus("xx", root, identity)
     encode_s = time.perf_counter() - start
-    stores = {"xx": (ev.store("xx"), shards)}
+    stores = {"xx": (store, shards)}
     exact_s = read_wait = float("inf")
     for _ in range(REPEAT):
         waited = ev.read_wait_seconds
@@ -119,7 +129,7 @@ def child_exact(n: int, cache: str, device: str) -> dict:
         if time.perf_counter() - start < exact_s:
             exact_s, read_wait = time.perf_counter() - start, ev.read_wait_seconds - waited
     ev.reduce()
-    m = ev.outcome()["monolingual"]["metrics"]
+    m = Outcome(ev).settings()["monolingual"]["metrics"]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     matmul_s = bare_matmul(ev, stores["xx"][0], shards) if device == "cpu" else float("nan")
     return {"n": n, "encode_s": encode_s, "exact_s": exact_s, "rss_mb": rss, "mAP": m["mAP"], "R@100": m["R@100"],
@@ -129,7 +139,7 @@ def child_exact(n: int, cache: str, device: str) -> dict:
 def bare_matmul(ev, store, shards: int) -> float:
     """The floor under any exact pass: the same tiled float32 score products alone (shards read untimed, one at a
     time, so memory stays as bounded as in the exact pass)."""
-    from xlir_bench.streaming import TILE_COLS, TILE_ROWS
+    from xlir_bench.engine.tiles import TILE_COLS, TILE_ROWS
 
     seconds = [0.0] * REPEAT
     out = np.empty((min(TILE_ROWS, len(ev.q)), TILE_COLS), dtype=np.float32)
@@ -147,14 +157,9 @@ def bare_matmul(ev, store, shards: int) -> float:
 
 
 def child_faiss(n: int, cache: str, device: str) -> dict:
-    from xlir_bench.streaming import StreamEvaluator
-
-    from xlir_bench.runner import model_identity
-
     data, model, qvec = build(n)
-    ev = StreamEvaluator(model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
-                         shard_size=SHARD, cache_root=Path(cache))  # fmt: skip
-    store = ev.store("xx")
+    ev, root, identity = engine_for(data, model, cache)
+    store = ev.corpus_store("xx", root, identity)
     count = store.complete_count()
     vectors = np.concatenate([store.read(i).vectors for i in range(count)])
     if device.startswith("cuda"):

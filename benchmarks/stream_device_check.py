@@ -26,24 +26,17 @@ def rounded(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(n: int, cache: str, device: str):
-    from xlir_bench.streaming import StreamEvaluator
-
-    from xlir_bench.runner import model_identity
-
     data, model, qvec = corpus_scale.build(n)
     model.plugin.query_vectors = {k: rounded(v) for k, v in model.plugin.query_vectors.items()}
     encode = model.plugin.encode_corpus
     model.plugin.encode_corpus = lambda docs, **kw: rounded(encode(docs, **kw))
-    ev = StreamEvaluator(
-        model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
-        shard_size=corpus_scale.SHARD, run_depth=100, cache_root=Path(cache), device=device,
-    )  # fmt: skip
-    ev.encode_queries(use_cache=False)
-    stores = {"xx": (ev.store("xx"), ev.encode_corpus("xx"))}
+    ev, root, identity = corpus_scale.engine_for(data, model, cache, device, run_depth=100)
+    ev.encode_queries(root, identity)
+    stores = {"xx": ev.encode_corpus("xx", root, identity)}
     start = time.perf_counter()
     ev.score_dense(stores, ev.relevant_scores(stores))
     seconds = time.perf_counter() - start
-    return ev.states["monolingual"], seconds
+    return ev.states[0], seconds
 
 
 def main() -> None:

@@ -22,9 +22,8 @@ import sys
 import tempfile
 import time
 
-from xlir_bench.scoring import doc_dict
-
 from xlir_bench import suites
+from xlir_bench.engine.data import doc_item as doc_dict
 from xlir_bench.plugins import load_model
 
 

@@ -160,7 +160,8 @@ def test_the_test_suite_runs_without_xlir_bench_data(tmp_path):
     from conftest import DATA
 
     cache = tmp_path / "cache"
-    assert run_cli("data", "download", "--from", str(DATA), "--quiet", env_extra={"XLIR_BENCH_CACHE": str(cache)})
+    done = run_cli("data", "download", "--from", str(DATA), "--quiet", env_extra={"XLIR_BENCH_CACHE": str(cache)})
+    assert done.returncode == 0, done.stderr
     env = {k: v for k, v in os.environ.items() if k != "XLIR_BENCH_DATA"}
     env["XLIR_BENCH_CACHE"] = str(cache)
     proc = subprocess.run(

@@ -54,12 +54,16 @@ def test_cosine_is_scale_free_in_float32(base, exponents):
 @SETTINGS
 @given(base_vectors, st.floats(1e-7, 1e-3))
 def test_near_duplicates_keep_their_order(base, eps):
-    """A near-duplicate of a candidate scores within float32 rounding of the float64 cosine."""
+    """Near-duplicates of candidates score within float32 rounding of the float64 cosine, and every pair whose
+    float64 cosines differ by more than twice that rounding keeps its order."""
     query = base[:1]
     near = base + eps * np.sign(base + 0.5)
     out_q, out_d = normalise(query, COSINE), normalise(near, COSINE)
-    exact = reference_cosine(query) @ reference_cosine(near).T
-    np.testing.assert_allclose(out_q @ out_d.T, exact, atol=2e-6)
+    exact = (reference_cosine(query) @ reference_cosine(near).T)[0]
+    got = (out_q @ out_d.T)[0]
+    np.testing.assert_allclose(got, exact, atol=2e-6)
+    apart = np.abs(exact[:, None] - exact[None, :]) > 4e-6
+    assert (np.sign(got[:, None] - got[None, :])[apart] == np.sign(exact[:, None] - exact[None, :])[apart]).all()
 
 
 @SETTINGS

@@ -10,6 +10,7 @@ definitions (tie rule, schema) are refused: their per-query values do not pair.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -134,6 +135,30 @@ def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list
     for comparison, adjusted in zip(out, holm([c.p_value for c in out])):
         comparison.p_holm = adjusted
     return out
+
+
+def resolve_models(docs: list[dict], suite: str, names, reference: bool = False) -> list[tuple[str, list[dict]]]:
+    """(name, results) per distinct name asked for: a model's result on ``suite``, or a configuration's seeds (the
+    results named ``<name>-s<seed>``). The user's own result wins over a reference one of the same label. An unknown
+    name, or fewer than two, is one error line listing what there is."""
+    available: dict[str, dict] = {}
+    for doc in docs:
+        if doc["suite"]["name"] == suite:
+            available.setdefault(doc["model"]["name"], doc)
+
+    def seeds_of(name: str) -> list[dict]:
+        return [doc for label, doc in sorted(available.items()) if re.fullmatch(rf"{re.escape(name)}-s\d+", label)]
+
+    unknown = [m for m in names if m not in available and not seeds_of(m)]
+    if unknown:
+        have = ", ".join(sorted(available)) or "none"
+        hint = "" if reference else " (--reference also searches the project's reference results)"
+        raise XlirError(f"no {suite} result for {', '.join(map(repr, unknown))}; results on {suite}: {have}{hint}")
+    if len(set(names)) < 2:
+        raise XlirError(
+            "compare needs at least two different models, e.g. xlir-bench compare e5-small bm25 --suite ..."
+        )
+    return [(m, [available[m]] if m in available else seeds_of(m)) for m in dict.fromkeys(names)]
 
 
 def _effect_size(a: np.ndarray, b: np.ndarray, clusters: list[str]) -> float:

@@ -50,13 +50,29 @@ def run_depth(run_path: Path) -> int:
     return max(counts.values(), default=0)
 
 
-def from_run(measures: list, run_path: Path, qrels_path: Path) -> dict[str, float]:
-    """Aggregates of ``measures`` over a saved run and its qrels (what ir-measures' pytrec_eval provider gives)."""
+def from_run(measures: list, run_path: Path, qrels_path: Path, groups_path: Path | None = None) -> dict[str, float]:
+    """Aggregates of ``measures`` over a saved run and its qrels, aggregated as the engine aggregates the setting:
+    with ``<setting>.groups.json`` saying "mean per group, then over groups" (languages, language pairs), the
+    per-query values ir-measures gives are averaged that way; otherwise over all queries (ir-measures' own mean)."""
+    import json
+
     import ir_measures
 
     qrels = list(ir_measures.read_trec_qrels(str(qrels_path)))
     run = list(ir_measures.read_trec_run(str(run_path)))
-    return {str(m): float(v) for m, v in ir_measures.calc_aggregate(measures, qrels, run).items()}
+    groups = None
+    if groups_path is not None and groups_path.is_file():
+        groups = json.loads(read_bytes(groups_path, RUN_LIMIT)).get("groups")
+    if not groups:
+        return {str(m): float(v) for m, v in ir_measures.calc_aggregate(measures, qrels, run).items()}
+    per_query: dict[str, dict[str, float]] = {}
+    for metric in ir_measures.iter_calc(measures, qrels, run):
+        per_query.setdefault(str(metric.measure), {})[metric.query_id] = float(metric.value)
+    out = {}
+    for name, values in per_query.items():
+        means = [sum(values.get(q, 0.0) for q in ids) / len(ids) for ids in groups.values() if ids]
+        out[name] = sum(means) / len(means)
+    return out
 
 
 def extra_columns(results: list[dict], measures: list, runs_root: Path) -> tuple[dict, list[str]]:
@@ -80,6 +96,6 @@ def extra_columns(results: list[dict], measures: list, runs_root: Path) -> tuple
                              "re-run with --save-run")  # fmt: skip
                 continue
             depth = run_depth(run)
-            computed = from_run(wanted, run, qrels)
+            computed = from_run(wanted, run, qrels, folder / f"{setting}.groups.json")
             values[key] = {column(m, depth): computed.get(str(m)) for m in wanted}
     return values, notes

@@ -20,24 +20,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import corpus_scale  # noqa: E402
 import torch  # noqa: E402
 
-from xlir_bench import shards, streaming  # noqa: E402
+from xlir_bench import shards  # noqa: E402
+from xlir_bench.engine import core, tiles  # noqa: E402
 from xlir_bench.metrics import stream  # noqa: E402
-from xlir_bench.runner import model_identity  # noqa: E402
 
 SECONDS: dict[str, float] = collections.defaultdict(float)
 CALLS: collections.Counter = collections.Counter()
 PHASES = [
     (shards.ShardStore, "read", False),
-    (streaming.StreamEvaluator, "relevant_scores", True),
-    (streaming.DeviceTile, "split", True),
-    (streaming.DeviceTile, "kth", True),
-    (streaming.HostTile, "candidates", False),
-    (streaming.HostTile, "kth", False),
+    (core.Engine, "relevant_scores", True),
+    (tiles.DeviceTile, "split", True),
+    (tiles.DeviceTile, "kth", True),
+    (tiles.HostTile, "candidates", False),
+    (tiles.HostTile, "kth", False),
     (stream.StreamState, "_count", False),
-    (streaming._Target, "apply", True),
+    (tiles.Target, "apply", True),
     (stream.StreamState, "compact", False),
     (stream.StreamState, "finalize", True),
-    (streaming.StreamEvaluator, "_resolve", False),
+    (core.Engine, "_resolve", False),
 ]
 
 
@@ -66,20 +66,17 @@ def main() -> None:
 
     n, device = int(arg("--passages", "1000000")), arg("--device", "cuda")
     if "--workers" in sys.argv:
-        original = streaming.TileScorer
-        streaming.TileScorer = lambda q, dev: original(q, dev, workers=int(arg("--workers", "1")))
+        original = tiles.TileScorer
+        core.TileScorer = lambda q, dev: original(q, dev, workers=int(arg("--workers", "1")))
     for owner, name, sync in PHASES:
         timed(owner, name, sync)
     if device.startswith("cuda"):
         torch.zeros(1, device=device)
     with tempfile.TemporaryDirectory() as cache:
         data, model, _ = corpus_scale.build(n)
-        ev = streaming.StreamEvaluator(
-            model, data, settings=("monolingual",), batch_size=256, identity=model_identity(model),
-            shard_size=corpus_scale.SHARD, run_depth=100, cache_root=Path(cache), device=device,
-        )  # fmt: skip
-        ev.encode_queries(use_cache=False)
-        stores = {"xx": (ev.store("xx"), ev.encode_corpus("xx"))}
+        ev, root, identity = corpus_scale.engine_for(data, model, cache, device, run_depth=100)
+        ev.encode_queries(root, identity)
+        stores = {"xx": ev.encode_corpus("xx", root, identity)}
         for run in range(2):
             SECONDS.clear()
             CALLS.clear()

@@ -43,7 +43,7 @@ from .tiles import HostTile, Target, TileScorer, process
 
 DEFAULT_SHARD_SIZE = 100_000
 BLOCK_ELEMENTS = 1 << 23  # retriever scores held at once (queries x pool)
-BIAS_CUTOFFS = (1, 10)
+BIAS_CUTOFFS = (10,)  # other_language@k; the top 1 comes with it
 INDEX_LIMIT_ENV = "XLIR_BENCH_MAX_INDEX_PASSAGES"
 DEFAULT_INDEX_LIMIT = 2_000_000
 TIE_RULE = "canonical float32 scores; equal scores ordered by pool doc id descending (trec_eval)"
@@ -302,15 +302,16 @@ class Engine:
     # -- 4. scoring -----------------------------------------------------------------------------------------
     def score_dense(self, stores: dict[str, tuple[ShardStore, int]], rel_scores: np.ndarray) -> None:
         start = time.perf_counter()
+        sources: list[tuple[ShardStore, int, str]] = []  # a top-k reference is source << 32 | column in the shard
         for i, pool in enumerate(self.pools):
             if pool.same_as is None:
                 self.states[i] = self._new_state(i, rel_scores)
+                self.states[i].resolver = partial(self._resolve, sources, pool.rows, record=False)
         n_queries = len(self.suite.queries)
         local = {i: self.pools[i].local(n_queries) for i, s in enumerate(self.states) if s is not None}
         q_norm = np.linalg.norm(self.q.astype(np.float64), axis=1)
         bound = error_bound(self.q.shape[1])
         tiles = TileScorer(self.q, self.device)
-        sources: list[tuple[ShardStore, int, str]] = []  # a top-k reference is source << 32 | column in the shard
         mine = [(lang, store, i) for lang, (store, n) in stores.items() for i in range(n) if self.owns(lang, i)]
         dim, error = self.q.shape[1], None
         try:
@@ -366,6 +367,7 @@ class Engine:
         inside = {i: local[i] >= 0 for i in members}
         union = np.flatnonzero(np.logical_or.reduce([inside[i] for i in members])) if members else np.empty(0, int)
         prefix = self.suite.prefix(lang)
+        exact_zero = not np.any(eps_all)
 
         def prepare(block: np.ndarray) -> list[Target]:
             targets = []
@@ -380,10 +382,13 @@ class Engine:
             for c0, vecs, targets, found in tiles.map(shard.vectors, union, prepare):
                 ns_ids = _Prefixed(prefix, shard.ids[c0 : c0 + len(vecs)])
                 for target, result in zip(targets, found):
-                    target.apply(result, ns_ids, partial(_canonical_pairs, self.q, target.qrows, vecs), source, c0)
+                    # an all-zero shard scores exactly 0 everywhere: its fast scores are canonical
+                    canonical = partial(_canonical_pairs, self.q, target.qrows, vecs) if exact_zero is False else None
+                    target.apply(result, ns_ids, canonical, source, c0)
         self.advance(f"score {lang} shard {shard.index}", len(shard.ids))
 
-    def _resolve(self, sources, pool_rows: np.ndarray, rows: np.ndarray, refs: np.ndarray, fast: np.ndarray):
+    def _resolve(self, sources, pool_rows: np.ndarray, rows: np.ndarray, refs: np.ndarray, fast: np.ndarray,
+                 record: bool = True):  # fmt: skip
         """Canonical scores and pool ids of top-k survivors, read back from their shards. ``rows`` index the pool's
         state; ``pool_rows`` turns them into query rows."""
         exact = np.empty(len(refs))
@@ -397,7 +402,8 @@ class Engine:
         ids = np.empty(len(refs), dtype=f"<U{width}")
         for at, part, lang in parts:
             ids[at] = part
-            self._doc_lang.append((part, np.full(len(part), lang)))
+            if record:  # the languages of the final top-k entries, for the bias measures
+                self._doc_lang.append((part, np.full(len(part), lang)))
         return exact, ids
 
     def score_retriever(self) -> None:
@@ -410,6 +416,7 @@ class Engine:
             if pool.same_as is not None:
                 continue
             state = self.states[i] = self._new_state(i, np.full(queries.rel_ids.shape, np.nan))
+            state.resolver = lambda rows, refs, fast: (fast, _pool_ids(pool_ids, refs))
             ns_ids, langs, docs = self._index_docs(pool.languages)
             present.update(ns_ids)
             self.advance(f"index {'+'.join(pool.languages)}", 0)
@@ -524,8 +531,7 @@ def _checked_norm(store: ShardStore, i: int, vectors: np.ndarray, cosine: bool) 
     """The largest norm of ``vectors`` (a shard, or some of its rows), checked: it sets the error band, so the
     manifest's bound is verified rather than trusted, and a cosine model's vectors must have unit length (or be all
     zeros). Scaled vectors under a rewritten manifest fail here, not in the numbers."""
-    wide = vectors.astype(np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))  # no float64 copy of the shard
     where = f"embedding shard {i} in {store.folder}"
     if not np.isfinite(norms).all():
         raise XlirError(f"{where} holds non-finite values")

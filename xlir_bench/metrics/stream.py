@@ -31,6 +31,7 @@ UNIT = 2.0**-24
 CANDIDATE_CHUNK = 1 << 20  # candidate entries handled at once (bounds memory for weak models with many candidates)
 CANONICAL_CHUNK = 1 << 10  # rows per canonical recomputation (its float64 accumulators stay in cache)
 COMPACT_MIN = 1 << 16  # top-k pool entries before the first size-triggered compaction
+TIED_POOL_FACTOR, TIED_POOL_MIN = 4, 256  # a row's pool beyond max(4k, k + 256) entries is decided exactly
 
 
 def error_bound(dim: int) -> float:
@@ -146,6 +147,9 @@ class StreamState:
         self._parts: list[tuple[np.ndarray, ...]] = []
         self._pool_size = 0
         self._compact_at = COMPACT_MIN
+        # (pool rows, references, fast scores) -> (canonical scores, ids): set by the engine, so that crowded pools of
+        # tied entries can be decided exactly during the stream (see :meth:`_resolve_crowded`)
+        self.resolver: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
     def set_relevant(self, rows: np.ndarray, scores: np.ndarray) -> None:
         """Relevant scores known only per block (a retriever's score matrix holds them)."""
@@ -254,9 +258,33 @@ class StreamState:
         rows, kth = _kth_largest_per_row(g, fast - eps, self.k, len(self.pool_count))
         self.lower_kth[rows] = np.maximum(self.lower_kth[rows], kth)
         keep = fast + eps >= self.lower_kth[g]
-        self._parts = [(g[keep], fast[keep], eps[keep], refs[keep])]
-        self._pool_size = int(keep.sum())
-        self.pool_count = np.bincount(g[keep], minlength=len(self.pool_count))
+        g, fast, eps, refs = g[keep], fast[keep], eps[keep], refs[keep]
+        self.pool_count = np.bincount(g, minlength=len(self.pool_count))
+        crowded = self.pool_count > max(TIED_POOL_FACTOR * self.k, self.k + TIED_POOL_MIN)
+        if self.resolver is not None and crowded.any():  # ties the bounds cannot split: decide them exactly now
+            g, fast, eps, refs = self._resolve_crowded(crowded, g, fast, eps, refs)
+            self.pool_count = np.bincount(g, minlength=len(self.pool_count))
+        self._parts = [(g, fast, eps, refs)]
+        self._pool_size = len(g)
+
+    def _resolve_crowded(self, crowded: np.ndarray, g, fast, eps, refs):
+        """Rows whose pool the error bounds cannot shrink hold many entries tied with their k-th (a model whose
+        scores all tie, all-zero vectors): their entries get canonical scores and ids from ``resolver`` and only
+        the exact top k by (score, id) stay, as exact entries (eps 0). Later ties enter and are decided the same way,
+        so the pool stays bounded by the rows' k, not by the corpus."""
+        sel = crowded[g]
+        rg, rrefs = g[sel], refs[sel]
+        exact, ids = self.resolver(rg, rrefs, fast[sel])
+        exact = np.asarray(exact, dtype=np.float64)
+        order = np.lexsort((np.asarray(ids), exact, rg))  # by row, then ascending (score, id): best last
+        rg, exact, rrefs = rg[order], exact[order], rrefs[order]
+        ends = np.searchsorted(rg, rg, side="right")
+        best = (ends - 1 - np.arange(len(rg))) < self.k  # the k last of each row's run
+        rg, exact, rrefs = rg[best], exact[best], rrefs[best]
+        rows, kth = _kth_largest_per_row(rg, exact, self.k, len(self.pool_count))
+        self.lower_kth[rows] = np.maximum(self.lower_kth[rows], kth)
+        return (np.concatenate([g[~sel], rg]), np.concatenate([fast[~sel], exact]),
+                np.concatenate([eps[~sel], np.zeros(len(rg))]), np.concatenate([refs[~sel], rrefs]))  # fmt: skip
 
     def finalize(self, resolve: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]) -> None:
         """Exact top-k from the pool: ``resolve(rows, refs, fast)`` gives the survivors' canonical scores and ids."""

@@ -1,0 +1,172 @@
+"""`models`, `suites`, `data` and `cache`: what is installed, what data there is, what is stored."""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from .. import plugins, suites
+from ..errors import XlirError
+from . import WholeSummaries, _progress, cli, data_dir_option, err, out, quiet_option
+
+
+@cli.command("models")
+def models_cmd() -> None:
+    """List model plugins found through the xlir_bench.models entry points."""
+    table = Table(title="model plugins (entry-point group xlir_bench.models)")
+    for col in ("model", "provided by", "entry point", "status"):
+        table.add_column(col)
+    infos = plugins.discover(check=True)
+    from ..models.trained import status as trained_status
+
+    for info in infos:
+        status = "[green]ok[/]" if info.error is None else f"[red]broken: {escape(info.error)}[/]"
+        weights = trained_status(info.name, info.target) if info.error is None else None
+        if weights is not None:
+            colour = "yellow" if weights.startswith("needs training") else "green"
+            status = f"[{colour}]{escape(weights)}[/]"
+        if info.shadows:
+            status += f"\n[yellow]also registered (not used): {escape('; '.join(info.shadows))}[/]"
+        table.add_row(escape(info.name), escape(info.distribution), escape(info.target), status)
+    out.print(table)
+    if any(info.shadows for info in infos):
+        err.print("[yellow]note:[/] some names are registered by several packages; xlir-bench's built-ins win, "
+                  "otherwise the first on sys.path", highlight=False)  # fmt: skip
+    if not infos:
+        err.print("no model plugins installed; `pip install -e .` registers the built-in ones")
+
+
+@cli.command("suites")
+@data_dir_option
+def suites_cmd(data_dir: str | None) -> None:
+    """List suites, their languages and sizes (counted from the data when it is available), and MIRACL's sizes."""
+    table = Table(title="suites")
+    for col in ("suite", "languages", "questions", "queries", "candidates", "license"):
+        table.add_column(col)
+    for name, suite in suites.SUITES.items():
+        try:
+            data = suite.load(data_dir)
+            groups = len({q.group_id for q in data.queries})
+            sizes = (str(groups), str(len(data.queries)), str(len(data.docs)))
+        except XlirError as exc:
+            sizes = ("?", "?", f"data unavailable: {exc}")
+        table.add_row(name, f"{len(suite.languages)}: {' '.join(suite.languages)}", *sizes, suite.license)
+    m = suites.miracl
+    total = sum(m.PUBLISHED_PASSAGES.values())
+    table.add_row(
+        "miracl", f"18: {' '.join(m.LANGUAGES)}", "-", f"{sum(m.PUBLISHED_DEV_QUERIES.values()):,}", f"{total:,}",
+        m.LICENSE,
+    )  # fmt: skip
+    out.print(table)
+    sizes = Table(
+        title="MIRACL v1.0 dev per language (--suite miracl:<lang,...>): passages and disk for float32 vectors"
+    )
+    for col in ("language", "dev queries", "passages", "GB at d=384", "GB at d=768"):
+        sizes.add_column(col, justify="right")
+    for lang in m.LANGUAGES:
+        sizes.add_row(
+            lang, str(m.PUBLISHED_DEV_QUERIES[lang]), f"{m.PUBLISHED_PASSAGES[lang]:,}",
+            f"{m.vector_gigabytes(lang, 384):.1f}", f"{m.vector_gigabytes(lang, 768):.1f}",
+        )  # fmt: skip
+    sizes.add_row("all", f"{sum(m.PUBLISHED_DEV_QUERIES.values()):,}", f"{total:,}",
+                  f"{total * 384 * 4 / 1e9:.1f}", f"{total * 768 * 4 / 1e9:.1f}")  # fmt: skip
+    out.print(sizes)
+    out.print("--shard-dtype float16 halves the disk; sizes are the published ones (MIRACL paper, Table 1).")
+
+
+@cli.group("data", cls=WholeSummaries)
+def data_group() -> None:
+    """Fetch, copy or verify the evaluation data (every file's md5 is pinned)."""
+
+
+_DATA_SUITES = click.Choice(["all", "xquad-r", "mlqa-r", "miracl"])
+
+
+@data_group.command("download")
+@click.option("--suite", "suite_names", multiple=True, type=_DATA_SUITES, default=("all",), show_default=True,
+              help="Which suites (repeatable); miracl means its 18 languages' dev topics and qrels.")  # fmt: skip
+@click.option("--from", "source", type=click.Path(file_okay=False, exists=True),
+              help="Copy from this folder (same layout, e.g. shared/data) instead of downloading.")  # fmt: skip
+@click.option("--to", "target", type=click.Path(file_okay=False),
+              help="Where to (default: the cache's data folder, used when XLIR_BENCH_DATA is not set).")  # fmt: skip
+@quiet_option
+def data_download(suite_names, source, target, quiet) -> None:
+    """Put the evaluation data where xlir-bench finds it without XLIR_BENCH_DATA, verified file by file."""
+    from pathlib import Path
+
+    from ..suites import datafiles
+
+    folder = Path(target) if target else datafiles.default_target()
+    files = datafiles.pinned(suite_names)
+    with _progress(quiet) as progress:
+        task = progress.add_task("data", total=len(files))
+        done = datafiles.fetch_all(
+            folder, suite_names, Path(source) if source else None,
+            lambda path: progress.update(task, advance=1, description=f"data: {path}"),
+        )  # fmt: skip
+    counts = {s: sum(f.status == s for f in done) for s in ("ok", "copied", "downloaded")}
+    out.print(f"{folder}: {len(done)} files verified ({counts['ok']} already there, {counts['copied']} copied, "
+              f"{counts['downloaded']} downloaded)", highlight=False)  # fmt: skip
+
+
+@data_group.command("verify")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--suite", "suite_names", multiple=True, type=_DATA_SUITES, default=("all",), show_default=True,
+    help="Which suites to check (repeatable).",
+)  # fmt: skip
+def data_verify(folder, suite_names) -> None:
+    """Check a data folder against the pinned md5s (exit 2 if any file is missing or differs)."""
+    from pathlib import Path
+
+    from ..suites import datafiles
+
+    found = datafiles.verify(Path(folder), suite_names)
+    bad = [f for f in found if not f.good]
+    if not bad:
+        out.print(f"{folder}: all {len(found)} files intact (md5 as pinned)", highlight=False)
+        return
+    table = Table(title=f"{folder}: {len(found) - len(bad)} of {len(found)} files intact")
+    for col in ("file", "status", "md5"):
+        table.add_column(col)
+    for f in bad:
+        table.add_row(f.path, f"[red]{f.status}[/]", f.md5)
+    out.print(table)
+    if bad:
+        kinds = ", ".join(f"{sum(f.status == k for f in bad)} {k}" for k in ("missing", "mismatch") if any(
+            f.status == k for f in bad))  # fmt: skip
+        raise XlirError(f"{folder} is not a complete, intact copy ({kinds}); `xlir-bench data download` fetches them")
+
+
+@cli.group("cache", cls=WholeSummaries)
+def cache_group() -> None:
+    """Inspect or clear the embedding cache (XLIR_BENCH_CACHE, default ~/.cache/xlir-bench)."""
+
+
+@cache_group.command("info")
+def cache_info() -> None:
+    """Size of the embedding cache, per model identity."""
+    from .. import cache
+
+    table = Table(title=f"vector store: {cache.store_root()}")
+    for col in ("model", "revision", "vectors", "damaged shards", "MiB", "folder"):
+        table.add_column(col)
+    found = cache.entries()
+    for e in found:
+        table.add_row(escape(e.model + (" (old cache)" if e.legacy else "")), escape(e.revision), str(e.vectors),
+                      str(e.bad_shards),
+                      f"{e.bytes / 2**20:.1f}", e.folder.name)  # fmt: skip
+    out.print(table)
+    out.print(f"total: {sum(e.bytes for e in found) / 2**20:.1f} MiB in {len(found)} model folder(s)")
+
+
+@cache_group.command("clear")
+@click.option("--model", help="Only this model's vectors (default: everything).")
+@click.option("--broken", is_flag=True, help="Only folders whose identity file is missing or unreadable.")
+def cache_clear(model: str | None, broken: bool) -> None:
+    """Delete cached embeddings."""
+    from .. import cache
+
+    removed = cache.clear(model=model, broken=broken)
+    out.print(f"removed {removed} model folder(s) from {cache.store_root()}")

@@ -1,0 +1,161 @@
+"""`leaderboard`, `compare` and `report`: results as tables, paired tests and a page."""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from .. import results, suites
+from ..engine.pools import SETTINGS
+from ..errors import XlirError
+from ..report import FORMATS, Report
+from . import SEED, _measure_columns, cli, err, out, results_dir_option
+
+
+@cli.command("leaderboard")
+@results_dir_option
+@click.option(
+    "--reference", is_flag=True,
+    help="Also show the project's reference results (results/ of the checkout, or XLIR_BENCH_REFERENCE), marked.",
+)  # fmt: skip
+@click.option("--suite", help="Only this suite (xquad-r, mlqa-r, miracl or miracl:<lang,...>).")
+@click.option("--setting", type=click.Choice(SETTINGS), help="Only this setting.")
+@click.option("--model", help="Only this model (or configuration of several seeds).")
+@click.option("--by", type=click.Choice(["language", "pair"]),
+              help="language: a row per query language; pair: the cross-lingual X -> Y mAP matrix.")  # fmt: skip
+@click.option("--per-seed", is_flag=True, help="One row per seed instead of mean ± sample std over seeds.")
+@click.option("--sort", "sort_by", default="mAP", show_default=True,
+              help="Order rows within each suite and setting by this measure (best first).")  # fmt: skip
+@click.option("--measure", "measure_names", multiple=True, metavar="NAME",
+              help="Also any ir-measures measure (P@5, Judged@10, ERR@20...): from runs saved with --save-run, "
+                   "shown with the run depth (repeatable).")  # fmt: skip
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    help="table (terminal), markdown, csv, latex (booktabs) or json.",
+)  # fmt: skip
+def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed, sort_by, measure_names, fmt) -> None:
+    """Show results as one table (terminal, Markdown, CSV, LaTeX or JSON)."""
+    suite = suites.resolve([suite])[0] if suite else None
+    mine = results.results_dir(results_dir)
+    ref = results.reference_dir()
+    loaded = _load_with_reference(mine, reference)
+    for warning in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    from ..metrics import MEASURES
+    from ..report import BIAS_COLUMNS
+
+    if sort_by not in (*MEASURES, *BIAS_COLUMNS):
+        raise XlirError(f"--sort {sort_by!r}: use one of {', '.join((*MEASURES, *BIAS_COLUMNS))}")
+    extra = _measure_columns(measure_names, loaded.results, mine, by)
+    report = Report.from_results(
+        loaded.results, suite=suite, setting=setting, model=model, by=by, per_seed=per_seed, sort=sort_by,
+        extra=extra,
+    )  # fmt: skip
+    if fmt == "table":
+        if not report.records:
+            hint = " (--reference shows the project's reference results)" if not reference and ref else ""
+            err.print(f"no results to show in {escape(str(mine))}{hint}", highlight=False)
+        else:
+            out.print(report.rich_table(title="xlir-bench leaderboard"))
+    else:
+        click.echo(report.render(fmt))
+
+
+@cli.command("report")
+@results_dir_option
+@click.option("--reference", is_flag=True, help="Also include the project's reference results.")
+@click.option("--suite", "suite_names", multiple=True, help="Only these suites (repeatable).")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for index.html, report.md, plots/.")
+@click.option("--title", default="xlir-bench report", show_default=True, help="Page title.")
+def report_cmd(results_dir, reference, suite_names, out_dir, title) -> None:
+    """Write a self-contained HTML page and a Markdown report: leaderboard, comparisons and plots."""
+    from pathlib import Path
+
+    from ..report.html import build
+
+    loaded = _load_with_reference(results.results_dir(results_dir), reference)
+    for warning in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    wanted = set(suites.resolve(list(suite_names))) if suite_names else None
+    docs = [d for d in loaded.results if wanted is None or d["suite"]["name"] in wanted]
+    notes = build(docs, Path(out_dir), title=title)
+    for note in notes:
+        err.print(f"note: {escape(note)}", highlight=False)
+    out.print(f"wrote {escape(str(Path(out_dir) / 'index.html'))} and report.md", highlight=False)
+
+
+@cli.command("compare")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--suite", required=True, help="The suite both results are on (xquad-r, mlqa-r, miracl:...).")
+@click.option("--setting", type=click.Choice(SETTINGS), default="multilingual", show_default=True,
+              help="Which setting's per-query values to pair.")  # fmt: skip
+@click.option("--metric", type=click.Choice(["mAP", "AP"]), default="mAP", show_default=True,
+              help="The per-query measure (results store per-query AP).")  # fmt: skip
+@results_dir_option
+@click.option("--reference", is_flag=True, help="Also look in the project's reference results.")
+@click.option("--resamples", default=10000, show_default=True, type=click.IntRange(100, 1_000_000),
+              help="Sign flips and bootstrap resamples.")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the resampling.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
+              show_default=True, help="Output format.")  # fmt: skip
+def compare_cmd(models, suite, setting, metric, results_dir, reference, resamples, seed, fmt) -> None:
+    """Paired, question-level significance of differences between models (every pair, Holm-corrected)."""
+    import json as json_module
+
+    from tabulate import tabulate
+
+    from ..compare import compare, resolve_models
+
+    suite = suites.resolve([suite])[0]
+    loaded = _load_with_reference(results.results_dir(results_dir), reference, quiet_missing=True)
+    groups = resolve_models(loaded.results, suite, models, reference)
+    rows = compare(groups, setting, resamples=resamples, seed=seed)
+    if fmt == "json":
+        click.echo(json_module.dumps([r.as_dict() for r in rows], indent=1, allow_nan=False))
+        return
+    header = ["A", "B", "mAP A", "mAP B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters", "seeds",
+              "p (seeds: sign-flip / t)"]  # fmt: skip
+    body = [
+        [r.a, r.b, f"{r.mean_a:.4f}", f"{r.mean_b:.4f}", f"{r.difference:+.4f}",
+         f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]", f"{r.p_value:.4f}", f"{r.p_holm:.4f}", f"{r.effect_size:+.2f}",
+         f"{r.units:,}", f"{r.seeds[0]} / {r.seeds[1]}", _seed_ps(r)]
+        for r in rows
+    ]  # fmt: skip
+    unit = "question (a question and its translations)" if suite in ("xquad-r", "mlqa-r") else "query"
+    note = (
+        f"{suite} {setting}, per-query AP paired over {rows[0].queries:,} values; unit: {unit}; "
+        f"{resamples:,} sign flips and bootstrap resamples, seed {seed}; Holm over {len(rows)} comparison(s)."
+    )
+    if fmt == "markdown":
+        click.echo(tabulate(body, headers=header, tablefmt="github", disable_numparse=True) + "\n\n" + note)
+        return
+    table = Table(title=f"compare on {suite} / {setting}")
+    for col in header:
+        table.add_column(col, justify="left" if col in ("A", "B") else "right")
+    for row in body:
+        table.add_row(*(escape(cell) for cell in row))
+    out.print(table)
+    out.print(note, highlight=False)
+
+
+def _seed_ps(row) -> str:
+    if row.seed_p is None:
+        return ""
+    return f"{row.seed_p:.4f} / " + ("n/a" if row.seed_t_p is None else f"{row.seed_t_p:.4f}")
+
+
+def _load_with_reference(mine, reference: bool, quiet_missing: bool = False) -> results.Loaded:
+    """The user's results, plus (``reference``) the project's reference results marked as such. A missing user
+    folder is only worth a warning when nothing else is shown."""
+    loaded = results.load_results(mine) if mine.is_dir() or not (reference or quiet_missing) else results.Loaded([], [])
+    ref = results.reference_dir()
+    if reference and ref is not None and ref.resolve() != mine.resolve():
+        extra = results.load_results(ref)
+        for doc in extra.results:
+            doc["_reference"] = True
+        loaded = results.Loaded(loaded.results + extra.results, loaded.warnings + extra.warnings)
+    elif reference and ref is None:
+        err.print("note: no reference results here (a source checkout has them in results/; or set "
+                  "XLIR_BENCH_REFERENCE)", highlight=False)  # fmt: skip
+    return loaded
