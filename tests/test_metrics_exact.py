@@ -96,37 +96,6 @@ def test_ap_by_hand():
     assert got["MRR"][0] == 1.0
 
 
-def test_parallel_row_slices_match_one_pass():
-    from xlir_bench.metrics import ranks as ranks_module
-
-    rng = np.random.default_rng(11)
-    scores = rng.integers(0, 50, size=(300, 4000)).astype(np.float32)  # 1.2M elements: the threaded path
-    rel = np.stack([rng.choice(4000, 5, replace=False) for _ in range(300)])
-    rel[::7, -1] = -1
-    key = descending_id_order([f"d{i}" for i in range(4000)])
-    assert scores.size >= ranks_module.PARALLEL_MIN_ELEMENTS
-    np.testing.assert_array_equal(relevant_ranks(scores, rel, key), ranks_module._ranks_rows(scores, rel, key))
-
-
-@pytest.mark.parametrize("shape", [(40, 300), (300, 4000)])  # one pass, and the threaded row slices
-def test_threshold_ranks_and_top1_match_full_passes(shape):
-    """The candidate path (entries >= the row's lowest relevant score) against the full comparison passes: heavy
-    ties, -0.0 beside 0.0, negative scores, padding, and rows with no relevant doc (top 1 by the full pass)."""
-    from xlir_bench.metrics import ranks as ranks_module
-
-    rng = np.random.default_rng(shape[0])
-    b, n = shape
-    scores = (rng.integers(-20, 20, size=shape) / 4).astype(np.float32)
-    scores[rng.random(shape) < 0.05] = -0.0
-    rel = np.stack([rng.choice(n, 5, replace=False) for _ in range(b)])
-    rel[::7, -1] = -1
-    rel[::11] = -1  # no relevant doc at all
-    key = descending_id_order([f"d{i:05d}" for i in rng.permutation(n)])
-    ranks, top1 = ranks_module.ranks_and_top1(scores, rel, key)
-    np.testing.assert_array_equal(ranks, ranks_module._ranks_rows(scores, rel, key))
-    np.testing.assert_array_equal(top1, top_1(scores, key))
-
-
 def test_canonical_scores_are_sequential_float64_sums_of_the_two_vectors_alone(monkeypatch):
     """The canonical score is the float64 sum of exact products in dimension order, rounded once to float32: the
     same bits whatever the batch, the chunking or the threads (ties between passages scored in different tiles

@@ -376,13 +376,20 @@ def test_cli_miracl_run_and_bad_input(fixture_data, tmp_path):
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
-def test_two_gloo_ranks_give_the_one_process_result(fixture_data, tmp_path, fake_plugin_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", ["miracl:sw,yo", "mlqa-r"])
+def test_two_gloo_ranks_give_the_one_process_result(fixture_data, tmp_path, fake_plugin_path, suite):
+    """Every suite goes through the engine under torchrun (XQuAD-R and MLQA-R used to be evaluated in full on every
+    rank, each rank writing the result): the ranks share the shards, rank 0 alone writes, the numbers are the same."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "XLIR_BENCH_DATA": str(fixture_data), "PYTHONPATH": str(fake_plugin_path)}
-    common = ["--model", "hash-int", "--suite", "miracl:sw,yo", "--shard-size", "150", "--quiet"]
+    data = str(fixture_data) if suite.startswith("miracl") else str(DATA)
+    env = {**os.environ, "XLIR_BENCH_DATA": data, "PYTHONPATH": str(fake_plugin_path)}
+    common = ["--model", "hash-int", "--suite", suite, "--shard-size", "150", "--quiet"]
+    if not suite.startswith("miracl"):
+        common += ["--setting", "multilingual", "--shard-size", "2000"]
     outs = {}
     for procs in (1, 2):
         log = tmp_path / f"log{procs}"
@@ -393,7 +400,8 @@ def test_two_gloo_ranks_give_the_one_process_result(fixture_data, tmp_path, fake
         env["XLIR_BENCH_CACHE"] = str(tmp_path / f"cache{procs}")
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-        outs[procs] = results.read_result(next(res.rglob("*.json")))
+        (written,) = [p for p in res.rglob("*.json")]  # one result, written by rank 0
+        outs[procs] = results.read_result(written)
         lines = [line.split() for line in log.read_text().splitlines()]
         outs[f"ranks{procs}"] = {r for r, _ in lines}
         outs[f"passages{procs}"] = {r: sum(int(n) for rr, n in lines if rr == r) for r, _ in lines}
@@ -403,6 +411,33 @@ def test_two_gloo_ranks_give_the_one_process_result(fixture_data, tmp_path, fake
     total = outs[1]["suite"]["documents"]
     assert sum(outs["passages2"].values()) == total == outs["passages1"]["0"]
     assert 0 < outs["passages2"]["1"] < total  # each rank encoded its share only
+
+
+@pytest.mark.slow
+def test_ranks_that_see_different_corpora_stop_in_one_line(fixture_data, tmp_path, fake_plugin_path):
+    """A rank that reads another corpus (same topics and qrels) was mixed in with exit 0; the corpus content is now
+    part of what the ranks must agree on."""
+    import os
+    import subprocess
+    import sys
+
+    other = tmp_path / "other"
+    write_corpus(DATA, other, "yo", distractors=120, seed=9)
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(
+        "import os, runpy, sys\n"
+        f"os.environ['XLIR_BENCH_DATA'] = {str(fixture_data)!r} if os.environ['RANK'] == '0' else {str(other)!r}\n"
+        "sys.argv = ['xlir-bench', *sys.argv[1:]]\n"
+        "runpy.run_module('xlir_bench.cli', run_name='__main__')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(fake_plugin_path), "XLIR_BENCH_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29577",
+           str(launcher), "run", "--model", "hash-int", "--suite", "miracl:yo", "--quiet",
+           "--results-dir", str(tmp_path / "res")]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "torchrun ranks disagree about the run" in done.stderr and "corpus content" in done.stderr
+    assert not list((tmp_path / "res").rglob("*.json"))
 
 
 def test_kth_largest_per_row_matches_sorting_on_both_paths():
@@ -425,7 +460,7 @@ def test_kth_largest_per_row_matches_sorting_on_both_paths():
 def test_relevant_passages_are_found_by_binary_search_with_duplicates_and_misses():
     """The lookup of judged passages in a shard's ids: every position of a wanted id (a malformed corpus may repeat
     one), none for ids past the end of the sorted wanted list or absent from it, nothing when nothing is wanted."""
-    from xlir_bench.engine.core import _members
+    from xlir_bench.engine.vectors import _members
 
     ids = np.array(["9#1", "1#0", "zz#3", "5#2", "1#0", "0#0"])
     wanted = np.array(sorted(["1#0", "5#2", "7#7", "zz#3"]))

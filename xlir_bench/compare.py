@@ -24,6 +24,7 @@ from .metrics.significance import (
     paired_randomization,
     seed_test,
 )
+from .results import engine_of as results_engine
 
 LAREQA = ("xquad-r", "mlqa-r")
 
@@ -77,6 +78,9 @@ def _check_pairable(results: list[dict], setting: str) -> None:
         names = f"{first['model']['name']!r} and {other['model']['name']!r}"
         if other["suite"].get("checksums_md5") != first["suite"].get("checksums_md5"):
             raise XlirError(f"{names} were evaluated on different data (md5s differ); they cannot be paired")
+        if results_engine(other) != results_engine(first):
+            raise XlirError(f"{names} were scored by different engines ({results_engine(first)}; "
+                            f"{results_engine(other)}), whose tie rules differ; re-run the older one")  # fmt: skip
         if other.get("tie_rule") != first.get("tie_rule") or other.get("schema_version") != first.get("schema_version"):
             raise XlirError(f"{names} use different metric definitions (tie rule or schema); they cannot be paired")
         if (other.get("per_query") or {}).get("query_ids") != (first.get("per_query") or {}).get("query_ids"):

@@ -134,6 +134,15 @@ def ensure_writable(root: Path) -> None:
         ) from None
 
 
+LEGACY_ENGINE = "two-engine harness (before engine-1)"
+
+
+def engine_of(result: dict) -> str:
+    """Which engine scored a result: its ``engine`` tag, or the two-engine harness for results older than it (they
+    keep that tag: tables and comparisons say so rather than mix tie rules)."""
+    return str(result.get("engine") or LEGACY_ENGINE)
+
+
 def write_atomic(path: Path, text: str | Iterable[str]) -> None:
     """A result-side file (result, run, qrels), written atomically and readable by the group (see
     :func:`xlir_bench.fileio.write_atomic`)."""

@@ -23,7 +23,6 @@ import shutil
 import tempfile
 import time
 import uuid
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -37,9 +36,9 @@ from ..metrics.stream import StreamState, canonical_pairs, canonical_scores, err
 from ..plugins import LoadedModel, check_matrix
 from ..shards import ShardStore
 from .data import EvalSuite
-from .encode import encode_all, normalise, zero_vector_warning
 from .pools import Pool, plan, pools_of
 from .tiles import HostTile, Target, TileScorer, process
+from .vectors import Vectors, _writable
 
 DEFAULT_SHARD_SIZE = 100_000
 BLOCK_ELEMENTS = 1 << 23  # retriever scores held at once (queries x pool)
@@ -52,7 +51,7 @@ ENGINE = "engine-1"  # the tag results carry: which definition of scores and tie
 Advance = Callable[[str, int], None]
 
 
-class Engine:
+class Engine(Vectors):
     """One (model, suite) evaluation on this rank; rank 0 ends with every pool's exact state."""
 
     def __init__(
@@ -115,183 +114,6 @@ class Engine:
                 shutil.rmtree(scratch, ignore_errors=True)
         self.reduce()
 
-    def store(self, root: Path, identity: dict, key: dict) -> ShardStore:
-        return ShardStore(root, identity, {**key, "shard_size": self.shard_size}, self.shard_dtype)
-
-    def corpus_store(self, lang: str, root: Path, identity: dict) -> ShardStore:
-        """Where ``lang``'s corpus vectors live: keyed by the model identity and the corpus content."""
-        fingerprint = self.suite.corpora[lang].fingerprint()
-        return self.store(root, identity, {"kind": "corpus", "suite": self.suite.name, **fingerprint})
-
-    def owns(self, lang: str, shard: int) -> bool:
-        """Shards are dealt round-robin from a per-language offset, so small corpora spread over the ranks too."""
-        return (zlib.crc32(lang.encode()) + shard) % self.world.size == self.world.rank
-
-    # -- 1. queries -----------------------------------------------------------------------------------------
-    def encode_queries(self, root: Path, identity: dict) -> None:
-        start = time.perf_counter()
-        error, q = None, None
-        if self.world.is_main:
-            try:
-                q = self._query_vectors(root, identity)
-            except XlirError as exc:
-                error = str(exc)
-        self.world.agree(error, "encoding the queries")
-        self.q = self.world.broadcast(q)
-        self.encode_seconds += time.perf_counter() - start
-
-    def _query_vectors(self, root: Path, identity: dict) -> np.ndarray:
-        queries, dim = self.suite.queries, None
-        parts: dict[str, np.ndarray] = {}
-        for lang in self.suite.languages:
-            rows = queries.rows_of(lang)
-            texts = [queries.texts[i] for i in rows]
-            ids = [queries.ids[i] for i in rows]
-            store = self.store(root, identity, {"kind": "queries", "language": lang, "content": _digest(ids, texts)})
-            cached = None
-            if store.complete_count() == 1 and len(rows):
-                try:
-                    cached = store.read(0, dim).vectors
-                    _checked_norm(store, 0, cached, self._cosine)
-                except XlirError as exc:
-                    store.discard(0)
-                    cached = None
-                    self.warnings.append(f"discarded cached {lang} query vectors: "
-                                         f"{str(exc).split('; it was removed')[0]}; encoded them again")  # fmt: skip
-            if cached is not None:
-                self._queries_cached = True
-                parts[lang] = cached
-                self.advance(f"encode queries {lang} (cached)", len(rows))
-            else:
-                tick = partial(self.advance, f"encode queries {lang}")
-                raw = encode_all(self.model, self.batch_size, "encode_queries", lang, texts, None, tick)
-                if dim is not None and len(rows) and raw.shape[1] != dim:
-                    self.q = np.zeros((0, dim), dtype=np.float32)
-                    self._check_dimension(raw.shape[1], store)
-                self.warnings += [w for w in [zero_vector_warning(raw, f"{lang} queries", self.model)] if w]
-                parts[lang] = normalise(raw, self.model)
-                if len(rows):
-                    store.write(0, ids, parts[lang])
-                    store.mark_complete(1, len(rows))
-            if len(rows):
-                dim = parts[lang].shape[1]
-        q = np.zeros((len(queries), dim or 1), dtype=np.float32)
-        for lang, vectors in parts.items():
-            if len(vectors) and vectors.shape[1] != q.shape[1]:
-                raise XlirError(f"model plugin {self.model.name!r} returned query vectors of different dimensions")
-            q[queries.rows_of(lang)] = vectors
-        return q
-
-    # -- 2. corpus shards -----------------------------------------------------------------------------------
-    def encode_corpus(self, lang: str, root: Path, identity: dict) -> tuple[ShardStore, int]:
-        """Encode this rank's missing shards of ``lang``; return its store and number of shards."""
-        start = time.perf_counter()
-        corpus = self.suite.corpora[lang]
-        store = self.corpus_store(lang, root, identity)
-        done = store.complete_count()
-        if done is not None:
-            self.passages[lang] = sum(store.count(i) for i in range(done))
-            self.advance(f"encode {lang} (cached)", self.passages[lang])
-            return store, done
-        error, shard, ids, docs, total = None, 0, [], [], 0
-        mine = self.owns(lang, 0) and not store.has(0)
-        try:
-            for doc_id, item in corpus:
-                if mine:
-                    ids.append(doc_id)
-                    docs.append(item)
-                total += 1
-                if total % self.shard_size == 0:
-                    if mine:
-                        self._write_shard(store, shard, ids, docs, lang)
-                    shard, ids, docs = shard + 1, [], []
-                    mine = self.owns(lang, shard) and not store.has(shard)
-            if total % self.shard_size and mine:
-                self._write_shard(store, shard, ids, docs, lang)
-        except XlirError as exc:
-            error = str(exc)
-        self.world.agree(error, f"encoding the {lang} corpus")
-        if total == 0:
-            raise XlirError(f"the {self.suite.name} {lang} corpus is empty")
-        n = -(-total // self.shard_size)
-        if all(store.has(i) for i in range(n)):  # with a shared file system every rank sees every shard
-            store.mark_complete(n, total)
-        self.passages[lang] = total
-        self.encode_seconds += time.perf_counter() - start
-        return store, n
-
-    def _write_shard(self, store: ShardStore, shard: int, ids: list[str], docs: list[dict], lang: str) -> None:
-        with store.claim(shard):
-            if store.has(shard, len(ids)):  # another run on this store finished it while this one waited
-                self.advance(f"encode {lang} shard {shard} (done by another run)", len(ids))
-                return
-            self._encode_shard(store, shard, ids, docs, lang)
-
-    def _encode_shard(self, store: ShardStore, shard: int, ids: list[str], docs: list[dict], lang: str) -> None:
-        raw = encode_all(self.model, self.batch_size, "encode_corpus", lang, docs, None,
-                         partial(self.advance, f"encode {lang} shard {shard}"))  # fmt: skip
-        self._check_dimension(raw.shape[1], store)
-        note = zero_vector_warning(raw, f"{lang} candidates in shard {shard}", self.model)
-        if note:
-            self.warnings.append(note)
-        store.write(shard, ids, normalise(raw, self.model))
-
-    def _check_dimension(self, dim: int, store: ShardStore) -> None:
-        """Fresh vectors must have the queries' dimension. When the queries came from the store, the plugin changed
-        its dimension without a new revision: every vector of this identity is stale, so it is removed (one line,
-        and the next run encodes afresh) instead of blaming the plugin on every later run."""
-        if self.q is None or dim == self.q.shape[1]:
-            return
-        if self._queries_cached:
-            shutil.rmtree(store.folder.parent, ignore_errors=True)
-            raise XlirError(
-                f"stored vectors of {self.model.label!r} have dimension {self.q.shape[1]}, but the plugin "
-                f"now returns {dim} under the same revision; they were removed: run the command again"
-            )
-        raise XlirError(f"model plugin {self.model.name!r} returned vectors of different dimensions "
-                        f"[{self.q.shape[1]}, {dim}]")  # fmt: skip
-
-    # -- 3. relevant passages -------------------------------------------------------------------------------
-    def relevant_scores(self, stores: dict[str, tuple[ShardStore, int]]) -> np.ndarray:
-        """(Q, R) canonical scores of the relevant passages; NaN where a passage is not in the corpus."""
-        queries = self.suite.queries
-        rel = queries.rel_ids
-        found: dict[str, np.ndarray] = {}
-        error = None
-        try:
-            for lang, (store, n) in stores.items():
-                prefix = self.suite.prefix(lang)
-                want = np.array(sorted({str(x)[len(prefix) :] for x in rel[queries.rel_lang == lang]}), dtype=str)
-                for i in range(n):
-                    if self.owns(lang, i):
-                        try:
-                            self._relevant_in(store, i, want, prefix, found)
-                        except XlirError as exc:  # a damaged shard: encoded again here, before any scoring
-                            self._heal(lang, store, i, str(exc))
-                            self._relevant_in(store, i, want, prefix, found)
-        except XlirError as exc:
-            error = str(exc)
-        self.world.agree(error, "reading the shards")
-        for part in self.world.all_gather(found):
-            found.update(part)
-        scores = np.full(rel.shape, np.nan)
-        rows, slots = np.nonzero(rel != "")
-        present = np.array([str(rel[r, s]) in found for r, s in zip(rows, slots)], dtype=bool)
-        self.suite.notes["relevant_not_in_corpus"] = int((~present).sum())
-        r, s = rows[present], slots[present]
-        if len(r):
-            vecs = np.stack([found[str(rel[a, b])] for a, b in zip(r, s)]).astype(np.float32)
-            scores[r, s] = canonical_scores(self.q[r], vecs)
-        return scores
-
-    def _relevant_in(self, store: ShardStore, i: int, want: np.ndarray, prefix: str, found: dict) -> None:
-        ids = store.read_ids(i)  # verified
-        hit = _members(ids, want)
-        if len(hit):
-            vecs = store.rows(i, hit, self.q.shape[1])
-            _checked_norm(store, i, vecs, self._cosine)
-            found.update({f"{prefix}{ids[h]}": vecs[j] for j, h in enumerate(hit)})
-
     def _new_state(self, i: int, rel_scores: np.ndarray) -> StreamState:
         """Pool ``i``'s state, keeping as deep a top-k as the deepest pool that shares it needs."""
         pool = self.pools[i]
@@ -333,33 +155,6 @@ class Engine:
             error = str(exc)
         self.world.agree(error, "scoring")
         self.score_seconds += time.perf_counter() - start
-
-    def _verified(self, lang: str, store: ShardStore, i: int, dim: int):
-        """(shard ``i`` read and checked, its largest vector norm). A damaged shard (checksum, size, dimension,
-        non-finite values, a norm bound below its vectors) is removed and encoded again in this run, with a
-        warning: the numbers never come from a bad shard, and the run does not stop for it."""
-        try:
-            shard = store.read(i, dim)
-            return shard, _checked_norm(store, i, shard.vectors, self._cosine)
-        except XlirError as exc:
-            self._heal(lang, store, i, str(exc))
-            shard = store.read(i, dim)
-            return shard, _checked_norm(store, i, shard.vectors, self._cosine)
-
-    def _heal(self, lang: str, store: ShardStore, i: int, problem: str) -> None:
-        """Encode shard ``i`` of ``lang`` again (the corpus is streamed up to it), after ``problem`` removed it."""
-        store.discard(i)
-        self.warnings.append(f"discarded cached shard {i} of {lang}: {problem.split('; it was removed')[0]}; "
-                             "encoded it again")  # fmt: skip
-        lo = i * self.shard_size
-        ids, docs = [], []
-        for n, (doc_id, item) in enumerate(self.suite.corpora[lang]):
-            if n >= lo + self.shard_size:
-                break
-            if n >= lo:
-                ids.append(doc_id)
-                docs.append(item)
-        self._write_shard(store, i, ids, docs, lang)
 
     def _score_shard(self, lang, shard, tiles: TileScorer, source: int, eps_all: np.ndarray, local) -> None:
         members = pools_of(self.pools, lang)
@@ -412,20 +207,22 @@ class Engine:
         queries = self.suite.queries
         present: set[str] = set()
         pool_ids: list[np.ndarray] = []
+        indexes: dict[tuple[str, ...], tuple] = {}  # one index per set of languages (monolingual X, cross-lingual X)
         for i, pool in enumerate(self.pools):
             if pool.same_as is not None:
                 continue
             state = self.states[i] = self._new_state(i, np.full(queries.rel_ids.shape, np.nan))
             state.resolver = lambda rows, refs, fast: (fast, _pool_ids(pool_ids, refs))
-            ns_ids, langs, docs = self._index_docs(pool.languages)
-            present.update(ns_ids)
-            self.advance(f"index {'+'.join(pool.languages)}", 0)
-            index = self.model.call("build_index", docs)
-            column = {d: c for c, d in enumerate(ns_ids)}
-            ns_array = np.array(ns_ids, dtype=str)
-            self._doc_lang.append((ns_array, np.array(langs)))
-            source = len(pool_ids)
-            pool_ids.append(ns_array)
+            if pool.languages not in indexes:
+                ns_ids, langs, docs = self._index_docs(pool.languages)
+                present.update(ns_ids)
+                self.advance(f"index {'+'.join(pool.languages)}", 0)
+                index = self.model.call("build_index", docs)
+                ns_array = np.array(ns_ids, dtype=str)
+                self._doc_lang.append((ns_array, np.array(langs)))
+                indexes[pool.languages] = (index, ns_ids, {d: c for c, d in enumerate(ns_ids)}, ns_array, len(pool_ids))
+                pool_ids.append(ns_array)
+            index, ns_ids, column, ns_array, source = indexes[pool.languages]
             step = max(1, BLOCK_ELEMENTS // max(1, len(ns_ids)))
             for lang in self.suite.languages:
                 own = np.flatnonzero(queries.lang[pool.rows] == lang)  # the pool's rows asked in ``lang``
@@ -497,24 +294,6 @@ class Engine:
         return np.where(known[at] == ids, langs[at], "")
 
 
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            return True
-    except OSError:
-        return False
-
-
-def _digest(ids: list[str], texts: list[str]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for a, b in zip(ids, texts):
-        h.update(a.encode() + b"\0" + b.encode() + b"\0")
-    return h.hexdigest()
-
-
 def _index_limit() -> int:
     raw = os.environ.get(INDEX_LIMIT_ENV, str(DEFAULT_INDEX_LIMIT))
     try:
@@ -527,33 +306,8 @@ def _index_limit() -> int:
     return value
 
 
-def _checked_norm(store: ShardStore, i: int, vectors: np.ndarray, cosine: bool) -> float:
-    """The largest norm of ``vectors`` (a shard, or some of its rows), checked: it sets the error band, so the
-    manifest's bound is verified rather than trusted, and a cosine model's vectors must have unit length (or be all
-    zeros). Scaled vectors under a rewritten manifest fail here, not in the numbers."""
-    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))  # no float64 copy of the shard
-    where = f"embedding shard {i} in {store.folder}"
-    if not np.isfinite(norms).all():
-        raise XlirError(f"{where} holds non-finite values")
-    actual = float(norms.max()) if len(norms) else 0.0
-    if store.max_norm(i) < actual:
-        raise XlirError(f"{where} records a norm bound below its vectors'")
-    if cosine and np.any((np.abs(norms - 1.0) > 1e-5) & (norms > 0)):
-        raise XlirError(f"{where} holds vectors that are not of unit length, though the model is a cosine one")
-    return float(np.nextafter(actual, np.inf))
-
-
 def _canonical_pairs(q: np.ndarray, rows: np.ndarray, vecs: np.ndarray, row_pos: np.ndarray, cols: np.ndarray):
     return canonical_pairs(q, rows[row_pos], vecs, cols)
-
-
-def _members(ids: np.ndarray, sorted_wanted: np.ndarray) -> np.ndarray:
-    """Positions of ``ids`` found in ``sorted_wanted`` (a binary search per id; ``np.isin`` sorts every time)."""
-    if not len(sorted_wanted):
-        return np.empty(0, dtype=np.int64)
-    at = np.searchsorted(sorted_wanted, ids)
-    at[at == len(sorted_wanted)] = 0
-    return np.flatnonzero(sorted_wanted[at] == ids)
 
 
 def _relevant_from_matrix(rel_ids: np.ndarray, scores: np.ndarray, column: dict[str, int]) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from .ap import AP
 from .base import Measure
 from .ndcg import NDCG
-from .ranks import descending_id_order, pad_relevant, ranks_and_top1, relevant_ranks, top_1, top_k
+from .ranks import descending_id_order, pad_relevant, relevant_ranks, top_1, top_k
 from .recall import Recall
 from .rr import RR
 
@@ -26,7 +26,6 @@ __all__ = [
     "compute_all",
     "descending_id_order",
     "pad_relevant",
-    "ranks_and_top1",
     "relevant_ranks",
     "top_1",
     "top_k",

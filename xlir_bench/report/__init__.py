@@ -46,8 +46,11 @@ def _identity(result: dict) -> dict:
     """Label, row kind and seed grouping of one result."""
     label = result["model"]["name"]
     row = {"model": label, "suite": result["suite"]["name"]}
-    if result.get("_reference"):
-        row["set"] = "reference"
+    marks = ["reference"] if result.get("_reference") else []
+    if not result.get("engine"):  # scored before the one engine (another tie rule): said, never mixed silently
+        marks.append("pre-engine")
+    if marks:
+        row["set"] = ", ".join(marks)
     training = (result["model"].get("metadata") or {}).get("training")
     if isinstance(training, dict):
         row["training"] = training_label(training)

@@ -144,6 +144,8 @@ def committed_result(root: Path, label: str, suite: SuiteData, config=None) -> d
         return None
     if result["suite"].get("checksums_md5") != suite.checksums or "multilingual" not in result["settings"]:
         return None
+    if results.engine_of(result) != reuse_engine():  # one tie rule per summary: another engine's result is redone
+        return None
     if config is not None:
         training = (result["model"].get("metadata") or {}).get("training") or {}
         keys = ("base", "strategy", "seed", "data", "alpha", "alpha_schedule", "languages")
@@ -151,6 +153,16 @@ def committed_result(root: Path, label: str, suite: SuiteData, config=None) -> d
         if training.get("trainer_version") != TRAINER_VERSION or any(training.get(k) != v for k, v in wanted.items()):
             return None
     return result
+
+
+def reuse_engine() -> str:
+    """The engine whose results an experiment reuses: the current one, unless ``XLIR_BENCH_REUSE_ENGINE`` names
+    another (only to regenerate a summary of committed results of that engine, never to mix two)."""
+    import os
+
+    from ..engine.core import ENGINE
+
+    return os.environ.get("XLIR_BENCH_REUSE_ENGINE") or ENGINE
 
 
 def summarise(
@@ -525,7 +537,7 @@ def domain_shift(
         "freeze_embeddings": freeze_embeddings, "train_languages": list(train_data.languages),
         "unseen_languages": unseen, "overlap": overlap.as_dict(), "command": command,
         "device": device, "precision": precision, "eval_dtype": EVAL_DTYPE, "trainer_version": TRAINER_VERSION,
-        "eval_batch_tokens": EVAL_BATCH_TOKENS,
+        "eval_batch_tokens": EVAL_BATCH_TOKENS, "engine": reuse_engine(),
         "alpha_schedule": alpha_schedule,
     }  # fmt: skip
     summary = summarise(
