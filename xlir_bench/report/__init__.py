@@ -195,7 +195,8 @@ class Report:
         optional = [c for c in ("set", "training") if any(c in r for r in self.records)]
         group = [c for c in ("language", "X") if any(c in r for r in self.records)]
         if "X" in group:  # the cross-lingual matrix: one column per target language
-            targets = sorted({k for r in self.records for k in r if re.fullmatch(r"[a-z]{2,3}", k)})
+            targets = sorted({k for r in self.records for k in r
+                              if re.fullmatch(r"[a-z]{2,3}", k) and k not in TEXT_COLUMNS})  # fmt: skip
             return ["model", *optional, "suite", "X", *targets]
         cols = ["model", *optional, "suite", "setting", *group, *MEASURES]
         if any(r["setting"] == "multilingual" for r in self.records):

@@ -477,7 +477,7 @@ def domain_shift(
     alpha_schedule: str = "constant",
 ) -> tuple[dict, dict, str]:  # fmt: skip
     """(summary, meta, file stem) of the experiment, training and evaluating what is not committed yet."""
-    from ..runner import evaluate
+    from ..runner import evaluate as run_engine
     from . import bases
     from .data import from_suite
     from .trainer import TRAINER_VERSION, TrainConfig, Trainer, models_dir
@@ -499,7 +499,7 @@ def domain_shift(
         result = committed_result(results_root, name, eval_suite, config)
         if result is None:
             model = evaluation_model(name, device)
-            result, _ = evaluate(model, eval_suite, device=device, batch_size=64, progress=progress, use_cache=True)
+            result, _ = run_engine(model, eval_suite, device=device, batch_size=64, progress=progress, use_cache=True)
             results.write_result(results_root, result)
         rows.extend(records_for(result, strategy, seed, unseen))
         per_query.setdefault(strategy, []).append(list(result["per_query"]["AP"]["multilingual"]))
