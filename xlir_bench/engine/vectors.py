@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XlirError
-from ..metrics.stream import canonical_scores
+from ..metrics.stream import canonical_pairs
 from ..shards import ShardStore
 from .encode import encode_all, normalise, zero_vector_warning
 
@@ -166,41 +166,50 @@ class Vectors:
         """(Q, R) canonical scores of the relevant passages; NaN where a passage is not in the corpus."""
         queries = self.suite.queries
         rel = queries.rel_ids
-        found: dict[str, np.ndarray] = {}
+        found: list[tuple[np.ndarray, np.ndarray]] = []  # (pool ids, their vectors) per shard read
         error = None
         try:
             for lang, (store, n) in stores.items():
                 prefix = self.suite.prefix(lang)
-                want = np.array(sorted({str(x)[len(prefix) :] for x in rel[queries.rel_lang == lang]}), dtype=str)
+                want = np.unique(np.char.replace(rel[queries.rel_lang == lang], prefix, "", count=1)) if prefix else (
+                    np.unique(rel[queries.rel_lang == lang]))  # fmt: skip
                 for i in range(n):
                     if self.owns(lang, i):
                         try:
-                            self._relevant_in(store, i, want, prefix, found)
+                            found += self._relevant_in(store, i, want, prefix)
                         except XlirError as exc:  # a damaged shard: encoded again here, before any scoring
                             self._heal(lang, store, i, str(exc))
-                            self._relevant_in(store, i, want, prefix, found)
+                            found += self._relevant_in(store, i, want, prefix)
         except XlirError as exc:
             error = str(exc)
         self.world.agree(error, "reading the shards")
-        for part in self.world.all_gather(found):
-            found.update(part)
+        found = [part for parts in self.world.all_gather(found) for part in parts]
         scores = np.full(rel.shape, np.nan)
         rows, slots = np.nonzero(rel != "")
-        present = np.array([str(rel[r, s]) in found for r, s in zip(rows, slots)], dtype=bool)
+        if found:
+            ids = np.concatenate([a for a, _ in found])
+            table = np.concatenate([v for _, v in found]).astype(np.float32, copy=False)
+            order = np.argsort(ids, kind="stable")
+            ids, table = ids[order], table[order]
+            wanted = rel[rows, slots]
+            at = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)
+            present = ids[at] == wanted
+        else:
+            table, at, present = np.zeros((0, self.q.shape[1]), np.float32), np.zeros(len(rows), int), rows < 0
         self.suite.notes["relevant_not_in_corpus"] = int((~present).sum())
-        r, s = rows[present], slots[present]
-        if len(r):
-            vecs = np.stack([found[str(rel[a, b])] for a, b in zip(r, s)]).astype(np.float32)
-            scores[r, s] = canonical_scores(self.q[r], vecs)
+        if present.any():
+            scores[rows[present], slots[present]] = canonical_pairs(self.q, rows[present], table, at[present])
         return scores
 
-    def _relevant_in(self, store: ShardStore, i: int, want: np.ndarray, prefix: str, found: dict) -> None:
+    def _relevant_in(self, store: ShardStore, i: int, want: np.ndarray, prefix: str) -> list:
+        """[(pool ids, vectors)] of the wanted passages in shard ``i`` (the chunks holding them verified)."""
         ids = store.read_ids(i)  # verified
         hit = _members(ids, want)
-        if len(hit):
-            vecs = store.rows(i, hit, self.q.shape[1])
-            _checked_norm(store, i, vecs, self._cosine)
-            found.update({f"{prefix}{ids[h]}": vecs[j] for j, h in enumerate(hit)})
+        if not len(hit):
+            return []
+        vecs = store.rows(i, hit, self.q.shape[1])
+        _checked_norm(store, i, vecs, self._cosine)
+        return [(np.char.add(prefix, ids[hit]) if prefix else ids[hit], vecs)]
 
     def _verified(self, lang: str, store: ShardStore, i: int, dim: int):
         """(shard ``i`` read and checked, its largest vector norm). A damaged shard (checksum, size, dimension,
