@@ -14,7 +14,7 @@ from conftest import run_cli
 from xlir_bench.engine.data import from_lareqa
 from xlir_bench.engine.pools import plan
 from xlir_bench.metrics.stream import canonical_scores
-from xlir_bench.plugins import from_object
+from xlir_bench.plugins import from_object, load_model
 from xlir_bench.runner import evaluate
 from xlir_bench.suites.records import SuiteData, SuiteDoc, SuiteQrel, SuiteQuery
 
@@ -254,3 +254,21 @@ def test_ties_are_decided_by_the_tie_rule_not_by_float32_rounding():
     # multilingual: each gold first in its own tie group, the lower group after the 41 of the higher one
     ranks = outcome.engine.state_of(len(outcome.engine.pools) - 1).ranks()
     assert sorted(ranks[0].tolist()) == [1.0, 2.0 + n_perm] and sorted(ranks[1].tolist()) == [1.0, 2.0 + n_perm]
+
+
+@pytest.mark.parametrize("bad", ["dup", "space"])
+def test_passage_ids_that_a_run_file_cannot_hold_are_refused(bad):
+    """Duplicate ids (the last copy used to win silently) and ids with whitespace (8-field TREC lines) are one
+    clear error before anything is scored, for encoders and retrievers alike."""
+    from xlir_bench.errors import XlirError
+
+    data, vectors = parallel_suite(questions=3, duplicates=0)
+    docs = list(data.docs)
+    docs[1] = docs[1]._replace(doc_id=docs[0].doc_id if bad == "dup" else "en 0001")
+    broken = SuiteData.from_records("toy", list(LANGS), docs, data.queries, data.qrels_iter())
+    message = "occurs more than once" if bad == "dup" else "contains whitespace"
+    with pytest.raises(XlirError, match=message):
+        evaluate(from_object(Table(vectors), "table", "tests:Table"), broken, device="cpu", batch_size=8,
+                 use_cache=False)  # fmt: skip
+    with pytest.raises(XlirError, match=message):
+        evaluate(load_model("bm25", device="cpu"), broken, device="cpu", batch_size=8)

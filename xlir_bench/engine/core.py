@@ -38,7 +38,7 @@ from ..shards import ShardStore
 from .data import EvalSuite
 from .pools import Pool, plan, pools_of
 from .tiles import HostTile, Target, TileScorer, process
-from .vectors import Vectors, _writable
+from .vectors import Vectors, _writable, check_doc_id, check_unique
 
 DEFAULT_SHARD_SIZE = 100_000
 BLOCK_ELEMENTS = 1 << 23  # retriever scores held at once (queries x pool)
@@ -251,6 +251,7 @@ class Engine(Vectors):
         for lang in langs:
             before = len(docs)
             for doc_id, item in self.suite.corpora[lang]:
+                check_doc_id(doc_id, lang)
                 if len(docs) >= limit:
                     raise XlirError(
                         f"{self.model.name} holds its index in memory and {'+'.join(langs)} has more than {limit:,} "
@@ -261,6 +262,7 @@ class Engine(Vectors):
                 doc_langs.append(lang)
                 docs.append(item)
             self.passages[lang] = len(docs) - before
+            check_unique(ns_ids[before:], lang)
             if len(docs) == before:
                 raise XlirError(f"the {self.suite.name} {lang} corpus is empty")
         return ns_ids, doc_langs, docs

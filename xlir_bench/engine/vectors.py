@@ -107,6 +107,7 @@ class Vectors:
         mine = self.owns(lang, 0) and not store.has(0)
         try:
             for doc_id, item in corpus:
+                check_doc_id(doc_id, lang)
                 if mine:
                     ids.append(doc_id)
                     docs.append(item)
@@ -138,6 +139,7 @@ class Vectors:
             self._encode_shard(store, shard, ids, docs, lang)
 
     def _encode_shard(self, store: ShardStore, shard: int, ids: list[str], docs: list[dict], lang: str) -> None:
+        check_unique(ids, lang)
         raw = encode_all(self.model, self.batch_size, "encode_corpus", lang, docs, None,
                          partial(self.advance, f"encode {lang} shard {shard}"))  # fmt: skip
         self._check_dimension(raw.shape[1], store)
@@ -278,3 +280,24 @@ def _members(ids: np.ndarray, sorted_wanted: np.ndarray) -> np.ndarray:
     at = np.searchsorted(sorted_wanted, ids)
     at[at == len(sorted_wanted)] = 0
     return np.flatnonzero(sorted_wanted[at] == ids)
+
+
+def check_doc_id(doc_id: str, lang: str) -> None:
+    """A passage id must be one non-empty token: TREC run and qrels lines are split on whitespace, so an id with a
+    space would shift every field after it (trec_eval and ir-measures would read another document)."""
+    if not doc_id or len(doc_id.split()) != 1 or doc_id != doc_id.strip():
+        raise XlirError(f"passage id {doc_id!r} in the {lang} corpus is empty or contains whitespace, which TREC run "
+                        "and qrels files cannot hold; fix the corpus ids")  # fmt: skip
+
+
+def check_unique(ids: list[str], lang: str) -> None:
+    """Refuse duplicate passage ids (checked per shard: all of an in-memory suite's language, 100,000 MIRACL passages
+    at a time). Two texts under one id make the qrels ambiguous and the run hold the same (query, doc) twice; a
+    careful trec_eval user fixes the corpus rather than have one copy win silently."""
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dup = next(d for d in ids if d in seen or seen.add(d))
+        raise XlirError(
+            f"passage id {dup!r} occurs more than once in the {lang} corpus (with possibly different "
+            "texts); remove the duplicates (or a decompressed copy left beside a .jsonl.gz) and run again"
+        )
