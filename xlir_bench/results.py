@@ -219,9 +219,17 @@ def write_result(root: Path, result: dict) -> tuple[Path, list[str]]:
 
 
 def _same_experiment(old: dict, new: dict) -> bool:
+    """Same model, same data (topics, qrels and corpus content), same engine and vector storage: only then may
+    settings of two runs stand in one result."""
+    storage = ("shard_size", "shard_dtype")
     return (
         old.get("model") == new["model"]
         and old.get("suite", {}).get("checksums_md5") == new["suite"].get("checksums_md5")
+        and old.get("suite", {}).get("corpus") == new["suite"].get("corpus")
+        and old.get("suite", {}).get("passages_per_language") == new["suite"].get("passages_per_language")
+        and engine_of(old) == engine_of(new)
+        and {k: (old.get("provenance", {}).get("vectors") or {}).get(k) for k in storage}
+        == {k: (new.get("provenance", {}).get("vectors") or {}).get(k) for k in storage}
         and old.get("suite", {}).get("name") == new["suite"]["name"]
         and isinstance(old.get("per_query"), dict)
         and old["per_query"].get("query_ids") == new.get("per_query", {}).get("query_ids")
