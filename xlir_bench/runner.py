@@ -51,8 +51,8 @@ def evaluate(
     engine = Engine(
         model, data, settings=wanted, batch_size=batch_size, identity=identity, cache_root=cache_dir(),
         shard_size=shard_size, shard_dtype=shard_dtype, run_depth=run_depth, world=world, device=device,
-        advance=_advance(progress, model, data, world),
     )  # fmt: skip
+    engine.advance = _advance(progress, model, data, world, engine.work_total())
     engine.run()
     if not world.is_main:
         return None, None
@@ -104,11 +104,12 @@ def as_eval_suite(suite) -> EvalSuite:
     return from_miracl(suite)
 
 
-def _advance(progress, model: LoadedModel, data: EvalSuite, world):
-    """Progress through a rich Progress: one task per (model, suite), described by what it is doing now."""
+def _advance(progress, model: LoadedModel, data: EvalSuite, world, total: int | None):
+    """Progress through a rich Progress: one task per (model, suite), described by what it is doing now, with a
+    total (and so an ETA) whenever the corpus sizes are known before reading them."""
     if progress is None or not world.is_main:
         return lambda label, n: None
-    task = progress.add_task(f"{model.label} / {data.name}", total=None)
+    task = progress.add_task(f"{model.label} / {data.name}", total=total)
 
     def advance(label: str, n: int) -> None:
         progress.update(task, advance=n, description=f"{model.label} / {data.name}: {label}")

@@ -84,6 +84,14 @@ class Engine(Vectors):
         self._cosine = model.similarity == "cosine"
         self._doc_lang: list[tuple[np.ndarray, np.ndarray]] = []  # (pool ids, languages) of resolved top-k entries
 
+    def work_total(self) -> int | None:
+        """What the progress bar counts to (None when a corpus size is unknown before reading it): a dense model
+        advances once per query encoded and twice per passage (encoded, scored), a retriever once per (pool, query)."""
+        if self.model.kind != "dense":
+            return sum(len(p.rows) for p in self.pools if p.same_as is None)
+        sizes = [c.size_hint() for c in self.suite.corpora.values()]
+        return None if None in sizes else len(self.suite.queries) + 2 * sum(sizes)
+
     def k_of(self, pool: Pool) -> int:
         """Top-k kept per query: the saved run's depth, and in the multilingual pool enough for the bias cut-offs."""
         if pool.setting == "multilingual":
