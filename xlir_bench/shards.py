@@ -155,14 +155,8 @@ class ShardStore:
         """Shard ``i``, verified; a bad shard is removed and reported in one line (a re-run re-encodes it)."""
         vecs_path, ids_path, _ = self._paths(i)
         manifest = self._manifest(i)
-        problem = None
-        if manifest is None:
-            problem = "has no manifest (never finished)"
-        elif not self._matches(manifest):
-            problem = "was written by a different model or dtype"
-        elif dim is not None and manifest.get("dim") != dim:
-            problem = f"has dimension {manifest.get('dim')}, the model gives {dim}"
-        else:
+        problem = self._header_problem(manifest, dim)
+        if problem is None:
             try:
                 vec_bytes = map_file(vecs_path, manifest["vecs_bytes"])
                 id_bytes = read_bytes(ids_path, manifest["ids_bytes"])
@@ -182,6 +176,17 @@ class ShardStore:
                 return Shard(i, ids, vectors.astype(np.float32, copy=False))
         self.discard(i)
         raise XlirError(f"embedding shard {vecs_path} {problem}; it was removed: run the command again to re-encode it")
+
+    def _header_problem(self, manifest: dict | None, dim: int | None) -> str | None:
+        """What is wrong with a shard before its bytes are read: no manifest, another model or dtype, another
+        dimension (None: nothing)."""
+        if manifest is None:
+            return "has no manifest (never finished)"
+        if not self._matches(manifest):
+            return "was written by a different model or dtype"
+        if dim is not None and manifest.get("dim") != dim:
+            return f"has dimension {manifest.get('dim')}, the model gives {dim}"
+        return None
 
     def max_norm(self, i: int) -> float:
         manifest = self._manifest(i)
@@ -213,12 +218,8 @@ class ShardStore:
         spread thinly over it). A bad shard is removed and reported in one line."""
         path = self._paths(i)[0]
         manifest = self._manifest(i)
-        problem = None
-        if manifest is None or not self._matches(manifest):
-            problem = "is missing or foreign"
-        elif dim is not None and manifest.get("dim") != dim:
-            problem = f"has dimension {manifest.get('dim')}, the model gives {dim}"
-        else:
+        problem = self._header_problem(manifest, dim)
+        if problem is None:
             try:
                 data = map_file(path, manifest["vecs_bytes"])
                 vectors = load_npy(data) if len(data) == manifest["vecs_bytes"] else None
