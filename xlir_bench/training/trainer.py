@@ -1,8 +1,9 @@
 """Fine-tune a dual encoder (shared weights, mean pooling) with mono / cross / hybrid batches.
 
 Optimisation follows arXiv 2408.10536: AdamW (lr 3e-5, weight decay 0.01), InfoNCE with in-batch negatives,
-early stopping on a held-out validation loss. The validation batches are the same for every strategy (hybrid
-batches with alpha 0.5 from held-out question groups, fixed seed), so the curves of the strategies compare.
+early stopping on a held-out validation loss. The validation batches are the same for every strategy (fixed mono
+and fixed cross-lingual batches from held-out question groups, fixed seed, reported separately; checkpoints are
+chosen on their mean), so the curves of the strategies compare.
 
 Checkpoints (``<out>/checkpoint/``: weights, optimizer, step, losses, RNG) are written atomically every
 ``checkpoint_every`` steps; ``train()`` on an existing folder resumes where the checkpoint left off, so a killed
