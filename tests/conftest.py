@@ -217,11 +217,14 @@ def with_fake_plugins(fake_plugin_path, monkeypatch):
     return fake_plugin_path
 
 
-def run_cli(*args: str, env_extra: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env_extra: dict | None = None, cwd: Path | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "xlir_bench.cli", *args], capture_output=True, text=True, env=env, cwd=cwd or ROOT
-    )
+        [sys.executable, "-m", "xlir_bench.cli", *args], capture_output=True, text=True, env=env, cwd=cwd or ROOT,
+        timeout=timeout,
+    )  # fmt: skip
 
 
 def make_tiny_bert(folder: Path, layers: int = 2) -> Path:
