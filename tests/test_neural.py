@@ -261,6 +261,18 @@ def test_cache_info_and_clear(tiny_bert, tmp_path, monkeypatch):
     assert cache.clear(tmp_path) == 1 and cache.entries(tmp_path) == []
 
 
+def test_identity_does_not_depend_on_what_the_process_did_before(tiny_bert):
+    """int8 fills in its export checks when the model is first built, and dtype=auto's reason quotes a timed probe:
+    neither may change the identity, or a second run finds its vectors under another folder and encodes again."""
+    model = encoder(tiny_bert, dtype="int8")
+    before = json.dumps(model_identity(model, 8), sort_keys=True)  # what a store digests, at that moment
+    model.plugin.encode_queries(TEXTS, language="en", batch_size=8)  # builds the int8 graph
+    assert "int8" in model.metadata["precision"]
+    assert json.dumps(model_identity(model, 8), sort_keys=True) == before
+    model.plugin.metadata["precision"]["reason"] = "auto: bf16 ran 3.86x fp32 in a probe"
+    assert json.dumps(model_identity(model, 8), sort_keys=True) == before
+
+
 def test_batch_dependent_vectors_are_cached_per_batch_size(tiny_bert):
     """int8's per-batch activation scales make a vector depend on its batch-mates: its cache key has the batch
     size, so a run at batch size 8 never reports vectors made at 64; batch-invariant precisions share one key."""

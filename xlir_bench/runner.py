@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -156,6 +157,12 @@ def model_identity(model: LoadedModel, batch_size: int | None = None) -> dict | 
     if model.kind != "dense" or not model.metadata.get("revision") or model.metadata.get("revision") == "unknown":
         return None
     by_batch = {"batch_size": batch_size} if model.metadata.get("batch_dependent") else {}
+    metadata = copy.deepcopy(model.metadata)
+    precision = metadata.pop("precision", None)
+    if isinstance(precision, dict):  # what makes the vectors (the scheme), not how it was chosen or measured: the
+        # reason quotes a timed probe and the int8 export's checks are filled in when the model is first built, so
+        # keeping them would give one model another identity after its first encode (and miss the cache)
+        metadata["precision"] = {k: precision[k] for k in ("scheme",) if k in precision}
     return {
         **by_batch,
         "model": model.name,
@@ -164,7 +171,7 @@ def model_identity(model: LoadedModel, batch_size: int | None = None) -> dict | 
         "source_sha256": plugin_source_digest(model.info.target),
         "libraries": {k: v for k, v in provenance.package_versions().items() if k in VECTOR_LIBRARIES},
         "similarity": model.similarity,
-        "metadata": model.metadata,
+        "metadata": metadata,
         "options": {k: repr(v) for k, v in sorted(model.options.items())},
     }
 
