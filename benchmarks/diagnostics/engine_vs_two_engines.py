@@ -4,7 +4,8 @@ engine's share of a result change (tie rule, canonical scores) from the encoder'
 Usage (the old code in a worktree; the new result and the store it used from a run of the one engine):
     git worktree add /tmp/old e2a52b1
     PYTHONPATH=/tmp/old python benchmarks/diagnostics/engine_vs_two_engines.py SUITE RESULT_FILE STORE NEW_RESULTS DATA
-e.g. ``xquad-r "e5-small_dtype_int8+52f0d367d0.json" $XLIR_BENCH_CACHE results ../shared/data``.
+e.g. ``xquad-r "e5-small_dtype_int8+52f0d367d0.json" $XLIR_BENCH_CACHE results ../shared/data``, the cache being
+that of a run of this one model (every stored vector is read).
 Prints, per setting, the one engine's measure minus the old evaluator's on identical vectors.
 """
 
@@ -25,20 +26,15 @@ class Stored:
     kind, similarity, name = "dense", "cosine", "stored"
 
 
-def stored_vectors(data, suite_name: str, store: Path, model: dict, batch_size: int, dim: int = 384):
-    """(query vectors, candidate vectors) in the suite's order, read from the one engine's store (the identity whose
-    metadata is the result's)."""
+def stored_vectors(data, suite_name: str, store: Path, model: dict, batch_size: int):
+    """(query vectors, candidate vectors) in the suite's order, read from the one engine's store (a store that holds
+    this model's vectors only: ``XLIR_BENCH_CACHE`` of a run of that model alone)."""
+    dim = int(model["metadata"].get("dimension") or 384)
     q = np.zeros((len(data.queries), dim), np.float32)
     d = np.zeros((len(data.docs), dim), np.float32)
     query_row = {query.query_id: k for k, query in enumerate(data.queries)}
 
-    def same(identity: dict) -> bool:  # the result's model: metadata (but the precision's wording), batch size
-        keep = {k: v for k, v in model["metadata"].items() if k != "precision"}
-        meta = {k: v for k, v in (identity.get("metadata") or {}).items() if k != "precision"}
-        return meta == keep and identity.get("batch_size") in (None, batch_size)
-
-    (identity,) = [p.parent for p in store.glob("shards/*/identity.json") if same(json.loads(p.read_text()))]
-    for corpus_json in identity.glob("*/corpus.json"):
+    for corpus_json in store.glob("shards/*/*/corpus.json"):
         info, folder = json.loads(corpus_json.read_text())["corpus"], corpus_json.parent
         ids = np.concatenate([np.load(p) for p in sorted(folder.glob("shard-*.ids.npy"))])
         vecs = np.concatenate([np.load(p) for p in sorted(folder.glob("shard-*.vecs.npy"))])
