@@ -114,6 +114,16 @@ def is_regular(path: Path) -> bool:
         return False
 
 
+def is_writable(folder: Path) -> bool:
+    """Whether ``folder`` can be made and a file written in it (a probe file, removed at once)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            return True
+    except OSError:
+        return False
+
+
 def write_atomic(path: Path, data: bytes | str | Iterable[str], *, shared: bool = False) -> None:
     """The one atomic writer: ``data`` (bytes, a string or an iterable of text chunks) goes to a temporary sibling,
     is fsynced, and renamed over ``path``, so the previous file, if any, stays intact when anything fails first.

@@ -32,13 +32,14 @@ import numpy as np
 
 from ..distributed import World
 from ..errors import XlirError
+from ..fileio import is_writable
 from ..metrics.stream import StreamState, canonical_pairs, canonical_scores, error_bound
 from ..plugins import LoadedModel, check_matrix
 from ..shards import ShardStore
 from .data import EvalSuite
 from .pools import Pool, plan, pools_of
 from .tiles import HostTile, Target, TileScorer, process
-from .vectors import Vectors, _writable, check_doc_id, check_unique
+from .vectors import Vectors, check_doc_id, check_unique
 
 DEFAULT_SHARD_SIZE = 100_000
 BLOCK_ELEMENTS = 1 << 23  # retriever scores held at once (queries x pool)
@@ -102,12 +103,12 @@ class Engine(Vectors):
     def run(self) -> None:
         scratch = None
         root, identity = self.cache_root, self.identity
-        if identity is not None and not _writable(root):
+        if identity is not None and not is_writable(root):
             self.warnings.append(f"vector cache switched off: {root} is not a writable folder (set "
                                  "XLIR_BENCH_CACHE to one); vectors went to a temporary folder")  # fmt: skip
             identity = None
         if identity is None:  # no cache: shards in a private folder, removed at the end
-            base = root if _writable(root) else Path(tempfile.gettempdir()) / "xlir-bench"
+            base = root if is_writable(root) else Path(tempfile.gettempdir()) / "xlir-bench"
             scratch = base / "scratch" / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
             root, identity = scratch, {"model": self.model.label, "scratch": scratch.name}
         try:

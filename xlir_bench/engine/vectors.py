@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 import time
 import zlib
 from functools import partial
@@ -75,9 +74,8 @@ class Vectors:
             else:
                 tick = partial(self.advance, f"encode queries {lang}")
                 raw = encode_all(self.model, self.batch_size, "encode_queries", lang, texts, None, tick)
-                if dim is not None and len(rows) and raw.shape[1] != dim:
-                    self.q = np.zeros((0, dim), dtype=np.float32)
-                    self._check_dimension(raw.shape[1], store)
+                if len(rows):
+                    self._check_dimension(dim, raw.shape[1], store)
                 self.warnings += [w for w in [zero_vector_warning(raw, f"{lang} queries", self.model)] if w]
                 parts[lang] = normalise(raw, self.model)
                 if len(rows):
@@ -85,10 +83,8 @@ class Vectors:
                     store.mark_complete(1, len(rows))
             if len(rows):
                 dim = parts[lang].shape[1]
-        q = np.zeros((len(queries), dim or 1), dtype=np.float32)
+        q = np.zeros((len(queries), dim or 1), dtype=np.float32)  # every part has ``dim`` (checked as read)
         for lang, vectors in parts.items():
-            if len(vectors) and vectors.shape[1] != q.shape[1]:
-                raise XlirError(f"model plugin {self.model.name!r} returned query vectors of different dimensions")
             q[queries.rows_of(lang)] = vectors
         return q
 
@@ -142,26 +138,27 @@ class Vectors:
         check_unique(ids, lang)
         raw = encode_all(self.model, self.batch_size, "encode_corpus", lang, docs, None,
                          partial(self.advance, f"encode {lang} shard {shard}"))  # fmt: skip
-        self._check_dimension(raw.shape[1], store)
+        self._check_dimension(self.q.shape[1] if self.q is not None else None, raw.shape[1], store)
         note = zero_vector_warning(raw, f"{lang} candidates in shard {shard}", self.model)
         if note:
             self.warnings.append(note)
         store.write(shard, ids, normalise(raw, self.model))
 
-    def _check_dimension(self, dim: int, store: ShardStore) -> None:
-        """Fresh vectors must have the queries' dimension. When the queries came from the store, the plugin changed
-        its dimension without a new revision: every vector of this identity is stale, so it is removed (one line,
-        and the next run encodes afresh) instead of blaming the plugin on every later run."""
-        if self.q is None or dim == self.q.shape[1]:
+    def _check_dimension(self, expected: int | None, dim: int, store: ShardStore) -> None:
+        """Fresh vectors must have the dimension of those before them (``expected``; None: the first). When those
+        came from the store, the plugin changed its dimension without a new revision: every vector of this identity
+        is stale, so it is removed (one line, and the next run encodes afresh) instead of blaming the plugin on
+        every later run."""
+        if expected is None or dim == expected:
             return
         if self._queries_cached:
             shutil.rmtree(store.folder.parent, ignore_errors=True)
             raise XlirError(
-                f"stored vectors of {self.model.label!r} have dimension {self.q.shape[1]}, but the plugin "
+                f"stored vectors of {self.model.label!r} have dimension {expected}, but the plugin "
                 f"now returns {dim} under the same revision; they were removed: run the command again"
             )
         raise XlirError(f"model plugin {self.model.name!r} returned vectors of different dimensions "
-                        f"[{self.q.shape[1]}, {dim}]")  # fmt: skip
+                        f"[{expected}, {dim}]")  # fmt: skip
 
     # -- 3. relevant passages -------------------------------------------------------------------------------
     def relevant_scores(self, stores: dict[str, tuple[ShardStore, int]]) -> np.ndarray:
@@ -239,15 +236,6 @@ class Vectors:
                 ids.append(doc_id)
                 docs.append(item)
         self._write_shard(store, i, ids, docs, lang)
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            return True
-    except OSError:
-        return False
 
 
 def _digest(ids: list[str], texts: list[str]) -> str:
