@@ -64,7 +64,9 @@ def st_steps_per_second(folder: str, data, args) -> float:
 
     model = SentenceTransformer(folder, device="cpu")
     model.max_seq_length = args.max_length
-    sampler = HybridBatchSampler(data, "hybrid", args.batch_size, seed=0, steps_per_epoch=WARMUP + args.steps)
+    sampler = HybridBatchSampler(
+        data, "hybrid", args.batch_size, seed=0, steps_per_epoch=WARMUP + args.steps, total_steps=WARMUP + args.steps
+    )
     anchors, positives = [], []
     for pairs in sampler:
         for p in pairs:

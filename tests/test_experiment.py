@@ -157,6 +157,16 @@ def test_other_configurations_get_other_names(tmp_path):
     asked = dataclasses.replace(trained, batch_size=100)
     with pytest.raises(XlirError, match=r"trained with batch_size=32 \(this run: 100\)"):
         check_reusable(tmp_path, asked)
+    # hybrid models drawn by coin (every card before alpha_draw) are never reused for an exact draw, and are named apart
+    assert variant(32, True, 0.5, 64, False, draw="exact") == "-exact"
+    old = {k: v for k, v in card.items() if k != "alpha_draw"}
+    (tmp_path / "card.json").write_text(json.dumps(old))
+    with pytest.raises(XlirError, match=r"alpha_draw='coin' \(this run: 'exact'\)"):
+        check_reusable(tmp_path, trained)
+    check_reusable(tmp_path, dataclasses.replace(trained, alpha_draw="coin"))
+    mono = dataclasses.replace(trained, strategy="mono")
+    (tmp_path / "card.json").write_text(json.dumps({**old, "strategy": "mono"}))
+    check_reusable(tmp_path, mono)  # the draw does not shape mono batches: an old mono model stays reusable
     # a model from older trainer code is never reused, whatever its configuration says
     (tmp_path / "card.json").write_text(json.dumps({**card, "trainer_version": TRAINER_VERSION - 1}))
     with pytest.raises(XlirError, match=rf"trainer_version={TRAINER_VERSION - 1} \(this run: {TRAINER_VERSION}\)"):

@@ -37,6 +37,10 @@ def _training_device_options(command):
 ALPHA_SCHEDULE_HELP = (
     "hybrid: alpha fixed, or moving linearly from 0 to 1 (rising: cross-lingual batches early) or 1 to 0."
 )
+ALPHA_DRAW = click.option(
+    "--alpha-draw", type=click.Choice(["exact", "coin"]), default="exact", show_default=True,
+    help="hybrid: exactly round(alpha x max-steps) monolingual batches in a seeded order, or a coin per batch.",
+)  # fmt: skip
 ALPHA_OPTIONS = [
     click.option("--alpha", default=0.5, show_default=True, type=UNIT_INTERVAL, help="Share of mono batches (hybrid)."),
     click.option("--alpha-schedule", type=click.Choice(["constant", "rising", "falling"]), default="constant",
@@ -68,7 +72,7 @@ def _options(options: list):
     "--strategy", type=click.Choice(["mono", "cross", "hybrid"]), required=True,
     help="Batches of one language each (mono), of pairs in two different languages (cross), or a mix (hybrid).",
 )  # fmt: skip
-@_options(ALPHA_OPTIONS)
+@_options([*ALPHA_OPTIONS, ALPHA_DRAW])
 @click.option("--train-data", required=True, help="A suite (xquad-r, mlqa-r) or an ir_datasets template with {lang}.")
 @click.option("--langs", help="Comma-separated training languages (default: all of the data's).")
 @click.option(
@@ -84,9 +88,9 @@ def _options(options: list):
 @_training_device_options
 @data_dir_option
 @quiet_option
-def train_cmd(base, strategy, alpha, alpha_schedule, train_data, langs, batch_size, max_steps, lr, max_length,
-              hard_negatives, freeze_embeddings, eval_every, patience, seed, name, device, precision, data_dir,
-              quiet) -> None:  # fmt: skip
+def train_cmd(base, strategy, alpha, alpha_schedule, alpha_draw, train_data, langs, batch_size, max_steps, lr,
+              max_length, hard_negatives, freeze_embeddings, eval_every, patience, seed, name, device, precision,
+              data_dir, quiet) -> None:  # fmt: skip
     """Fine-tune a dual encoder with mono, cross-lingual or hybrid batches (arXiv 2408.10536)."""
     from ..training import bases, data
     from ..training.trainer import TrainConfig, Trainer, models_dir
@@ -107,7 +111,7 @@ def train_cmd(base, strategy, alpha, alpha_schedule, train_data, langs, batch_si
     chosen = bases.resolve(base)  # after the cheap checks: e5-small converts its weights on first use
     config = TrainConfig(
         base=base, base_path=chosen.path, strategy=strategy, alpha=alpha, alpha_schedule=alpha_schedule,
-        batch_size=batch_size,
+        alpha_draw=alpha_draw, batch_size=batch_size,
         max_steps=max_steps, lr=lr, max_length=max_length, hard_negatives=hard_negatives,
         freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix, passage_prefix=chosen.passage_prefix,
         seed=seed,
@@ -148,6 +152,7 @@ def _experiment_options(command, alpha: bool = True):
     ]
     if alpha:
         options += ALPHA_OPTIONS
+    options.append(ALPHA_DRAW)
     options += [
         *TEXT_OPTIONS,
         click.option(
@@ -170,7 +175,7 @@ def _experiment_kwargs(options: dict, progress) -> dict:
         "freeze_embeddings": options["freeze_embeddings"], "allow_overlap": options["allow_overlap"],
         "data_dir": options["data_dir"], "device": provenance.resolve_device(options["device"]),
         "precision": options["precision"], "results_root": results.results_dir(options["results_dir"]),
-        "progress": progress, "command": provenance.command_line(),
+        "progress": progress, "command": provenance.command_line(), "alpha_draw": options["alpha_draw"],
     }  # fmt: skip
 
 
@@ -198,6 +203,41 @@ def alpha_sweep_cmd(**options) -> None:
 
     with _progress(options["quiet"]) as progress:
         paths = run_alpha_sweep(**_experiment_kwargs(options, progress))
+    for path in paths:
+        err.print(f"wrote {path}", highlight=False)
+    out.print(paths[1].read_text())
+
+
+@experiment_group.command("length-study")
+@click.option("--base", default="e5-small", show_default=True, help="Base model to fine-tune.")
+@click.option("--train", "train_suite", default="mlqa-r", show_default=True, type=click.Choice(list(suites.SUITES)),
+              help="Suite the models train and validate on (the evaluation suite is never used).")  # fmt: skip
+@click.option("--seeds", default=2, show_default=True, type=click.IntRange(1), help="Seeds 0..N-1 per arm.")
+@click.option("--max-steps", default=300, show_default=True, type=click.IntRange(1), help="Optimizer steps at most.")
+@click.option("--eval-every", default=20, show_default=True, type=click.IntRange(1), help="Steps between validations.")
+@click.option("--patience", default=3, show_default=True, type=click.IntRange(1), help="Validations without gain.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2), help="Pairs per batch.")
+@click.option("--max-length", default=64, show_default=True, type=click.IntRange(8), help="Tokens per text.")
+@click.option("--embeddings/--no-embeddings", default=True, show_default=True,
+              help="Add the arm that trains the token embeddings (hybrid): freeze them or not.")  # fmt: skip
+@_training_device_options
+@results_dir_option
+@data_dir_option
+@quiet_option
+def length_study_cmd(**options) -> None:
+    """Train each strategy up to --max-steps with its validation curve, pick the training length and whether to
+    train the token embeddings (rules fixed in xlir_bench/training/length.py); resumable."""
+    from ..training.length import run_length_study
+
+    with _progress(options["quiet"]) as progress:
+        paths = run_length_study(
+            base=options["base"], train=options["train_suite"], seeds=options["seeds"],
+            max_steps=options["max_steps"], eval_every=options["eval_every"], patience=options["patience"],
+            batch_size=options["batch_size"], max_length=options["max_length"], embeddings=options["embeddings"],
+            data_dir=options["data_dir"], results_root=results.results_dir(options["results_dir"]),
+            progress=progress, command=provenance.command_line(), device=provenance.resolve_device(options["device"]),
+            precision=options["precision"],
+        )  # fmt: skip
     for path in paths:
         err.print(f"wrote {path}", highlight=False)
     out.print(paths[1].read_text())

@@ -16,6 +16,7 @@ from .transformers_encoder import TransformersEncoder
 
 CARD_FIELDS = ("base", "strategy", "alpha", "alpha_schedule", "data", "languages", "seed", "steps",
                "best_validation_loss")  # fmt: skip
+NEWER_CARD_FIELDS = ("alpha_draw", "monolingual_batch_share")  # recorded only where the card has them
 
 
 def trained(name_or_path: str | None = None, **options: Any) -> TransformersEncoder:
@@ -29,7 +30,8 @@ def trained(name_or_path: str | None = None, **options: Any) -> TransformersEnco
         raise XlirError(f"{folder / 'card.json'} is unreadable ({exc}); train the model again") from None
     defaults = {"query_prefix": card.get("query_prefix", ""), "passage_prefix": card.get("passage_prefix", "")}
     encoder = TransformersEncoder(str(folder), display_name=str(name_or_path), **{**defaults, **options})
-    encoder.metadata["training"] = {k: card.get(k) for k in (*CARD_FIELDS, "best_step", "trainer_version")}
+    training = {k: card.get(k) for k in (*CARD_FIELDS, "best_step", "trainer_version")}
+    encoder.metadata["training"] = {**training, **{k: card[k] for k in NEWER_CARD_FIELDS if k in card}}
     return encoder
 
 

@@ -80,10 +80,13 @@ REFERENCE = {
 
 def variant(
     batch_size: int, freeze_embeddings: bool, alpha: float, max_length: int, hard_negatives: bool,
-    schedule: str = "constant",
+    schedule: str = "constant", draw: str = "coin",
 ) -> str:  # fmt: skip
-    """Name suffix for the settings that differ from ``REFERENCE`` ("" for the reference configuration)."""
+    """Name suffix for the settings that differ from ``REFERENCE`` ("" for the reference configuration). The
+    committed reference models drew hybrid batch kinds by coin, so an exact draw is named (``-exact``)."""
     parts = [] if schedule == "constant" else [f"alpha-{schedule}"]
+    if draw == "exact":
+        parts.append(draw)
     if batch_size != REFERENCE["batch_size"]:
         parts.append(f"b{batch_size}")
     if not freeze_embeddings:
@@ -105,6 +108,12 @@ CARD_FIELDS = ("base", "strategy", "seed", "data", "max_steps", "batch_size", "a
                "max_length", "lr", "hard_negatives", "freeze_embeddings")  # fmt: skip
 
 
+def draw_of(record: dict) -> str | None:
+    """How a record's hybrid batch kinds were drawn (cards before the exact draw flipped a coin); None for mono
+    and cross, whose batches do not depend on it."""
+    return record.get("alpha_draw", "coin") if record.get("strategy") == "hybrid" else None
+
+
 def check_reusable(folder: Path, config) -> None:
     """A trained model is reused only if its card says it was trained the way this run asks."""
     from .trainer import TRAINER_VERSION
@@ -116,6 +125,8 @@ def check_reusable(folder: Path, config) -> None:
     wanted = {k: getattr(config, k) for k in CARD_FIELDS}
     wanted["trainer_version"] = TRAINER_VERSION
     differ = [f"{k}={card.get(k)!r} (this run: {v!r})" for k, v in wanted.items() if card.get(k) != v]
+    if draw_of(card) != draw_of(vars(config)):
+        differ.append(f"alpha_draw={draw_of(card)!r} (this run: {draw_of(vars(config))!r})")
     if differ:
         raise XlirError(
             f"{folder} holds a model trained with {', '.join(differ)}; delete it or set XLIR_BENCH_MODELS to "
@@ -142,6 +153,8 @@ def committed_result(root: Path, label: str, suite: SuiteData, config=None) -> d
         keys = ("base", "strategy", "seed", "data", "alpha", "alpha_schedule", "languages")
         wanted = {k: getattr(config, k) for k in keys}
         if training.get("trainer_version") != TRAINER_VERSION or any(training.get(k) != v for k, v in wanted.items()):
+            return None
+        if draw_of(training) != draw_of(vars(config)):
             return None
     return result
 
@@ -328,7 +341,7 @@ def domain_shift(
     *, base: str, train: str, evaluate: str, seeds: int, max_steps: int, batch_size: int, alpha: float,
     max_length: int, hard_negatives: bool, freeze_embeddings: bool, allow_overlap: bool, data_dir,
     results_root: Path, progress, command: str, device: str = "cpu", precision: str = "auto",
-    alpha_schedule: str = "constant",
+    alpha_schedule: str = "constant", alpha_draw: str = "exact",
 ) -> tuple[dict, dict, str]:  # fmt: skip
     """(summary, meta, file stem) of the experiment, training and evaluating what is not committed yet."""
     from ..runner import evaluate as run_engine
@@ -359,18 +372,20 @@ def domain_shift(
         per_query.setdefault(strategy, []).append(list(result["per_query"]["AP"]["multilingual"]))
 
     evaluate_one(base, "base", 0)
-    suffix = variant(batch_size, freeze_embeddings, alpha, max_length, hard_negatives, alpha_schedule)
+    suffix = variant(batch_size, freeze_embeddings, alpha, max_length, hard_negatives, alpha_schedule, alpha_draw)
     for seed in range(seeds):
         for strategy in STRATEGIES:
             # alpha and its schedule only shape hybrid batches: mono and cross models are the reference ones, so an
             # alpha sweep trains hybrid models only and compares them with the same mono and cross models
-            own = (alpha, alpha_schedule) if strategy == "hybrid" else (REFERENCE["alpha"], "constant")
+            hybrid = strategy == "hybrid"
+            own = (alpha, alpha_schedule, alpha_draw) if hybrid else (REFERENCE["alpha"], "constant", "exact")
             name = model_name(
                 base, train, strategy, seed, max_steps,
-                variant(batch_size, freeze_embeddings, own[0], max_length, hard_negatives, own[1]),
+                variant(batch_size, freeze_embeddings, own[0], max_length, hard_negatives, own[1], own[2] * hybrid),
             )  # fmt: skip
             config = TrainConfig(
                 base=base, base_path=chosen.path, strategy=strategy, alpha=own[0], alpha_schedule=own[1],
+                alpha_draw=own[2],
                 batch_size=batch_size,
                 max_steps=max_steps, max_length=max_length, hard_negatives=hard_negatives,
                 freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix,
@@ -392,7 +407,7 @@ def domain_shift(
         "unseen_languages": unseen, "overlap": overlap.as_dict(), "command": command,
         "device": device, "precision": precision, "eval_dtype": EVAL_DTYPE, "trainer_version": TRAINER_VERSION,
         "eval_batch_tokens": EVAL_BATCH_TOKENS, "engine": reuse_engine(),
-        "alpha_schedule": alpha_schedule,
+        "alpha_schedule": alpha_schedule, "alpha_draw": alpha_draw,
     }  # fmt: skip
     summary = summarise(
         rows, per_query, clusters=[q.group_id for q in eval_suite.queries],

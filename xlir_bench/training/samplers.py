@@ -4,8 +4,11 @@
 * ``cross`` (X-Y): every pair is cross-lingual, as in the paper: the query language is drawn uniformly from the
   group's languages and the passage language uniformly from the *other* ones. Only questions that exist in at least
   two languages can be in a cross batch.
-* ``hybrid``: each batch is X-X-mono with probability ``alpha``, X-Y otherwise (arXiv 2408.10536, alpha 0.5).
-  ``schedule`` beyond the paper: ``rising`` moves alpha linearly from 0 at the first step to 1 at step
+* ``hybrid``: a share ``alpha`` of the batches is X-X-mono, the rest X-Y (arXiv 2408.10536, alpha 0.5).
+  ``draw="exact"`` (the default) places exactly ``floor(alpha * total_steps + 0.5)`` monolingual batches, in an
+  order shuffled by the seed, so every seed trains on the share it names; ``draw="coin"`` (trainer version 3's
+  only draw) flips a coin per batch, and its realized share wanders (0.38-0.58 over seeds at alpha 0.5 and 60
+  steps). ``schedule`` beyond the paper: ``rising`` moves alpha linearly from 0 at the first step to 1 at step
   ``total_steps`` (cross-lingual batches early, monolingual late), ``falling`` the reverse; ``constant`` keeps it.
 
 A batch never holds two versions of one question (translations would be false in-batch negatives). The draw
@@ -24,6 +27,7 @@ from .data import ParallelData
 
 STRATEGIES = ("mono", "cross", "hybrid")
 SCHEDULES = ("constant", "rising", "falling")
+DRAWS = ("exact", "coin")
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,17 @@ class HybridBatchSampler:
         world_size: int = 1,
         schedule: str = "constant",
         total_steps: int | None = None,
+        draw: str = "exact",
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         if schedule not in SCHEDULES or (schedule != "constant" and not total_steps):
             raise ValueError(f"schedule {schedule!r} needs total_steps; schedules are {', '.join(SCHEDULES)}")
-        self.schedule, self.total_steps = schedule, total_steps
+        if draw not in DRAWS:
+            raise ValueError(f"draw {draw!r}; use one of {', '.join(DRAWS)}")
+        if strategy == "hybrid" and draw == "exact" and not total_steps:
+            raise ValueError("an exact share of monolingual batches needs total_steps")
+        self.schedule, self.total_steps, self.draw = schedule, total_steps, draw
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha={alpha} must lie in [0, 1]")
         self.data, self.strategy, self.alpha, self.seed = data, strategy, float(alpha), int(seed)
@@ -78,6 +87,22 @@ class HybridBatchSampler:
             )
         self.steps_per_epoch = steps_per_epoch or max(1, len(data.groups) // self.global_batch)
         self.epoch = 0
+        self.kinds = self._exact_kinds() if strategy == "hybrid" and draw == "exact" else None
+
+    def _exact_kinds(self) -> list[str]:
+        """The kind of every step, fixed before training. Constant alpha: exactly floor(alpha * T + 0.5)
+        monolingual batches in an order shuffled by the seed. A schedule: systematic sampling with a random start
+        (a step is monolingual when the running sum of alpha passes an integer), so the count is the schedule's
+        sum rounded and the monolingual batches follow the schedule's density."""
+        rng = np.random.default_rng([self.seed, 0x6B696E64])  # its own stream: the batches' draws stay independent
+        steps = int(self.total_steps)
+        if self.schedule == "constant":
+            mono = int(np.floor(self.alpha * steps + 0.5))
+            kinds = np.array(["mono"] * mono + ["cross"] * (steps - mono))
+            return [str(k) for k in rng.permutation(kinds)]
+        running = rng.random() + np.cumsum([self.alpha_at(step) for step in range(steps)])
+        passed = np.diff(np.floor(running), prepend=np.floor(running[0] - self.alpha_at(0)))
+        return ["mono" if p > 0 else "cross" for p in passed]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -93,9 +118,24 @@ class HybridBatchSampler:
         return progress if self.schedule == "rising" else 1.0 - progress
 
     def batch_kind(self, rng: np.random.Generator, step: int = 0) -> str:
-        if self.strategy == "hybrid":
-            return "mono" if rng.random() < self.alpha_at(step) else "cross"
-        return self.strategy
+        if self.strategy != "hybrid":
+            return self.strategy
+        if self.kinds is not None and step < len(self.kinds):
+            return self.kinds[step]
+        return "mono" if rng.random() < self.alpha_at(step) else "cross"  # the coin (also past total_steps)
+
+    def monolingual_share(self, steps: int) -> float | None:
+        """The share of monolingual batches among the first ``steps`` global steps as trained (None before a step),
+        replayed from the seed, so a card records what the model saw rather than what alpha asked for."""
+        if steps < 1:
+            return None
+        kinds: list[str] = []
+        current = self.epoch
+        for epoch in range(-(-steps // self.steps_per_epoch)):
+            self.epoch = epoch
+            kinds += [kind for kind, _ in self.global_batches()]
+        self.epoch = current
+        return kinds[:steps].count("mono") / steps
 
     def global_batches(self) -> Iterator[tuple[str, list[Pair]]]:
         rng = np.random.default_rng([self.seed, self.epoch])

@@ -49,6 +49,7 @@ class TrainConfig:
     strategy: str
     alpha: float = 0.5
     alpha_schedule: str = "constant"  # hybrid only: constant, rising (0 -> 1 over max_steps) or falling
+    alpha_draw: str = "exact"  # hybrid only: exactly round(alpha x max_steps) mono batches, or "coin" per batch
     batch_size: int = 32
     max_steps: int = 200
     lr: float = 3e-5
@@ -103,7 +104,7 @@ class Trainer:
         self.sampler = HybridBatchSampler(
             self.train_data, config.strategy, config.batch_size // self.world_size, alpha=config.alpha,
             seed=config.seed, rank=self.rank, world_size=self.world_size, schedule=config.alpha_schedule,
-            total_steps=config.max_steps,
+            total_steps=config.max_steps, draw=config.alpha_draw,
         )  # fmt: skip
         self.engine = self._wrap(self.model)
         self.step, self.epoch = 0, 0
@@ -365,6 +366,7 @@ class Trainer:
             "best_validation_loss": self.best,
             "best_step": self.best_step,  # the step whose weights were kept (early stopping / selection)
             "selection": "lowest mean of the mono and cross validation losses",
+            "monolingual_batch_share": self.sampler.monolingual_share(self.step),  # realized, over the steps trained
             "losses": self.losses,
             "validation_curve": self.curve,
             "train_groups": len(self.train_data.groups),
