@@ -58,7 +58,23 @@ def test_summary_means_stds_seed_gaps_and_markdown():
     assert "p = 0.125 (Holm p = 0.125; 4 units, a unit being one query)" in text
     assert "- hybrid - mono: +0.1000, -0.1000 (hybrid ahead in 1 of 2 seeds)" in text
     assert "sample standard deviation" in text and "unseen" not in text
-    assert "no difference between the trained strategies is significant" in text
+    assert "Question level after Holm (0.05): hybrid ~ mono (not significant)." in text
+    assert "| batch and length | batch 100, trained until validation loss stops improving | batch 2, at most 1" in text
+    # the primary verdict: seeds and questions resampled; every query is better by 0.4 or more, so the direction holds
+    assert test["verdict"] == "higher" and test["two_level"]["seeds"] == [2, 2]
+    assert "hybrid vs mono: **hybrid higher than mono**, +0.6500 [" in text
+
+
+def test_trained_strategies_against_the_untrained_base_in_both_settings():
+    rows = [{"strategy": s, "seed": 0, "setting": "multilingual", "mAP": 0.5} for s in ("base", "mono", "cross")]
+    per_query = {"base": [[0.5, 0.5, 0.5, 0.5]], "mono": [[0.7, 0.8, 0.7, 0.9]], "cross": [[0.6, 0.6, 0.6, 0.6]]}
+    mono = {"base": [[0.9, 0.9, 0.9, None]], "mono": [[0.8, 0.8, 0.8, 0.8]], "cross": [[0.9, 0.9, 0.9, 0.1]]}
+    summary = summarise(rows, per_query, resamples=300, per_query_mono=mono)
+    assert summary["vs_base"]["mono"]["multilingual"]["verdict"] == "higher"
+    assert summary["vs_base"]["mono"]["monolingual"]["verdict"] == "lower"
+    assert summary["vs_base"]["mono"]["monolingual"]["mean_difference"] == pytest.approx(-0.1)  # None left out
+    assert summary["vs_base"]["cross"]["monolingual"]["verdict"] == "equivalent"
+    assert "vs_base" not in summarise(rows[1:], {k: v for k, v in per_query.items() if k != "base"}, resamples=50)
 
 
 def test_comparisons_resample_questions_not_translations():
@@ -185,7 +201,8 @@ def test_committed_results_are_reused_only_for_the_same_training(tmp_path):
     suite = SimpleNamespace(name="xquad-r", checksums={"xquad-r/en.json": "abc"})
     config = TrainConfig(base="e5-small", base_path="x", strategy="hybrid", seed=1, data="mlqa-r", languages=["en"])
     training = {"base": "e5-small", "strategy": "hybrid", "seed": 1, "data": "mlqa-r", "alpha": 0.5,
-                "alpha_schedule": "constant", "languages": ["en"], "trainer_version": TRAINER_VERSION}  # fmt: skip
+                "alpha_schedule": "constant", "alpha_draw": "exact", "languages": ["en"],
+                "trainer_version": TRAINER_VERSION}  # fmt: skip
     from xlir_bench.engine import ENGINE
 
     result = {
@@ -200,6 +217,7 @@ def test_committed_results_are_reused_only_for_the_same_training(tmp_path):
     results.write_result(tmp_path, result)
     assert committed_result(tmp_path, "trained:m", suite, config)["model"]["name"] == "trained:m"
     assert committed_result(tmp_path, "trained:m", suite, dataclasses.replace(config, seed=2)) is None
+    assert committed_result(tmp_path, "trained:m", suite, dataclasses.replace(config, alpha_draw="coin")) is None
     old = json.loads(json.dumps(result))
     old["model"]["metadata"]["training"]["trainer_version"] = TRAINER_VERSION - 1
     old["engine"] = ENGINE

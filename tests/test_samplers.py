@@ -96,6 +96,18 @@ def test_exact_draw_places_exactly_the_share_alpha_names(xquad_groups, alpha, st
         HybridBatchSampler(xquad_groups, "hybrid", 8, alpha=alpha)
 
 
+@pytest.mark.parametrize("alpha", [0.25, 0.5, 0.7])
+def test_an_early_stop_at_a_block_boundary_keeps_the_exact_share(xquad_groups, alpha):
+    """The trainer validates (and keeps checkpoints) every ``block`` steps: at each of those steps the share is
+    already exact, so a run stopped early is not left with a share the seed happened to draw."""
+    sampler = HybridBatchSampler(xquad_groups, "hybrid", 8, alpha=alpha, seed=4, steps_per_epoch=300,
+                                 total_steps=300, block=20)  # fmt: skip
+    kinds = [kind for kind, _ in sampler.global_batches()]
+    for stop in range(20, 301, 20):
+        assert kinds[:stop].count("mono") == int(np.floor(alpha * stop + 0.5))
+    assert len({tuple(kinds[i : i + 20]) for i in range(0, 300, 20)}) > 1  # shuffled, not one repeated pattern
+
+
 @pytest.mark.parametrize("schedule", ["rising", "falling"])
 def test_exact_draw_follows_a_schedule_with_its_rounded_count(xquad_groups, schedule):
     sampler = HybridBatchSampler(xquad_groups, "hybrid", 8, seed=2, steps_per_epoch=400, schedule=schedule,

@@ -55,8 +55,8 @@ def _case(monkeypatch, seeds=4):
             )
             per_query.setdefault(row["model"], {})[row["setting"]] = base + shift + jitter[row["seed"]]
     monkeypatch.setattr(
-        sweep, "per_query_ap",
-        lambda root, suite, records: {s: np.mean([per_query[r["model"]][s] for r in records], axis=0)
+        sweep, "per_query_runs",
+        lambda root, suite, records: {s: np.array([per_query[r["model"]][s] for r in records])
                                       for s in ("monolingual", "multilingual")},
     )  # fmt: skip
     return summaries
@@ -93,6 +93,11 @@ def test_sweep_compares_with_fixed_half_and_answers(monkeypatch, tmp_path):
         "rank distance not lower across seeds",
     ]  # fmt: skip
     assert "| alpha=0.25 | 4 | 0.6005 ± 0.0021 | 0.4505 ± 0.0021 | 280.0 ± 0.2 | 0.500 |" in text
+    # the symmetric rule: +0.05 on every question of every seed is higher; the same values are equivalent
+    assert better["two_level"]["multilingual"]["verdict"] == "higher"
+    assert better["two_level"]["monolingual"]["verdict"] == "equivalent"
+    assert cmp["alpha=0.75"]["two_level"]["monolingual"]["verdict"] == "lower"
+    assert "  - alpha=0.25: multilingual AP +0.0500 [+0.0500, +0.0500] (higher); monolingual AP +0.0000" in text
 
 
 def test_one_seed_leaves_the_question_open(monkeypatch, tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 from .. import results, suites
 from ..errors import XlirError
 from ..fileio import read_json
+from ..metrics.hierarchical import MARGIN, two_level_interval, verdict
 from ..metrics.significance import holm, paired_bootstrap_ci, paired_randomization, sample_std, seed_test
 from ..suites.records import SuiteData
 from .data import ParallelData
@@ -170,8 +171,9 @@ def reuse_engine() -> str:
 
 
 def summarise(
-    rows: list[dict], per_query: dict[str, list[list[float]]], clusters=None, resamples: int = 10000, unseen=None
-) -> dict:
+    rows: list[dict], per_query: dict[str, list[list[float]]], clusters=None, resamples: int = 10000, unseen=None,
+    per_query_mono: dict[str, list[list[float]]] | None = None,
+) -> dict:  # fmt: skip
     """Mean and sample std (ddof=1) over seeds per (strategy, setting); per-seed gaps; and for each pair of trained
     strategies: the mean per-query difference of multilingual AP with a cluster bootstrap 95% interval, a
     cluster-level sign-flip test (``clusters``: one question id per query, so a question and its translations are
@@ -198,6 +200,10 @@ def summarise(
         "seed_gaps_multilingual_mAP": seed_gaps(rows),
         "comparisons_multilingual_AP": compare_strategies(rows, per_query, clusters, resamples),
     }
+    strategy_level(out["comparisons_multilingual_AP"], per_query, clusters, resamples)
+    if "base" in per_query:
+        settings = {"multilingual": per_query, "monolingual": per_query_mono or {}}
+        out["vs_base"] = versus_base(settings, clusters, resamples)
     if unseen is not None and np.any(unseen):
         mask = np.asarray(unseen, dtype=bool)
         subset = {name: [np.asarray(run)[mask] for run in runs] for name, runs in per_query.items()}
@@ -239,6 +245,29 @@ def compare_strategies(rows, per_query, clusters=None, resamples: int = 10000, s
             "seeds": {"a": len(per_query[a]), "b": len(per_query[b])}, "across_seeds": across,
         }  # fmt: skip
     mark_holm(list(out.values()))
+    return out
+
+
+def strategy_level(comparisons: dict, per_query: dict, clusters, resamples: int) -> None:
+    """Adds to each comparison the primary figure for a claim about training strategies: the two-level (seed x
+    question) bootstrap interval and the symmetric verdict (:mod:`xlir_bench.metrics.hierarchical`)."""
+    for name, c in comparisons.items():
+        a, b = name.split(" vs ")
+        c["two_level"] = two_level_interval(per_query[a], per_query[b], clusters, resamples)
+        c["verdict"] = verdict(c["two_level"])
+        c["margin"] = MARGIN
+
+
+def versus_base(per_query: dict[str, dict], clusters, resamples: int) -> dict:
+    """Each trained strategy minus the untrained base, per setting with per-query AP (the base is one deterministic
+    model, so only the strategy's seeds and the questions are resampled)."""
+    out: dict = {}
+    for setting, runs in per_query.items():
+        if "base" not in runs:
+            continue
+        for strategy in (s for s in STRATEGIES if s in runs):
+            interval = two_level_interval(runs[strategy], runs["base"][0], clusters, resamples)
+            out.setdefault(strategy, {})[setting] = {**interval, "verdict": verdict(interval)}
     return out
 
 
@@ -361,6 +390,7 @@ def domain_shift(
     unseen = sorted(set(eval_suite.languages) - set(train_data.languages))
     rows: list[dict] = []
     per_query: dict[str, list[list[float]]] = {}
+    per_query_mono: dict[str, list[list[float]]] = {}
 
     def evaluate_one(name: str, strategy: str, seed: int, config=None) -> None:
         result = committed_result(results_root, name, eval_suite, config)
@@ -370,6 +400,7 @@ def domain_shift(
             results.write_result(results_root, result)
         rows.extend(records_for(result, strategy, seed, unseen))
         per_query.setdefault(strategy, []).append(list(result["per_query"]["AP"]["multilingual"]))
+        per_query_mono.setdefault(strategy, []).append(list(result["per_query"]["AP"]["monolingual"]))
 
     evaluate_one(base, "base", 0)
     suffix = variant(batch_size, freeze_embeddings, alpha, max_length, hard_negatives, alpha_schedule, alpha_draw)
@@ -407,11 +438,11 @@ def domain_shift(
         "unseen_languages": unseen, "overlap": overlap.as_dict(), "command": command,
         "device": device, "precision": precision, "eval_dtype": EVAL_DTYPE, "trainer_version": TRAINER_VERSION,
         "eval_batch_tokens": EVAL_BATCH_TOKENS, "engine": reuse_engine(),
-        "alpha_schedule": alpha_schedule, "alpha_draw": alpha_draw,
+        "alpha_schedule": alpha_schedule, "alpha_draw": alpha_draw, "train_questions": len(train_data.groups),
     }  # fmt: skip
     summary = summarise(
         rows, per_query, clusters=[q.group_id for q in eval_suite.queries],
-        unseen=[q.language in unseen for q in eval_suite.queries],
+        unseen=[q.language in unseen for q in eval_suite.queries], per_query_mono=per_query_mono,
     )  # fmt: skip
     summary["rows"] = rows
     stem = f"domain-shift-{results.slug(base)}-{train}-to-{evaluate}"

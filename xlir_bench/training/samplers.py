@@ -5,11 +5,13 @@
   group's languages and the passage language uniformly from the *other* ones. Only questions that exist in at least
   two languages can be in a cross batch.
 * ``hybrid``: a share ``alpha`` of the batches is X-X-mono, the rest X-Y (arXiv 2408.10536, alpha 0.5).
-  ``draw="exact"`` (the default) places exactly ``floor(alpha * total_steps + 0.5)`` monolingual batches, in an
-  order shuffled by the seed, so every seed trains on the share it names; ``draw="coin"`` (trainer version 3's
-  only draw) flips a coin per batch, and its realized share wanders (0.38-0.58 over seeds at alpha 0.5 and 60
-  steps). ``schedule`` beyond the paper: ``rising`` moves alpha linearly from 0 at the first step to 1 at step
-  ``total_steps`` (cross-lingual batches early, monolingual late), ``falling`` the reverse; ``constant`` keeps it.
+  ``draw="exact"`` (the default) places exactly ``floor(alpha * n + 0.5)`` monolingual batches among the first n
+  steps at every block boundary (blocks of ``block`` steps, the trainer's validation interval, shuffled by the seed
+  within each block), so every seed, and every checkpoint kept at a validation, trains on the share it names;
+  ``draw="coin"`` (trainer version 3's only draw) flips a coin per batch, and its realized share wanders
+  (0.38-0.58 over seeds at alpha 0.5 and 60 steps). ``schedule`` beyond the paper: ``rising`` moves alpha
+  linearly from 0 at the first step to 1 at step ``total_steps`` (cross-lingual batches early, monolingual late),
+  ``falling`` the reverse; ``constant`` keeps it.
 
 A batch never holds two versions of one question (translations would be false in-batch negatives). The draw
 is a pure function of (seed, epoch): every rank of a distributed run generates the same global batch and keeps
@@ -54,6 +56,7 @@ class HybridBatchSampler:
         schedule: str = "constant",
         total_steps: int | None = None,
         draw: str = "exact",
+        block: int = 20,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -63,7 +66,7 @@ class HybridBatchSampler:
             raise ValueError(f"draw {draw!r}; use one of {', '.join(DRAWS)}")
         if strategy == "hybrid" and draw == "exact" and not total_steps:
             raise ValueError("an exact share of monolingual batches needs total_steps")
-        self.schedule, self.total_steps, self.draw = schedule, total_steps, draw
+        self.schedule, self.total_steps, self.draw, self.block = schedule, total_steps, draw, max(1, int(block))
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha={alpha} must lie in [0, 1]")
         self.data, self.strategy, self.alpha, self.seed = data, strategy, float(alpha), int(seed)
@@ -90,16 +93,22 @@ class HybridBatchSampler:
         self.kinds = self._exact_kinds() if strategy == "hybrid" and draw == "exact" else None
 
     def _exact_kinds(self) -> list[str]:
-        """The kind of every step, fixed before training. Constant alpha: exactly floor(alpha * T + 0.5)
-        monolingual batches in an order shuffled by the seed. A schedule: systematic sampling with a random start
-        (a step is monolingual when the running sum of alpha passes an integer), so the count is the schedule's
-        sum rounded and the monolingual batches follow the schedule's density."""
+        """The kind of every step, fixed before training. Constant alpha: the steps are cut into blocks of ``block``
+        and each block gets its exact share of monolingual batches (the running count after every block is
+        floor(alpha x steps + 0.5)), in an order shuffled by the seed within the block, so a run stopped early, or
+        the checkpoint kept at a validation step, has the share alpha names too. A schedule: systematic sampling
+        with a random start (a step is monolingual when the running sum of alpha passes an integer), so the count
+        is the schedule's sum rounded and the monolingual batches follow the schedule's density."""
         rng = np.random.default_rng([self.seed, 0x6B696E64])  # its own stream: the batches' draws stay independent
         steps = int(self.total_steps)
         if self.schedule == "constant":
-            mono = int(np.floor(self.alpha * steps + 0.5))
-            kinds = np.array(["mono"] * mono + ["cross"] * (steps - mono))
-            return [str(k) for k in rng.permutation(kinds)]
+            kinds: list[str] = []
+            for start in range(0, steps, self.block):
+                end = min(steps, start + self.block)
+                mono = int(np.floor(self.alpha * end + 0.5)) - int(np.floor(self.alpha * start + 0.5))
+                block = np.array(["mono"] * mono + ["cross"] * (end - start - mono))
+                kinds += [str(k) for k in rng.permutation(block)]
+            return kinds
         running = rng.random() + np.cumsum([self.alpha_at(step) for step in range(steps)])
         passed = np.diff(np.floor(running), prepend=np.floor(running[0] - self.alpha_at(0)))
         return ["mono" if p > 0 else "cross" for p in passed]

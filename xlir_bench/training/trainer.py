@@ -104,7 +104,7 @@ class Trainer:
         self.sampler = HybridBatchSampler(
             self.train_data, config.strategy, config.batch_size // self.world_size, alpha=config.alpha,
             seed=config.seed, rank=self.rank, world_size=self.world_size, schedule=config.alpha_schedule,
-            total_steps=config.max_steps, draw=config.alpha_draw,
+            total_steps=config.max_steps, draw=config.alpha_draw, block=config.eval_every,
         )  # fmt: skip
         self.engine = self._wrap(self.model)
         self.step, self.epoch = 0, 0
@@ -367,6 +367,7 @@ class Trainer:
             "best_step": self.best_step,  # the step whose weights were kept (early stopping / selection)
             "selection": "lowest mean of the mono and cross validation losses",
             "monolingual_batch_share": self.sampler.monolingual_share(self.step),  # realized, over the steps trained
+            "monolingual_batch_share_kept": self.sampler.monolingual_share(self.best_step),  # up to the kept weights
             "losses": self.losses,
             "validation_curve": self.curve,
             "train_groups": len(self.train_data.groups),
