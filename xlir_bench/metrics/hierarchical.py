@@ -30,7 +30,7 @@ def _cluster_sums(runs: np.ndarray, clusters) -> tuple[np.ndarray, np.ndarray]:
 
 
 def two_level_interval(a_runs, b_runs, clusters=None, resamples: int = 10000, seed: int = 0,
-                       levels: tuple[float, ...] = (0.95, 0.90)) -> dict:  # fmt: skip
+                       levels: tuple[float, ...] = (0.975, 0.95, 0.90)) -> dict:  # fmt: skip
     """Mean per-query difference a - b (each averaged over its seeds) with percentile intervals from resampling
     seeds and question clusters. ``a_runs``/``b_runs``: one row of per-query values per seed (a 1-D ``b_runs`` is
     one deterministic model, the untrained base). With the same number of seeds on both sides the seeds are
@@ -59,17 +59,23 @@ def two_level_interval(a_runs, b_runs, clusters=None, resamples: int = 10000, se
            "seeds": [ka, kb], "units": units, "resamples": resamples}  # fmt: skip
     for level in levels:
         tail = (1 - level) / 2
-        out[f"ci{round(level * 100)}"] = [float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))]
+        out[ci_key(level)] = [float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))]
     return out
 
 
-def verdict(interval: dict, margin: float = MARGIN) -> str:
+def ci_key(level: float) -> str:
+    """ "ci95" for 0.95, "ci97.5" for 0.975."""
+    return f"ci{level * 100:g}"
+
+
+def verdict(interval: dict, margin: float = MARGIN, level: float = 0.95) -> str:
     """``higher``, ``lower``, ``equivalent`` (TOST within +-margin) or ``inconclusive``, from
-    :func:`two_level_interval`."""
-    low, high = interval["ci95"]
+    :func:`two_level_interval`: the two-sided ``level`` interval decides a difference, and the two one-sided tests
+    at (1 - level) / 2 each, i.e. the ``2 level - 1`` interval, decide equivalence."""
+    low, high = interval[ci_key(level)]
     if low > 0:
         return "higher"
     if high < 0:
         return "lower"
-    low90, high90 = interval["ci90"]
-    return "equivalent" if -margin < low90 and high90 < margin else "inconclusive"
+    low_tost, high_tost = interval[ci_key(round(2 * level - 1, 6))]
+    return "equivalent" if -margin < low_tost and high_tost < margin else "inconclusive"

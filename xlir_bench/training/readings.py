@@ -195,6 +195,10 @@ def render_markdown(summary: dict, meta: dict) -> str:
             ahead = sum(v > 0 for v in values)
             shown = ", ".join(f"{v:+.4f}" for v in values)
             lines.append(f"- {name}: {shown} (hybrid ahead in {ahead} of {len(values)} seeds)")
+    if summary.get("registered"):
+        from .confirm import render_registered
+
+        lines += ["", *render_registered(summary["registered"])]
     text = reading(summary, meta)
     if text:
         lines += ["", "**Reading** (generated from the numbers above):", "", *text]
@@ -215,7 +219,8 @@ PAPER = {
 def departures(meta: dict) -> list[str]:
     """The run's setup next to the paper's, row by row, so that no reader takes this run for a replication."""
     base, pairs, questions = meta["base"], meta["max_steps"] * meta["batch_size"], meta.get("train_questions")
-    passes = f", about {pairs / questions:.1f} passes over {questions:,} training questions" if questions else ""
+    trained = round(questions * 0.9) if questions else 0  # a tenth of the questions is held out for validation
+    passes = f", about {pairs / trained:.1f} passes over the ~{trained:,} questions trained on" if trained else ""
     known = " (multilingual-e5-small, already trained for retrieval)" if base == "e5-small" else ""
     frozen = "all but the token embeddings (for e5-small about 22M of 118M weights train)"
     exact = meta.get("alpha_draw", "coin") == "exact"

@@ -367,8 +367,9 @@ def beyond_the_question(sweep: dict) -> list[str]:
         for key, c in trend.items():
             name, digits = TREND_MEASURES[key]
             parts.append(f"{name} {c['mean']:+.{digits}f} {_interval(c, digits)}, t-test {p_text(c['p_value'])}")
-        lines.append(f"- Trend over fixed alpha ({alphas}): change from alpha 0 (all cross-lingual batches) to 1 (all "
-                     f"monolingual) on a least-squares line, one slope per seed, mean and t 95% interval over "
+        lines.append(f"- Trend over fixed alpha ({alphas}; post hoc: added in cd4d80f after the first seeds were seen, "
+                     f"p unadjusted): change from alpha 0 (all cross-lingual batches) to 1 (all monolingual) on a "
+                     f"least-squares line, one slope per seed, mean and t 95% interval over "
                      f"{first['seeds']} seeds: {'; '.join(parts)}.")  # fmt: skip
     order = sweep.get("order")
     if order:
