@@ -273,3 +273,30 @@ def test_models_are_evaluated_in_fp32_under_their_plain_name_whatever_auto_picks
     assert model.metadata["dtype"] == "fp32" and model.label == f"hf:{folder}"
     # batched as the committed results were (64 x 128 tokens), whatever the CPU default is now
     assert model.metadata["batch_tokens"] == "max_tokens=8192" and model.plugin.max_tokens == 8192
+
+
+def test_the_reading_confronts_the_papers_claims():
+    from xlir_bench.training.readings import against_the_paper
+
+    def cell(m):
+        return {"mAP": {"mean": m}, "rank_distance": {"mean": 100 * m}}
+
+    settings = ("multilingual", "monolingual", "cross-lingual")
+    means = {"mono": (0.5, 0.8, 0.6), "cross": (0.56, 0.76, 0.68), "hybrid": (0.54, 0.77, 0.66)}
+    table = {s: {k: cell(m) for k, m in zip(settings, values)} for s, values in means.items()}
+    rows = [{"strategy": s, "seed": k, "setting": "multilingual", "rank_distance": d}
+            for s, k, d in [("hybrid", 0, 350), ("mono", 0, 380), ("hybrid", 1, 390), ("mono", 1, 385)]]  # fmt: skip
+    comparisons = {"hybrid vs cross": {"two_level": {}, "verdict": "lower"},
+                   "hybrid vs mono": {"two_level": {}, "verdict": "inconclusive"}}  # fmt: skip
+    vs_base = {"mono": {"monolingual": {"verdict": "lower"}}, "hybrid": {"monolingual": {"verdict": "equivalent"}}}
+    text = "\n".join(against_the_paper({"table": table, "rows": rows, "comparisons_multilingual_AP": comparisons,
+                                        "vs_base": vs_base}))  # fmt: skip
+    assert "hybrid is best (highest mean mAP) in no setting here (multilingual: cross; monolingual: mono" in text
+    assert '"Hybrid is best in the multilingual setting" is contradicted (hybrid lower than cross' in text
+    assert "rank distance 54.0 vs 50.0" in text and "lower in 1 of 2 seeds" in text and "not supported" in text
+    assert "Fine-tuning costs monolingual quality: mono lower than the untrained base" in text
+    comparisons["hybrid vs cross"]["verdict"] = "higher"
+    comparisons["hybrid vs mono"]["verdict"] = "higher"
+    assert "is supported (hybrid higher than mono and cross" in "\n".join(
+        against_the_paper({"table": table, "rows": rows, "comparisons_multilingual_AP": comparisons})
+    )

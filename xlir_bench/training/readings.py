@@ -39,6 +39,7 @@ def reading(summary: dict, meta: dict) -> list[str]:
         order = sorted(mono, key=lambda s: mono[s]["mean"], reverse=True)
         lines.append("- monolingual mAP, better first: " + " > ".join(f"{s} {mono[s]['mean']:.4f}" for s in order))
     comparisons = summary.get("comparisons_multilingual_AP") or {}
+    lines += against_the_paper(summary)
     if any("two_level" in c for c in comparisons.values()):
         lines.append(
             "- **Verdicts on the training strategies** (the training run is the unit: 95% interval of the "
@@ -68,6 +69,50 @@ def reading(summary: dict, meta: dict) -> list[str]:
                      f"alone (Holm within these comparisons; post hoc: {UNSEEN_ADDED}):")  # fmt: skip
         lines += [f"  - {line}" for line in _comparison_lines(unseen)]
     return lines
+
+
+def against_the_paper(summary: dict) -> list[str]:
+    """The paper's two claims read against this run, in plain words: where hybrid is best, whether it is best in the
+    mixed pool (by the two-level verdicts), whether it shows less language bias than mono (rank distance per seed),
+    and what fine-tuning costs within a language against the base."""
+    table, comparisons = summary["table"], summary.get("comparisons_multilingual_AP") or {}
+    trained = [s for s in STRATEGIES if s in table]
+    if len(trained) < 3 or not all("two_level" in c for c in comparisons.values()):
+        return []
+    best = {}
+    for setting in ("multilingual", "monolingual", "cross-lingual"):
+        means = {s: (table[s].get(setting, {}).get("mAP") or {}).get("mean") for s in trained}
+        if all(v is not None for v in means.values()):
+            best[setting] = max(means, key=means.get)
+    where = [k for k, v in best.items() if v == "hybrid"]
+    said = ["- **Against the paper:** hybrid is best (highest mean mAP) in "
+            + (", ".join(where) if where else "no setting") + " here ("
+            + "; ".join(f"{k}: {v}" for k, v in best.items()) + ")."]  # fmt: skip
+    verdicts = {n: c["verdict"] for n, c in comparisons.items()}
+    lower = [n.split(" vs ")[1] for n in ("hybrid vs cross", "hybrid vs mono") if verdicts.get(n) == "lower"]
+    higher = [n.split(" vs ")[1] for n in ("hybrid vs cross", "hybrid vs mono") if verdicts.get(n) == "higher"]
+    if lower:
+        claim = f"contradicted (hybrid lower than {' and '.join(lower)} by the two-level verdict)"
+    elif len(higher) == 2:
+        claim = "supported (hybrid higher than mono and cross by the two-level verdict)"
+    else:
+        claim = "not settled (" + ", ".join(f"{n}: {v}" for n, v in verdicts.items() if n.startswith("hybrid")) + ")"
+    said.append(f'  "Hybrid is best in the multilingual setting" is {claim}.')
+    distance = {(r["strategy"], r["seed"]): r.get("rank_distance") for r in summary.get("rows", [])
+                if r["setting"] == "multilingual"}  # fmt: skip
+    seeds = sorted(s for (k, s), v in distance.items() if k == "hybrid" and distance.get(("mono", s)) is not None)
+    if seeds:
+        fewer = sum(distance[("hybrid", s)] < distance[("mono", s)] for s in seeds)
+        h, m = (table[k]["multilingual"]["rank_distance"]["mean"] for k in ("hybrid", "mono"))
+        direction = "supported in direction" if h < m else "not supported"
+        said.append(f"  \"Less language bias than mono\" is {direction}: rank distance {h:.1f} vs {m:.1f}, lower in "
+                    f"{fewer} of {len(seeds)} seeds (seed level; no interval).")  # fmt: skip
+    mono = summary.get("vs_base") or {}
+    losses = [s for s in trained if (mono.get(s, {}).get("monolingual") or {}).get("verdict") == "lower"]
+    if losses:
+        said.append(f"  Fine-tuning costs monolingual quality: {', '.join(losses)} lower than the untrained base "
+                    "within a language (below).")  # fmt: skip
+    return said
 
 
 RULE_DATED = "decision rule fixed on 2026-12-05, after these data: post hoc here, registered for the confirmatory run"
