@@ -117,7 +117,8 @@ def _recorded(path: Path, meta: dict) -> list[dict]:
 def run_record(card: dict) -> dict:
     """What the study keeps of a training run: its arm, its validation curve and where it was best."""
     keys = ("strategy", "freeze_embeddings", "seed", "steps", "stopped_early", "best_step", "best_validation_loss",
-            "monolingual_batch_share", "validation_curve", "train_seconds", "device_used")  # fmt: skip
+            "monolingual_batch_share", "monolingual_batch_share_kept", "validation_curve", "train_seconds",
+            "device_used")  # fmt: skip
     return {k: card.get(k) for k in keys}
 
 
