@@ -125,3 +125,19 @@ def test_names_find_the_users_runs_first_and_ambiguity_lists_candidates():
         resolve_models(both, "xquad-r", ["e5-small", "bm25"])
     with pytest.raises(XlirError, match="at least two different models"):
         resolve_models(mine, "xquad-r", ["e5-small", "e5-small[dtype=int8]"])
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_compare_table_fits_and_never_cuts_a_number(width):
+    from xlir_bench.cli.tables import _fit_columns
+
+    header = ["A", "B", "mAP A", "mAP B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters", "seeds",
+              "p (seeds: sign-flip / t)"]  # fmt: skip
+    body = [["e5-small[dtype=int8]", "bm25", "0.3215", "0.1701", "+0.1514", "[+0.1421, +0.1616]", "0.0001", "0.0003",
+             "+0.88", "1,148", "1 / 1", ""]]  # fmt: skip
+    shown = _fit_columns(header, body, width)
+    assert shown[:2] == ["A", "B"] and "A - B" in shown and "95% CI" in shown
+    assert ("mAP A" in shown) == ("mAP B" in shown)
+    widths = {c: max(len(c), len(body[0][i])) + 3 for i, c in enumerate(header)}
+    assert 1 + sum(min(widths[c], 24 + 3) if c in ("A", "B") else widths[c] for c in shown) <= width
+    assert (len(shown) == len(header)) == (width >= 160)

@@ -57,17 +57,34 @@ def test_best_values_are_bold_in_every_format(seeded):
     assert json.loads(report.render("json"))[0]["seeds"] == 3
 
 
-def test_terminal_table_never_cuts_a_model_label(seeded):
-    """At a narrow width rich would end a long label with an ellipsis, hiding the part that names the precision
-    (``...[dtype=int8]``): the label folds onto more lines instead, and reads whole from its column."""
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_terminal_table_fits_the_width_and_never_cuts_a_number_or_a_label(seeded, width):
+    """Every line fits ``width``; every number shown reads whole (no ellipsis); a label too long for the width gets
+    a key whose legend line gives it in full (``...[dtype=int8]`` names the precision); constant columns move into
+    the title; the measures that do not fit are named."""
     from rich.console import Console
 
     doc = json.loads(json.dumps(seeded[3]))
     doc["model"]["name"] = label = "trained:ds-e5-small-mlqa-r-hybrid-60st-a0.25[dtype=int8]"
-    console = Console(width=100, record=True)
-    console.print(Report.from_results([doc, seeded[3]], setting="multilingual").rich_table())
-    cells = [line.split("│")[1].strip() for line in console.export_text().splitlines() if line.startswith("│")]
-    assert "…" not in "".join(cells) and label in "".join(cells)
+    report = Report.from_results([doc, *seeded], setting="multilingual")
+    console = Console(width=width, record=True)
+    console.print(report.rich_table(width=width))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= width and "…" not in text
+    assert "multilingual" in text.splitlines()[0] and "│ multilingual" not in text  # in the title, not a column
+    unfolded = " ".join(line.strip() for line in text.splitlines())
+    assert label in unfolded.replace(" ", "") or label in text
+    for record in report.records:
+        assert f"{record['mAP']:.4f}" in text  # mAP is always shown, whole
+    if width < 120:
+        assert "not shown at this width:" in text
+
+
+def test_a_wide_table_shows_every_measure(seeded):
+    from xlir_bench.report.terminal import fit
+
+    fitted = fit(Report.from_results(seeded, setting="multilingual"), 250)
+    assert not fitted.left_out and "R@100" in fitted.columns and not fitted.legend
 
 
 def test_sort_and_lower_is_better(seeded):

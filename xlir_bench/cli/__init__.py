@@ -20,9 +20,15 @@ from .. import __version__
 from ..errors import XlirError
 from ..progress import Progress
 
+
 # Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-out = Console(width=None if sys.stdout.isatty() else 160)
+def _width(stream) -> int | None:
+    """The terminal's width; off a terminal, COLUMNS if set (as rich reads it), else 160."""
+    return None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160
+
+
+err = Console(stderr=True, width=_width(sys.stderr))
+out = Console(width=_width(sys.stdout))
 
 
 class FiniteFloat(click.ParamType):

@@ -158,7 +158,7 @@ def run_cmd(
                     progress.update(overall, advance=1)
     if main_rank:
         extra = _measure_columns(measure_names, written, root, None)
-        out.print(Report.from_results(written, extra=extra).rich_table(title="this run"))
+        out.print(Report.from_results(written, extra=extra).rich_table(title="this run", width=out.width))
 
 
 def _seed_everything(seed: int) -> None:

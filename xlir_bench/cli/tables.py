@@ -57,7 +57,7 @@ def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed,
             hint = " (--reference shows the project's reference results)" if not reference and ref else ""
             err.print(f"no results to show in {escape(str(mine))}{hint}", highlight=False)
         else:
-            out.print(report.rich_table(title="xlir-bench leaderboard"))
+            out.print(report.rich_table(title="xlir-bench leaderboard", width=out.width))
     else:
         click.echo(report.render(fmt))
 
@@ -130,13 +130,34 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
     if fmt == "markdown":
         click.echo(tabulate(body, headers=header, tablefmt="github", disable_numparse=True) + "\n\n" + note)
         return
+    shown = _fit_columns(header, body, out.width)
+    if len(shown) < len(header):
+        note += f" Not shown at this width: {', '.join(c for c in header if c not in shown)} (--format markdown)."
     table = Table(title=f"compare on {suite} / {setting}")
-    for col in header:
-        table.add_column(col, justify="left" if col in ("A", "B") else "right")
+    for col in shown:  # never cut: a number with an ellipsis is worse than a column left out and named
+        table.add_column(col, justify="left" if col in ("A", "B") else "right", no_wrap=col not in ("A", "B"),
+                         overflow="fold" if col in ("A", "B") else "ignore")  # fmt: skip
     for row in body:
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*(escape(cell) for cell, col in zip(row, header) if col in shown))
     out.print(table)
     out.print(note, highlight=False)
+
+
+COMPARE_PRIORITY = ("A", "B", "A - B", "95% CI", "p (Holm)", "mAP A", "mAP B", "p", "seeds", "p (seeds: sign-flip / t)",
+                    "effect size", "clusters")  # fmt: skip
+
+
+def _fit_columns(header: list[str], body: list[list[str]], width: int) -> list[str]:
+    """The columns of ``header`` that fit ``width``, by COMPARE_PRIORITY, in their original order."""
+    need = {c: max(len(v) for v in [c, *(row[i] for row in body)]) + 3 for i, c in enumerate(header)}
+    need["A"], need["B"] = min(need["A"], 24), min(need["B"], 24)  # labels may fold
+    need["mAP A"] += need.pop("mAP B")  # the two means come together or not at all
+    chosen, used = [], 1
+    for c in (c for c in COMPARE_PRIORITY if c != "mAP B"):
+        if used + need[c] <= width or c in ("A", "B", "A - B"):
+            chosen += [c, "mAP B"] if c == "mAP A" else [c]
+            used += need[c]
+    return [c for c in header if c in chosen]
 
 
 def _seed_ps(row) -> str:

@@ -268,18 +268,11 @@ class Report:
             return text.replace("\\hline", "\\bottomrule")
         raise ValueError(fmt)
 
-    def rich_table(self, title: str | None = None):
-        from rich.markup import escape
-        from rich.table import Table
+    def rich_table(self, title: str | None = None, width: int = 160):
+        """The terminal table for ``width`` columns (:mod:`xlir_bench.report.terminal`): numbers are never cut."""
+        from .terminal import rich_table
 
-        table = Table(title=title)
-        for col in self.columns:  # a label folds onto more lines, never "e5-small…": its end names the precision
-            text = col in TEXT_COLUMNS
-            table.add_column(col, justify="left" if text else "right", overflow="fold" if text else "ellipsis")
-        # labels such as e5-small[dtype=int8] are text, not rich markup: escape first, then mark the best
-        for row in self.cells(bold=lambda t: f"\0B{t}\0E"):
-            table.add_row(*(escape(cell).replace("\0B", "[bold]").replace("\0E", "[/bold]") for cell in row))
-        return table
+        return rich_table(self, width, title)
 
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
