@@ -440,3 +440,46 @@ def test_cached_vectors_of_another_width_are_cleared_not_blamed_on_the_plugin(tm
         evaluate(model, suite(["en", "de"]), device="cpu", batch_size=8)
     result, _ = evaluate(model, suite(["en", "de"]), device="cpu", batch_size=8)
     assert result["settings"]["multilingual"]["metrics"]["mAP"] == 1.0
+
+
+def test_miracl_corpus_read_twice_refused_and_offline_download_is_one_line(tmp_path, monkeypatch):
+    """A decompressed copy beside the .gz would feed every passage twice; a corpus ir_datasets cannot download
+    (no network) ends in one line naming the folder to fill, not in an internal ConnectionError."""
+    import gzip
+
+    import requests
+
+    from xlir_bench.errors import XlirError
+    from xlir_bench.suites import miracl
+
+    folder = tmp_path / "miracl" / "sw" / "corpus"
+    folder.mkdir(parents=True)
+    line = '{"docid": "1#0", "title": "t", "text": "x"}\n'
+    (folder / "docs-0.jsonl").write_text(line)
+    with gzip.open(folder / "docs-0.jsonl.gz", "wt") as handle:
+        handle.write(line)
+    with pytest.raises(XlirError, match=r"docs-0.jsonl.gz and its decompressed copy docs-0.jsonl: the corpus would"):
+        miracl.corpus("sw", tmp_path)
+    (folder / "docs-0.jsonl").unlink()
+    assert [d[0] for d in miracl.corpus("sw", tmp_path)] == ["1#0"]
+
+    class Offline:
+        def docs_iter(self):
+            raise requests.ConnectionError("Max retries exceeded")
+            yield  # pragma: no cover
+
+    monkeypatch.setattr(miracl, "_irds_dataset", lambda name: Offline())
+    with pytest.raises(XlirError, match=r"no MIRACL sw corpus: put its files .* \(ConnectionError\)"):
+        list(miracl.Corpus("sw", None))
+
+
+def test_a_result_on_an_unofficial_corpus_says_so_in_every_table():
+    from xlir_bench.report import Report
+
+    doc = {"model": {"name": "bm25", "metadata": {}}, "engine": "engine-1",
+           "suite": {"name": "miracl-sw", "corpus": {"sw": {"files": {"docs-0.jsonl": "abc"}, "official": False}}},
+           "settings": {"monolingual": {"metrics": {"mAP": 0.5}}}}  # fmt: skip
+    (record,) = Report.from_results([doc]).records
+    assert record["set"] == "official: false (sw)"
+    doc["suite"]["corpus"]["sw"]["official"] = True
+    assert "set" not in Report.from_results([doc]).records[0]

@@ -49,6 +49,10 @@ def _identity(result: dict) -> dict:
     marks = ["reference"] if result.get("_reference") else []
     if not result.get("engine"):  # scored before the one engine (another tie rule): said, never mixed silently
         marks.append("pre-engine")
+    corpus = result["suite"].get("corpus") or {}
+    unofficial = sorted(lang for lang, c in corpus.items() if isinstance(c, dict) and c.get("official") is False)
+    if unofficial:  # a local corpus whose files are not the published ones: never a row that looks official
+        marks.append(f"official: false ({', '.join(unofficial)})")
     if marks:
         row["set"] = ", ".join(marks)
     training = (result["model"].get("metadata") or {}).get("training")

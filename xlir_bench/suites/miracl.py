@@ -206,8 +206,12 @@ class Corpus:
     def __iter__(self) -> Iterator[tuple[str, str, str]]:
         """(doc_id, title, text) in corpus order."""
         if self.files is None:
-            for doc in _irds_dataset(f"{NAME}/{self.language}").docs_iter():
-                yield doc.doc_id, doc.title, doc.text
+            try:
+                for doc in _irds_dataset(f"{NAME}/{self.language}").docs_iter():
+                    yield doc.doc_id, doc.title, doc.text
+            except OSError as exc:  # no network (requests' errors are OSErrors): one line, with what to do
+                folder = (configured_data_dir(None) or Path("<data folder>")) / NAME / self.language / "corpus"
+                raise XlirError(f"{missing_corpus_message(self.language, folder)} ({type(exc).__name__})") from None
             return
         for path in self.files:
             yield from _read_jsonl(path)
@@ -243,6 +247,12 @@ def corpus(lang: str, data_dir: str | os.PathLike | None = None) -> Corpus:
             (p for p in folder.glob("*.jsonl*") if p.name.endswith((".jsonl", ".jsonl.gz")) and p.is_file()),
             key=_natural,
         )
+        twice = sorted(p.name for p in files if p.suffix == ".gz" and p.with_suffix("") in files)
+        if twice:
+            raise XlirError(
+                f"{folder} holds {twice[0]} and its decompressed copy {twice[0][:-3]}: the corpus would be read twice; "
+                "remove one of them"
+            )
         if files:
             return Corpus(lang, files)
         if os.environ.get("XLIR_BENCH_MIRACL_OFFLINE") or os.environ.get("HF_HUB_OFFLINE"):
