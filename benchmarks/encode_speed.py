@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xlir_bench import precision, results, suites
+from xlir_bench import results, suites
 from xlir_bench.fileio import usable_cores
+from xlir_bench.models import precision
 from xlir_bench.models.e5_small import converted_path
 from xlir_bench.models.transformers_encoder import TransformersEncoder, quiet_transformers
 

@@ -262,7 +262,7 @@ def test_models_are_evaluated_in_fp32_under_their_plain_name_whatever_auto_picks
     pytest.importorskip("transformers")
     from conftest import make_tiny_bert
 
-    from xlir_bench import precision
+    from xlir_bench.models import precision
     from xlir_bench.plugins import load_model
     from xlir_bench.training.experiment import evaluation_model
 

@@ -88,8 +88,7 @@ def test_auto_precision_is_measured_recorded_and_labelled(tiny_bert, monkeypatch
     """dtype=auto: no bf16 instructions -> int8 on ONNX Runtime without probing (fp32 without onnxruntime); with
     them the probe decides between bf16 and int8; the choice and its reason are in the metadata, and a precision
     other than fp32 is in the label (its results never share a file with fp32, the plain name)."""
-    from xlir_bench import precision
-    from xlir_bench.models import onnx_runtime
+    from xlir_bench.models import onnx_runtime, precision
 
     def no_probe():
         raise AssertionError("probed a CPU without bf16 instructions")
@@ -199,7 +198,7 @@ def test_smoothing_is_exact_in_fp32_and_shrinks_the_int8_error_from_outlier_chan
 
 
 def test_cpu_probe_times_both_precisions():
-    from xlir_bench import precision
+    from xlir_bench.models import precision
 
     assert 0.0 < precision.probe_cpu_bf16(repeats=1) < 100.0  # runs fp32 and bf16 autocast on this CPU
 

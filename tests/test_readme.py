@@ -87,7 +87,8 @@ def test_auto_int8_rests_on_a_committed_result_of_the_scheme_the_code_runs():
     import pytest
 
     pytest.importorskip("onnxruntime")
-    from xlir_bench import precision, results
+    from xlir_bench import results
+    from xlir_bench.models import precision
     from xlir_bench.models.onnx_runtime import SCHEME
 
     fp32 = results.read_result(ROOT / "results" / "xquad-r" / "e5-small.json")

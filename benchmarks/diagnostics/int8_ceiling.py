@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from xlir_bench import precision, suites
+from xlir_bench import suites
 from xlir_bench.fileio import usable_cores
+from xlir_bench.models import precision
 from xlir_bench.models.e5_small import converted_path
 from xlir_bench.models.transformers_encoder import TransformersEncoder
 

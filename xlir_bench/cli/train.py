@@ -92,8 +92,9 @@ def train_cmd(base, strategy, alpha, alpha_schedule, alpha_draw, train_data, lan
               max_length, hard_negatives, freeze_embeddings, eval_every, patience, seed, name, device, precision,
               data_dir, quiet) -> None:  # fmt: skip
     """Fine-tune a dual encoder with mono, cross-lingual or hybrid batches (arXiv 2408.10536)."""
+    from ..models.trained import models_dir
     from ..training import bases, data
-    from ..training.trainer import TrainConfig, Trainer, models_dir
+    from ..training.trainer import TrainConfig, Trainer
 
     if train_data in suites.SUITES:
         suite = suites.load(train_data, data_dir)

@@ -7,11 +7,13 @@ trained with (from its ``card.json``). Before training, the error names the comm
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from ..errors import XlirError
 from ..fileio import read_json
-from ..training.trainer import require_trained
+from ..suites.download import cache_dir
 from .transformers_encoder import TransformersEncoder
 
 CARD_FIELDS = ("base", "strategy", "alpha", "alpha_schedule", "data", "languages", "seed", "steps",
@@ -50,6 +52,39 @@ mono_xlmr, cross_xlmr, hybrid_xlmr = (_named(f"{s}-xlmr") for s in ("mono", "cro
 
 TRAINED_TARGET = "xlir_bench.models.trained:"
 
+# Bases on the model hub that `xlir-bench train --base NAME` starts from: (hub id, query prefix, passage prefix).
+HUB_BASES = {
+    "xlmr": ("FacebookAI/xlm-roberta-base", "", ""),
+    "labse": ("sentence-transformers/LaBSE", "", ""),  # trained with mean pooling over its transformer
+    "me5-small": ("intfloat/multilingual-e5-small", "query: ", "passage: "),
+    "me5-base": ("intfloat/multilingual-e5-base", "query: ", "passage: "),
+}
+
+
+def models_dir() -> Path:
+    env = os.environ.get("XLIR_BENCH_MODELS")
+    return Path(env) if env else cache_dir() / "trained"
+
+
+def require_trained(name: str) -> Path:
+    folder = models_dir() / name
+    if not (folder / "card.json").is_file():
+        raise XlirError(f"model {name!r} is not trained yet (looked in {folder}); train it with: {train_hint(name)}")
+    return folder
+
+
+def train_hint(name: str) -> str:
+    """The command that trains a named plugin such as ``hybrid-xlmr``, and what that command needs."""
+    strategy, _, base = name.partition("-")
+    if not base:
+        return "xlir-bench train"
+    command = f"xlir-bench train --base {base} --strategy {strategy} --train-data mlqa-r"
+    if base in HUB_BASES:
+        command += (
+            f" (downloads {HUB_BASES[base][0]} once: needs the hub, or use --base hf:/path/to/a/downloaded/model)"
+        )
+    return command
+
 
 def training_summary(card: dict) -> str:
     """One line on how a model was trained, for `models` and the leaderboard."""
@@ -64,7 +99,6 @@ def training_summary(card: dict) -> str:
 def status(name: str, target: str) -> str | None:
     """For the trained-model plugins: whether weights exist (and how they were trained) or the command that
     trains them; None for any other plugin."""
-    from ..training.trainer import models_dir, train_hint
 
     if not target.startswith(TRAINED_TARGET):
         return None

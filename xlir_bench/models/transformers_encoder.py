@@ -8,7 +8,7 @@ where a matmul of ~2,000 token rows already runs at full speed and a larger budg
 is as long as its longest text). On CPU the model runs under
 ``torch.inference_mode`` on all cores; ``dtype=bf16`` adds autocast (fast on CPUs with AVX512-BF16 / AMX), and
 ``dtype=int8`` runs an int8 graph on ONNX Runtime (:mod:`.onnx_runtime` says why that scheme). ``dtype=auto``
-(the default) picks by measurement (:mod:`xlir_bench.precision`): bf16 or fp16 autocast on CUDA, bf16 on CPUs
+(the default) picks by measurement (:mod:`xlir_bench.models.precision`): bf16 or fp16 autocast on CUDA, bf16 on CPUs
 where a probe shows it faster, else int8 where onnxruntime is installed, else fp32.
 """
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import precision
 from ..errors import XlirError
 from ..fileio import usable_cores
+from . import precision
 
 POOLINGS = ("mean", "cls")
 # Default padded tokens per batch row of ``batch_size``, by device type. On the 2-core avx2 EPYC (e5-small, batch

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import XlirError
+from ..models.trained import HUB_BASES as HUB  # the hub bases a trained plugin names
 
 
 @dataclass(frozen=True)
@@ -15,12 +16,6 @@ class Base:
     passage_prefix: str = ""
 
 
-HUB = {
-    "xlmr": ("FacebookAI/xlm-roberta-base", "", ""),
-    "labse": ("sentence-transformers/LaBSE", "", ""),  # trained with mean pooling over its transformer
-    "me5-small": ("intfloat/multilingual-e5-small", "query: ", "passage: "),
-    "me5-base": ("intfloat/multilingual-e5-base", "query: ", "passage: "),
-}
 NAMES = ("e5-small", *HUB, "hf:<id or folder>")
 
 

@@ -373,10 +373,11 @@ def domain_shift(
     alpha_schedule: str = "constant", alpha_draw: str = "exact",
 ) -> tuple[dict, dict, str]:  # fmt: skip
     """(summary, meta, file stem) of the experiment, training and evaluating what is not committed yet."""
+    from ..models.trained import models_dir
     from ..runner import evaluate as run_engine
     from . import bases
     from .data import from_suite
-    from .trainer import TRAINER_VERSION, TrainConfig, Trainer, models_dir
+    from .trainer import TRAINER_VERSION, TrainConfig, Trainer
 
     if train == evaluate:
         raise XlirError("--train and --eval are the same suite; the experiment measures transfer to another one")

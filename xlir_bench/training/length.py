@@ -58,9 +58,10 @@ def run_length_study(
     precision: str = "auto",
 ) -> tuple[Path, Path]:  # fmt: skip
     """Train every (seed, arm) not yet recorded, seed-major, writing the study after each run; then decide."""
+    from ..models.trained import models_dir
     from . import bases
     from .data import from_suite
-    from .trainer import TRAINER_VERSION, TrainConfig, Trainer, models_dir
+    from .trainer import TRAINER_VERSION, TrainConfig, Trainer
 
     results.ensure_writable(results_root)
     chosen = bases.resolve(base)

@@ -468,30 +468,3 @@ def _distributed_setup(torch) -> tuple[int, int]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
-
-
-def models_dir() -> Path:
-    from ..suites.download import cache_dir
-
-    env = os.environ.get("XLIR_BENCH_MODELS")
-    return Path(env) if env else cache_dir() / "trained"
-
-
-def require_trained(name: str) -> Path:
-    folder = models_dir() / name
-    if not (folder / "card.json").is_file():
-        raise XlirError(f"model {name!r} is not trained yet (looked in {folder}); train it with: {train_hint(name)}")
-    return folder
-
-
-def train_hint(name: str) -> str:
-    """The command that trains a named plugin such as ``hybrid-xlmr``, and what that command needs."""
-    from .bases import HUB
-
-    strategy, _, base = name.partition("-")
-    if not base:
-        return "xlir-bench train"
-    command = f"xlir-bench train --base {base} --strategy {strategy} --train-data mlqa-r"
-    if base in HUB:
-        command += f" (downloads {HUB[base][0]} once: needs the hub, or use --base hf:/path/to/a/downloaded/model)"
-    return command

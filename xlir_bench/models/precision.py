@@ -7,7 +7,7 @@ Machines differ from one day to the next (the same benchmark gave bf16 autocast 
 * CPU with bf16 instructions (``avx512_bf16`` / ``amx_bf16``): a probe of about 0.2 s times encoder-shaped matrix
   products in fp32 and under bf16 autocast; bf16 is chosen if it is at least ``MIN_GAIN`` times faster.
 * Any other CPU (no bf16 instructions, so bf16 would be emulated, or a probe that found no gain): int8 on ONNX
-  Runtime (:mod:`.models.onnx_runtime`), which meets the accuracy bar (``ACCURACY_BAR``, the largest change of
+  Runtime (:mod:`.onnx_runtime`), which meets the accuracy bar (``ACCURACY_BAR``, the largest change of
   XQuAD-R mAP over the three settings; README, Results) and runs about 1.5x fp32 even on avx2 without VNNI;
   fp32 when onnxruntime is not installed.
 
@@ -89,7 +89,7 @@ def choose(device: str) -> tuple[str, str]:
             return "bf16", why
     else:
         why = f"auto: {info['model']} has no bf16 instructions ({', '.join(info['flags']) or 'no flags read'})"
-    from .models import onnx_runtime
+    from . import onnx_runtime
 
     missing = onnx_runtime.available()
     if missing:
