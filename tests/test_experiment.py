@@ -300,3 +300,43 @@ def test_the_reading_confronts_the_papers_claims():
     assert "is supported (hybrid higher than mono and cross" in "\n".join(
         against_the_paper({"table": table, "rows": rows, "comparisons_multilingual_AP": comparisons})
     )
+
+
+def test_the_papers_configuration_runs_on_a_tiny_model_of_xlmr_architecture(tmp_path, monkeypatch):
+    """The paper's setup is one command: `experiment domain-shift --base xlmr --batch-size 100` (no
+    --freeze-embeddings: full fine-tuning). The hub is out of reach here, so it runs on a randomly initialised
+    XLM-RoBERTa of the same architecture at toy width (with e5-small's XLM-R tokenizer), two steps per model: every
+    stage (batch 100, all weights trained, the three strategies, the evaluation of base and models) and the summary
+    saying what it ran."""
+    import shutil
+
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    from xlir_bench.models.e5_small import converted_path
+    from xlir_bench.training.experiment import domain_shift
+
+    source, tiny = converted_path(), tmp_path / "tiny-xlmr"
+    tiny.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(source / name, tiny / name)
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(str(tiny)))
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                              intermediate_size=32)  # fmt: skip
+    XLMRobertaModel(config).save_pretrained(tiny)
+    monkeypatch.setenv("XLIR_BENCH_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path / "cache"))
+    summary, meta, stem = domain_shift(
+        base=f"hf:{tiny}", train="mlqa-r", evaluate="xquad-r", seeds=1, max_steps=2, batch_size=100, alpha=0.5,
+        max_length=32, hard_negatives=False, freeze_embeddings=False, allow_overlap=False, data_dir=None,
+        results_root=tmp_path / "results", progress=None, command="test", device="cpu",
+    )  # fmt: skip
+    assert set(summary["table"]) == {"base", "mono", "cross", "hybrid"} and meta["batch_size"] == 100
+    assert "-2st-exact-b100-full" in stem and not meta["freeze_embeddings"]
+    card = json.loads(next((tmp_path / "models").glob("*hybrid*/card.json")).read_text())
+    assert card["batch_size"] == 100 and not card["freeze_embeddings"] and card["alpha_draw"] == "exact"
+    text = render_markdown(summary, meta)
+    assert "| trained parameters | all (full fine-tuning) | all |" in text and "batch 100" in text
