@@ -230,14 +230,20 @@ def length_study_cmd(**options) -> None:
     train the token embeddings (rules fixed in xlir_bench/training/length.py); resumable."""
     from ..training.length import run_length_study
 
+    _run_and_show(
+        run_length_study, options, base=options["base"], train=options["train_suite"], seeds=options["seeds"],
+        max_steps=options["max_steps"], eval_every=options["eval_every"], patience=options["patience"],
+        batch_size=options["batch_size"], max_length=options["max_length"], embeddings=options["embeddings"],
+    )  # fmt: skip
+
+
+def _run_and_show(run, options: dict, **settings) -> None:
+    """Run an experiment with the shared options (results, data, device, progress), then show what it wrote."""
     with _progress(options["quiet"]) as progress:
-        paths = run_length_study(
-            base=options["base"], train=options["train_suite"], seeds=options["seeds"],
-            max_steps=options["max_steps"], eval_every=options["eval_every"], patience=options["patience"],
-            batch_size=options["batch_size"], max_length=options["max_length"], embeddings=options["embeddings"],
-            data_dir=options["data_dir"], results_root=results.results_dir(options["results_dir"]),
-            progress=progress, command=provenance.command_line(), device=provenance.resolve_device(options["device"]),
-            precision=options["precision"],
+        paths = run(
+            data_dir=options["data_dir"], results_root=results.results_dir(options["results_dir"]), progress=progress,
+            command=provenance.command_line(), device=provenance.resolve_device(options["device"]),
+            precision=options["precision"], **settings,
         )  # fmt: skip
     for path in paths:
         err.print(f"wrote {path}", highlight=False)
@@ -254,12 +260,4 @@ def confirmatory_cmd(**options) -> None:
     is judged; resumable, round by round, the verdict only once every registered seed is in."""
     from ..training.confirm import run_confirmatory
 
-    with _progress(options["quiet"]) as progress:
-        paths = run_confirmatory(
-            results_root=results.results_dir(options["results_dir"]), data_dir=options["data_dir"],
-            progress=progress, command=provenance.command_line(), device=provenance.resolve_device(options["device"]),
-            precision=options["precision"],
-        )  # fmt: skip
-    for path in paths:
-        err.print(f"wrote {path}", highlight=False)
-    out.print(paths[1].read_text())
+    _run_and_show(run_confirmatory, options)
