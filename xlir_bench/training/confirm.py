@@ -17,7 +17,7 @@ from ..metrics.hierarchical import MARGIN, ci_key, verdict
 from .experiment import domain_shift, write_summary
 
 REGISTERED = {
-    "base": "e5-small", "train": "mlqa-r", "evaluate": "xquad-r", "seeds": 22, "max_steps": 60,
+    "base": "e5-small", "train": "mlqa-r", "evaluate": "xquad-r", "seeds": 22, "max_steps": 120,
     "batch_size": 32, "alpha": 0.5, "max_length": 64, "hard_negatives": False, "freeze_embeddings": True,
     "alpha_schedule": "constant", "alpha_draw": "exact",
 }  # fmt: skip
