@@ -63,6 +63,7 @@ class PluginInfo:
     distribution: str
     error: str | None = None
     shadows: list[str] = field(default_factory=list)  # other registrations of the name, not used
+    factory: Any = None  # what the entry point loads to, when discovered with check
 
 
 @dataclass
@@ -184,7 +185,7 @@ def discover(check: bool = True) -> list[PluginInfo]:
         info = PluginInfo(name, ep.value, _distribution(ep), shadows=shadowed(name))
         if check:
             try:
-                target = ep.load()
+                target = info.factory = ep.load()
                 if not callable(target):
                     info.error = f"{ep.value} is not callable"
             except Exception as exc:  # noqa: BLE001 - report, never crash the listing

@@ -19,12 +19,15 @@ def models_cmd() -> None:
         table.add_column(col)
     infos = plugins.discover(check=True)
     from ..models.trained import status as trained_status
+    from ..models.transformers_encoder import hub_status
 
     for info in infos:
         status = "[green]ok[/]" if info.error is None else f"[red]broken: {escape(info.error)}[/]"
         weights = trained_status(info.name, info.target) if info.error is None else None
+        if weights is None and info.error is None:
+            weights = hub_status(info.factory)
         if weights is not None:
-            colour = "yellow" if weights.startswith("needs training") else "green"
+            colour = "yellow" if weights.startswith("needs") else "green"
             status = f"[{colour}]{escape(weights)}[/]"
         if info.shadows:
             status += f"\n[yellow]also registered (not used): {escape('; '.join(info.shadows))}[/]"

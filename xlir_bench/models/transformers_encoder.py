@@ -380,9 +380,27 @@ def _named(model_id: str, display: str, **defaults: Any):
         return TransformersEncoder(model_id, display_name=display, **{**defaults, **options})
 
     factory.__doc__ = f"{display}: {model_id} ({', '.join(f'{k}={v!r}' for k, v in defaults.items()) or 'defaults'})"
+    factory.hub_id = model_id  # `xlir-bench models` says whether the hub's weights are cached here
     return factory
 
 
 xlmr = _named("FacebookAI/xlm-roberta-base", "xlmr", pooling="mean")
 me5_small = _named("intfloat/multilingual-e5-small", "me5-small", query_prefix="query: ", passage_prefix="passage: ")
 me5_base = _named("intfloat/multilingual-e5-base", "me5-base", query_prefix="query: ", passage_prefix="passage: ")
+
+
+def hub_status(factory) -> str | None:
+    """For a plugin whose weights come from the model hub (a factory with ``hub_id``): whether they are in the
+    local cache, so that ``xlir-bench models`` does not call a model "ok" that an offline run cannot load. None for
+    any other plugin."""
+    model_id = getattr(factory, "hub_id", None)
+    if model_id is None:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - installed with transformers
+        return None
+    cached = try_to_load_from_cache(model_id, "config.json")
+    if isinstance(cached, str):
+        return "ok (weights cached)"
+    return f"needs the model hub once: {model_id} is not in the local cache"
