@@ -80,7 +80,7 @@ def suites_cmd(data_dir: str | None) -> None:
 
 @cli.group("data", cls=WholeSummaries)
 def data_group() -> None:
-    """Fetch, copy or verify the evaluation data (every file's md5 is pinned)."""
+    """Download (or copy from --from) and verify the evaluation data (every file's md5 is pinned)."""
 
 
 _DATA_SUITES = click.Choice(["all", "xquad-r", "mlqa-r", "miracl"])
