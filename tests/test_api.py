@@ -50,3 +50,19 @@ def test_bad_arguments_are_one_clear_error():
         xlir_bench.evaluate(object(), data, device="cpu")
     assert {"evaluate", "Result", "Encoder", "Retriever", "PluginMetadata", "ProgressCallback"} <= set(
         xlir_bench.__all__)  # fmt: skip
+
+
+def test_vectors_beyond_float32_are_refused_in_one_line_without_warnings(recwarn):
+    """float64 vectors whose values float32 cannot hold would be stored as inf (and every later run would discard
+    the shards): refused where the plugin's output is checked, before any numpy overflow warning."""
+    import numpy as np
+    import pytest
+
+    from xlir_bench.errors import XlirError
+    from xlir_bench.plugins import check_matrix
+
+    huge = np.full((2, 4), 1e300)
+    with pytest.raises(XlirError, match=r"returned values up to 1e\+300, beyond float32's range"):
+        check_matrix(huge, 2, "m", "encode_corpus")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert check_matrix(np.full((2, 4), 3e38), 2, "m", "encode_corpus").shape == (2, 4)

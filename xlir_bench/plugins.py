@@ -271,6 +271,9 @@ def from_object(plugin: Any, name: str, target: str) -> LoadedModel:
     return _loaded(name, plugin, PluginInfo(name, target, "python object"), {})
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_matrix(value: Any, rows: int, model: str, what: str, cols: int | None = None) -> np.ndarray:
     """Validate a plugin's output: a finite 2-D float array with the expected shape."""
     try:
@@ -287,6 +290,12 @@ def check_matrix(value: Any, rows: int, model: str, what: str, cols: int | None 
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise XlirError(f"model plugin {model!r}: {what} returned {bad} NaN/inf values")
+    largest = float(np.abs(array).max()) if array.size else 0.0
+    if largest > FLOAT32_MAX:  # stored and scored as float32 (as trec_eval holds scores): they would become inf
+        raise XlirError(
+            f"model plugin {model!r}: {what} returned values up to {largest:.3g}, beyond float32's range "
+            f"({FLOAT32_MAX:.3g}) in which vectors are stored and scored; scale or normalise them"
+        )
     return array
 
 
