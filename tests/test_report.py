@@ -136,3 +136,21 @@ def test_any_ir_measures_measure_from_saved_runs(tmp_path):
                       "--measure", "ERR@20", "--format", "json")  # fmt: skip
     assert without.returncode == 0 and "without a saved run" in without.stderr
     assert all(r["ERR@20"] is None for r in json.loads(without.stdout))
+
+
+def test_the_report_compares_configurations_not_single_seeds():
+    """The page's comparison takes the best configurations, each with all its seeds (as the leaderboard above it
+    averages them), and only results scored by the best one's engine."""
+    from xlir_bench.report.html import _best_configurations
+
+    def doc(name, m, seed=None, engine="engine-1"):
+        training = {"seed": seed, "strategy": "cross"} if seed is not None else None
+        return {"model": {"name": name, "metadata": {"training": training} if training else {}}, "engine": engine,
+                "settings": {"multilingual": {"metrics": {"mAP": m}}}}  # fmt: skip
+
+    docs = [doc("cross-s0", 0.56, 0), doc("cross-s1", 0.55, 1), doc("hybrid-s0", 0.54, 0), doc("bm25", 0.09),
+            doc("old", 0.60, engine=None)]  # fmt: skip
+    got = _best_configurations(docs, 3)
+    assert got[0][0] == "old" and len(got) == 1  # the best is a pre-engine result: only its kind is compared
+    got = _best_configurations(docs[:4], 3)
+    assert [(name, len(members)) for name, members in got] == [("cross", 2), ("hybrid", 1), ("bm25", 1)]

@@ -42,6 +42,15 @@ def training_label(training: dict, with_seed: bool = True) -> str:
     return text + (f", {steps} steps{kept}, seed {seed}" if with_seed else "")
 
 
+def configuration_name(result: dict) -> str:
+    """The configuration a result belongs to: its label without ``-s<seed>`` when it is one seed of a trained
+    configuration (seeds are replicates), else its label."""
+    name = result["model"]["name"]
+    seed = ((result["model"].get("metadata") or {}).get("training") or {}).get("seed")
+    match = re.fullmatch(rf"(.+)-s{seed}", name) if seed is not None else None
+    return match.group(1) if match else name
+
+
 def _identity(result: dict) -> dict:
     """Label, row kind and seed grouping of one result."""
     label = result["model"]["name"]
@@ -58,13 +67,12 @@ def _identity(result: dict) -> dict:
     training = (result["model"].get("metadata") or {}).get("training")
     if isinstance(training, dict):
         row["training"] = training_label(training)
-        seed = training.get("seed")
-        match = re.fullmatch(rf"(.+)-s{seed}", label) if seed is not None else None
-        if match:  # one of several seeds of a configuration
+        config = configuration_name(result)
+        if config != label:  # one of several seeds of a configuration
             row["_config"], row["_config_training"], row["_seed"] = (
-                match.group(1),
+                config,
                 training_label(training, False),
-                seed,
+                training["seed"],
             )
     return row
 

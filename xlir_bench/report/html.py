@@ -17,9 +17,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from .. import results as results_module
 from ..errors import XlirError
 from ..fileio import replace_dir
-from . import TEXT_COLUMNS, Report, plots
+from . import TEXT_COLUMNS, Report, configuration_name, plots
 
 MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best models by multilingual mAP
 MAX_COMPARED = 3
@@ -27,7 +30,7 @@ MAX_COMPARED = 3
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1, h2, h3 { font-weight: 600; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; font-size: 13px; margin: .6em 0 1.2em; }
+table { border-collapse: collapse; font-size: 12px; margin: .6em 0 1.2em; }
 th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td.text, th.text { text-align: left; }
 figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
@@ -52,11 +55,17 @@ window.addEventListener('load', function () {
 
 
 def _table(report: Report) -> str:
-    head = "".join(f'<th class="{"text" if c in TEXT_COLUMNS else ""}">{html.escape(c)}</th>' for c in report.columns)
+    """The leaderboard without the columns that hold one value on every row (the suite of its section), so that
+    it fits the page."""
+    cells = report.cells(bold=lambda t: f"\0B{t}\0E")
+    keep = [i for i, c in enumerate(report.columns) if c not in TEXT_COLUMNS or c == "model"
+            or len({row[i] for row in cells}) > 1]  # fmt: skip
+    columns = [report.columns[i] for i in keep]
+    head = "".join(f'<th class="{"text" if c in TEXT_COLUMNS else ""}">{html.escape(c)}</th>' for c in columns)
     rows = []
-    for cells in report.cells(bold=lambda t: f"\0B{t}\0E"):
+    for full in cells:
         tds = []
-        for column, cell in zip(report.columns, cells):
+        for column, cell in zip(columns, [full[i] for i in keep]):
             text = html.escape(cell).replace("\0B", "<b>").replace("\0E", "</b>")
             tds.append(f'<td class="{"text" if column in TEXT_COLUMNS else ""}">{text}</td>')
         rows.append("<tr>" + "".join(tds) + "</tr>")
@@ -90,7 +99,26 @@ def _best(results: list[dict], k: int) -> list[dict]:
     return sorted(results, key=key)[:k]
 
 
-def build(results: list[dict], out: Path, title: str = "xlir-bench report", resamples: int = 2000) -> list[str]:
+def _best_configurations(results: list[dict], k: int) -> list[tuple[str, list[dict]]]:
+    """The ``k`` best configurations by mean multilingual mAP, as (name, results of its seeds): seeds are
+    replicates, so they are compared together (as `compare` and the leaderboard treat them), and only results of
+    the best one's engine, whose tie rule they share."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(configuration_name(r), []).append(r)
+
+    def score(members: list[dict]) -> float:
+        return float(np.mean([m["settings"]["multilingual"]["metrics"].get("mAP") or 0.0 for m in members]))
+
+    ranked = sorted(groups.items(), key=lambda item: -score(item[1]))
+    if not ranked:
+        return []
+    engine = results_module.engine_of(ranked[0][1][0])
+    same = [(n, m) for n, m in ranked if all(results_module.engine_of(x) == engine for x in m)]
+    return same[:k]
+
+
+def build(results: list[dict], out: Path, title: str = "xlir-bench report", resamples: int = 10000) -> list[str]:
     """Write ``out/index.html``, ``out/report.md`` and ``out/plots/``; return notes on what was left out."""
     from ..compare import compare
 
@@ -107,12 +135,12 @@ def build(results: list[dict], out: Path, title: str = "xlir-bench report", resa
             body += [f"<h2>{html.escape(suite)}</h2>", "<h3>Leaderboard</h3>", _table(report)]
             markdown += [f"## {suite}", "", report.render("markdown"), ""]
             multi = [r for r in on_suite if "multilingual" in r["settings"]]
-            top = _best(multi, MAX_COMPARED)
+            top = _best_configurations(multi, MAX_COMPARED)
             if len(top) >= 2:
                 try:
                     rows = compare(top, "multilingual", resamples=resamples)
                     body += [
-                        "<h3>Comparison (multilingual, best models)</h3>",
+                        "<h3>Comparison (multilingual, best configurations; seeds averaged)</h3>",
                         _comparison_table(rows),
                         f'<p class="note">Paired per-query AP; a question and its translations are one unit; '
                         f"{resamples:,} resamples; Holm over {len(rows)} pairs.</p>",

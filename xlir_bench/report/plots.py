@@ -105,45 +105,51 @@ def language_bars(result: dict, stem: Path, formats=FORMATS) -> list[Path]:
 
 
 def rank_distance_plot(results: list[dict], stem: Path, formats=FORMATS) -> list[Path]:
-    labels, data, kinds = [], [], []
+    """One box per configuration (its seeds pooled: they are replicates) of the rank distance of parallel answers,
+    per query when every result has per-query values, else per query language for all (one kind per picture)."""
+    from . import configuration_name
+
+    per_query = all(((r.get("per_query") or {}).get("rank_distance") or {}).get("multilingual") for r in results)
+    groups: dict[str, list[float]] = {}
     for result in results:
-        per_query = ((result.get("per_query") or {}).get("rank_distance") or {}).get("multilingual")
         if per_query:
-            values = [v for v in per_query if v is not None]
-            kinds.append("per query")
+            values = [v for v in result["per_query"]["rank_distance"]["multilingual"] if v is not None]
         else:
             languages = (_setting(result, "multilingual").get("per_language") or {}).values()
             values = [v["rank_distance"] for v in languages if v.get("rank_distance") is not None]
-            kinds.append("per language")
         if values:
-            labels.append(result["model"]["name"])
-            data.append(values)
-    if not data:
+            groups.setdefault(configuration_name(result), []).extend(values)
+    if not groups:
         raise XlirError("no rank distances to plot (the results have no multilingual setting)")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(2 + 1.1 * len(data), 3.4))
-    ax.boxplot(data, showfliers=False)
-    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=25, ha="right")
+    fig, ax = plt.subplots(figsize=(2 + 0.9 * min(len(groups), 24), 3.6))
+    ax.boxplot(list(groups.values()), showfliers=False)
+    ax.set_xticks(range(1, len(groups) + 1), list(groups), rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("rank distance of parallel answers")
     ax.set_yscale("symlog", linthresh=10)
-    unit = " / ".join(sorted(set(kinds)))
-    ax.set_title(f"{results[0]['suite']['name']}: language bias (lower is better; {unit} values)")
+    ax.set_ylim(bottom=0)  # a distance is never negative: no axis spent below 0
+    unit = "per query" if per_query else "per query language"
+    ax.set_title(f"{results[0]['suite']['name']}: language bias (lower is better; {unit}; seeds pooled)")
+    fig.tight_layout()
     return _save(fig, stem, formats)
 
 
 def top1_split(results: list[dict], stem: Path, formats=FORMATS) -> list[Path]:
+    """Where the top-ranked candidate falls, one bar per configuration (the mean share over its seeds), the legend
+    beside the bars so that it never covers the labels."""
     from ..metrics.bias import TOP1_CELLS
+    from . import configuration_name
 
-    labels, shares = [], []
+    groups: dict[str, list[list[float]]] = {}
     for result in results:
         top1 = (_setting(result, "multilingual").get("bias") or {}).get("top1")
         if top1:
-            labels.append(result["model"]["name"])
-            shares.append([top1.get(cell, 0.0) for cell in TOP1_CELLS])
-    if not shares:
+            groups.setdefault(configuration_name(result), []).append([top1.get(cell, 0.0) for cell in TOP1_CELLS])
+    if not groups:
         raise XlirError("no top-1 split to plot (the results have no multilingual bias block)")
+    labels, shares = list(groups), [np.mean(v, axis=0) for v in groups.values()]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(2 + 1.1 * len(labels), 3.4))
+    fig, ax = plt.subplots(figsize=(4 + 0.8 * min(len(labels), 24), 3.8))
     bottom = np.zeros(len(labels))
     for k, cell in enumerate(TOP1_CELLS):
         values = np.array([s[k] for s in shares])
@@ -151,9 +157,10 @@ def top1_split(results: list[dict], stem: Path, formats=FORMATS) -> list[Path]:
         bottom += values
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of queries")
-    ax.tick_params(axis="x", labelrotation=25)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=2)
-    ax.set_title(f"{results[0]['suite']['name']}: the top-ranked candidate (multilingual pool)")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"{results[0]['suite']['name']}: the top-ranked candidate (multilingual pool; seeds averaged)")
+    fig.tight_layout()
     return _save(fig, stem, formats)
 
 
