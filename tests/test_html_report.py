@@ -59,7 +59,7 @@ def test_report_renders_in_a_browser(report_dir):
     artifacts = ROOT / "ci-artifacts"
     artifacts.mkdir(exist_ok=True)
     shot = artifacts / "report.png"
-    subprocess.run([browser, *flags, "--window-size=1300,2600", f"--screenshot={shot}", url], capture_output=True,
+    subprocess.run([browser, *flags, "--window-size=1400,2600", f"--screenshot={shot}", url], capture_output=True,
                    timeout=120)  # fmt: skip
     assert shot.is_file() and shot.stat().st_size > 10_000
 

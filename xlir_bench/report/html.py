@@ -28,11 +28,12 @@ MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best models by
 MAX_COMPARED = 3
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1360px; padding: 0 1em; color: #222; }
 h1, h2, h3 { font-weight: 600; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 12px; margin: .6em 0 1.2em; }
-th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; } td.text, th.text { text-align: left; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 5px; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; } td.text, th.text { text-align: left; white-space: normal; min-width: 6.5em; }
+td.text { max-width: 20em; overflow-wrap: break-word; }  /* labels wrap at spaces and hyphens, never cut */
 figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
 figcaption { font-size: 12px; color: #555; } img { max-width: 100%; }
 p.note { font-size: 12px; color: #555; }
