@@ -114,7 +114,7 @@ def test_canonical_scores_are_sequential_float64_sums_of_the_two_vectors_alone(m
         for x, y in zip(a, b):
             acc += x * y  # float64 products of float32 values are exact
         expected.append(float(np.float32(acc)))
-    monkeypatch.setattr(stream, "CANONICAL_ELEMENTS", 5 * 96)  # chunks of 5 pairs: several, on the shared pool
+    monkeypatch.setattr(stream, "CANONICAL_ELEMENTS", 5 * 96)  # chunks of 5 pairs: several, on a thread pool
     monkeypatch.setattr(stream, "PARALLEL_CHUNKS", 2)
     monkeypatch.setattr(stream, "usable_cores", lambda: 2)
     got = stream.canonical_scores(q, v)

@@ -249,7 +249,8 @@ def test_alpha_trend_is_one_slope_per_seed_over_the_fixed_alphas():
     assert trend["monolingual"]["mean"] == pytest.approx(0.002)
     assert "rank_distance" not in trend
     text = "\n".join(sweep.beyond_the_question({"alpha_trend": trend}))
-    assert text.startswith("- Trend over fixed alpha (0, 0.25, 0.5, 0.75, 1): change from alpha 0")
+    assert text.startswith("- Trend over fixed alpha (0, 0.25, 0.5, 0.75, 1; post hoc: added in cd4d80f")
+    assert "p unadjusted): change from alpha 0" in text
     assert f"over 3 seeds: multilingual mAP -0.0200 [{-0.02 - half:+.4f}, {-0.02 + half:+.4f}], t-test p =" in text
 
 

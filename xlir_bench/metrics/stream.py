@@ -20,7 +20,6 @@ with the tie rule. For a score matrix that a plugin returns itself (BM25), its v
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,7 +30,7 @@ from ..fileio import usable_cores
 UNIT = 2.0**-24
 CANDIDATE_CHUNK = 1 << 20  # candidate entries handled at once (bounds memory for weak models with many candidates)
 CANONICAL_ELEMENTS = 1 << 19  # float64 products per canonical chunk (4 MiB: the chunk's accumulators stay in cache)
-PARALLEL_CHUNKS = 8  # canonical calls of at least this many chunks use the shared pool
+PARALLEL_CHUNKS = 8  # canonical calls of at least this many chunks run on a thread pool
 COMPACT_MIN = 1 << 16  # top-k pool entries before the first size-triggered compaction
 TIED_POOL_FACTOR, TIED_POOL_MIN = 4, 256  # a row's pool beyond max(4k, k + 256) entries is decided exactly
 
@@ -57,10 +56,10 @@ def canonical_pairs(q: np.ndarray, q_rows: np.ndarray, v: np.ndarray, v_rows: np
 
     The ordered sum is ``np.add.accumulate`` down the dimension axis of a chunk laid out dimension-major (d x pairs):
     an accumulation is sequential by definition (unlike ``sum``, which adds pairwise), and this layout makes each
-    of its d steps one vectorised add across the chunk's pairs instead of a d-long dependency chain per pair (5x
-    faster than accumulating along each pair's row, with the same additions in the same order). Gathering a chunk
-    just before its products keeps it in cache; large calls spread their chunks over the cores (numpy releases
-    the GIL) through one shared pool. ``+ 0.0`` turns an all-negative-zero sum into +0.0, as a sum started from
+    of its d steps one vectorised add across the chunk's pairs instead of a d-long dependency chain per pair (the
+    same additions in the same order). Gathering a chunk just before its products keeps it in cache; large calls
+    spread their chunks over the cores (numpy releases the GIL), small ones (the most) run inline, since a pool per
+    call cost more than their products. ``+ 0.0`` turns an all-negative-zero sum into +0.0, as a sum started from
     0.0 gives.
     """
     out = np.empty(len(q_rows), dtype=np.float64)
@@ -75,18 +74,13 @@ def canonical_pairs(q: np.ndarray, q_rows: np.ndarray, v: np.ndarray, v_rows: np
     starts = range(0, len(q_rows), width)
     if q.shape[1] == 0:
         out[:] = 0.0
-    elif len(starts) >= PARALLEL_CHUNKS and usable_cores() > 1:
-        list(_shared_pool().map(chunk, starts))
+    elif len(starts) >= PARALLEL_CHUNKS and usable_cores() > 1:  # large calls only: starting threads has a cost
+        with ThreadPoolExecutor(max_workers=min(len(starts), usable_cores())) as pool:
+            list(pool.map(chunk, starts))
     else:
         for lo in starts:
             chunk(lo)
     return out.astype(np.float32).astype(np.float64)
-
-
-@functools.cache
-def _shared_pool() -> ThreadPoolExecutor:
-    """One pool for the process: starting threads per call cost more than the products of a typical call."""
-    return ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="canonical")
 
 
 def _down32(x: np.ndarray) -> np.ndarray:
