@@ -246,3 +246,19 @@ def test_progress_logs_plain_lines_when_not_on_a_terminal():
         with Progress(console=console, disable=quiet) as progress:
             progress.update(progress.add_task("encode", total=2), advance=2)
         assert "encode: 2/2" not in console.file.getvalue()
+
+
+def test_progress_shows_a_rate_and_a_steady_remaining_time():
+    """The bars say how fast (texts or pairs per second), and the rate behind the time remaining is taken over five
+    minutes, not rich's 30 s, so the ETA of a suite does not swing with each batch of long or short texts."""
+    from types import SimpleNamespace
+
+    from xlir_bench.progress import SPEED_WINDOW, RateColumn, bars
+
+    column = RateColumn()
+    assert column.render(SimpleNamespace(finished_speed=None, speed=1234.4)).plain == "1,234/s"
+    assert column.render(SimpleNamespace(finished_speed=2.34, speed=None)).plain == "2.3/s"
+    assert column.render(SimpleNamespace(finished_speed=None, speed=None)).plain == ""
+    progress = bars(disable=True)
+    assert any(isinstance(c, RateColumn) for c in progress.columns) and progress.speed_estimate_period == SPEED_WINDOW
+    assert SPEED_WINDOW >= 300

@@ -36,13 +36,20 @@ class PluginMetadata(TypedDict, total=False):
     * ``precision``: ``{"dtype": ..., "reason": ...}``, what precision was chosen and why (printed by ``run``).
     * ``chosen_options``: options the plugin chose itself (``{"dtype": "bf16"}`` for ``dtype=auto``), shown in the
       model's label like user options; a None value hides the option.
+    * ``whole_shards``: True when the encoder wants a whole shard per call (it reports ``progress`` itself), e.g. to
+      tokenize ahead on the host while the device runs; otherwise calls hold up to 2,048 texts.
     * ``name``, ``dimension``, ``license``, ``source``: descriptive, copied into results.
+
+    An encoder may also have an ``encoding_notes()`` method: counts for the texts encoded since its last call
+    (``{"truncated": n}``, ``{"out_of_memory_halved_budget": 1}``), kept with the vectors and shown as result
+    warnings.
     """
 
     revision: str
     batch_dependent: bool
     precision: dict
     chosen_options: dict
+    whole_shards: bool
     dtype: str
     name: str
     dimension: int
@@ -160,9 +167,9 @@ def evaluate(
             raise XlirError(f"unknown setting(s) {', '.join(unknown)}; choose from {', '.join(SETTINGS)}")
     bar = None
     if progress:
-        from rich.progress import Progress
+        from .progress import bars
 
-        bar = Progress()
+        bar = bars()
     if bar is not None:
         with bar:
             document, outcome = run_engine(loaded, data, device=resolved, batch_size=batch_size, settings=chosen,

@@ -91,6 +91,16 @@ class LoadedModel:
             return self.name
         return self.name + "[" + ",".join(f"{k}={v}" for k, v in shown.items()) + "]"
 
+    def encoding_notes(self) -> dict[str, int]:
+        """The plugin's counts for the texts encoded since the last call (its optional ``encoding_notes()``, e.g.
+        ``{"truncated": 3}``): positive integers only; {} for a plugin without it."""
+        if not callable(getattr(self.plugin, "encoding_notes", None)):
+            return {}
+        notes = self.call("encoding_notes")
+        if not isinstance(notes, dict):
+            return {}
+        return {str(k): int(v) for k, v in notes.items() if isinstance(v, int | np.integer) and v > 0}
+
     @property
     def metadata(self) -> dict:
         try:

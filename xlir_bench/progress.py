@@ -11,8 +11,38 @@ from __future__ import annotations
 import time
 
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.progress import Progress as RichProgress
-from rich.progress import TaskID
+from rich.text import Text
+
+SPEED_WINDOW = 300.0  # seconds of history behind the rate and the time remaining (rich's default, 30 s, lets the ETA
+# of a suite swing between 9 and 51 minutes as batches of long and short texts alternate)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second over the last :data:`SPEED_WINDOW` seconds (texts while encoding, pairs while scoring)."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        if not speed:
+            return Text("", style="progress.data.speed")
+        return Text(f"{speed:,.0f}/s" if speed >= 10 else f"{speed:.1f}/s", style="progress.data.speed")
+
+
+def bars(console=None, disable: bool = False) -> Progress:
+    """The harness's progress display: what, bar, done/total, rate, elapsed, remaining."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, disable=disable, transient=False, speed_estimate_period=SPEED_WINDOW,
+    )  # fmt: skip
 
 
 class Progress(RichProgress):
@@ -45,5 +75,7 @@ class Progress(RichProgress):
         done = f"{task.completed:,.0f}" + (f"/{task.total:,.0f} ({100 * task.completed / task.total:.0f}%)"
                                            if task.total else "")  # fmt: skip
         elapsed = f", {task.elapsed:,.0f} s" if task.elapsed else ""
+        speed = task.finished_speed or task.speed
+        elapsed += f", {speed:,.1f}/s" if speed else ""
         self.console.print(f"{time.strftime('%H:%M:%S')} {escape(task.description)}: {done}{elapsed}",
                            highlight=False, soft_wrap=True)  # fmt: skip

@@ -125,8 +125,10 @@ class ShardStore:
                             "writable folder or pass --no-cache") from None  # fmt: skip
         return FileLock(str(self.folder / f".shard-{i:06d}.lock"))
 
-    def write(self, i: int, ids: list[str], vectors: np.ndarray) -> None:
-        """Write shard ``i`` atomically: vectors and ids first, the manifest last."""
+    def write(self, i: int, ids: list[str], vectors: np.ndarray, notes: dict[str, int] | None = None) -> None:
+        """Write shard ``i`` atomically: vectors and ids first, the manifest last. ``notes`` are the encoder's
+        counts for these texts (e.g. how many were truncated), kept so that a run served from the store reports
+        them as the run that encoded them did."""
         self.folder.mkdir(parents=True, exist_ok=True)
         ident = self.folder.parent / "identity.json"
         if not ident.exists():
@@ -148,6 +150,7 @@ class ShardStore:
             # largest vector norm (float64, rounded up): bounds the float32 matmul error when scoring this shard
             "max_norm": float(np.nextafter(_max_norm(vectors, self.dtype), np.inf)),
             "ids_crc32": crc32_chunks(id_bytes),
+            "notes": dict(notes or {}),
         }
         write_bytes(manifest_path, json.dumps(manifest, indent=1).encode())
 
@@ -191,6 +194,11 @@ class ShardStore:
     def max_norm(self, i: int) -> float:
         manifest = self._manifest(i)
         return float(manifest["max_norm"])
+
+    def notes(self, i: int) -> dict[str, int]:
+        """The encoder's counts recorded with shard ``i`` ({} for shards written before notes were kept)."""
+        notes = (self._manifest(i) or {}).get("notes")
+        return {str(k): int(v) for k, v in notes.items() if isinstance(v, int)} if isinstance(notes, dict) else {}
 
     def count(self, i: int) -> int:
         manifest = self._manifest(i)

@@ -14,11 +14,10 @@ import traceback
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import __version__
 from ..errors import XlirError
-from ..progress import Progress
+from ..progress import Progress, bars
 
 
 # Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
@@ -94,16 +93,7 @@ def quiet_option(command):
 
 
 def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    )
+    return bars(console=err, disable=quiet)
 
 
 def _measure_columns(names, docs: list[dict], runs_root, by) -> dict | None:
@@ -147,7 +137,8 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted; results already written are intact")
+        err.print("interrupted; results already written are intact and finished vectors stay stored: "
+                  "the same command resumes")  # fmt: skip
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - a bug: one line by default, the traceback on request
         if os.environ.get("XLIR_BENCH_DEBUG"):

@@ -39,10 +39,13 @@ def encode(
 
 
 def encode_all(model, batch_size, method, lang, items, dim, advance=None) -> np.ndarray:
-    """:func:`encode` over ``items`` in chunks of :data:`ENCODE_CHUNK` (progress moves between them)."""
+    """:func:`encode` over ``items`` in chunks of :data:`ENCODE_CHUNK` (progress moves between them), or in one call
+    for a plugin whose metadata asks for ``whole_shards`` (it reports progress itself and keeps its device fed
+    across what used to be the chunks, see :mod:`xlir_bench.models.feed`)."""
     parts = []
-    for lo in range(0, len(items), ENCODE_CHUNK):
-        part = encode(model, batch_size, method, lang, items[lo : lo + ENCODE_CHUNK], dim, advance)
+    chunk = max(1, len(items)) if model.metadata.get("whole_shards") else ENCODE_CHUNK
+    for lo in range(0, len(items), chunk):
+        part = encode(model, batch_size, method, lang, items[lo : lo + chunk], dim, advance)
         dim = part.shape[1]
         parts.append(part)
     return np.concatenate(parts) if parts else np.zeros((0, dim or 1))
@@ -66,6 +69,24 @@ def normalise(matrix: np.ndarray, model: LoadedModel) -> np.ndarray:
             "scale them down or declare similarity = 'cosine'"
         )
     return out
+
+
+NOTE_TEXTS = {
+    "truncated": "{n} of {total} {what} were longer than the model's maximum input{limit} and were truncated",
+    "out_of_memory_halved_budget": "the device ran out of memory while encoding {what}: the token budget per batch "
+    "was halved for the rest of the run (batches hold fewer texts)",
+}
+
+
+def notes_warnings(notes: dict[str, int], total: int, what: str, model: LoadedModel) -> list[str]:
+    """Lines for the result's warnings from an encoder's counts (summed over shards, stored or fresh)."""
+    limit = model.metadata.get("max_length")
+    limit = f" ({limit} tokens)" if isinstance(limit, int) else ""
+    return [
+        NOTE_TEXTS.get(key, "{what}: " + key + " {n}").format(n=f"{n:,}", total=f"{total:,}", what=what, limit=limit)
+        for key, n in sorted(notes.items())
+        if n
+    ]
 
 
 def zero_vector_warning(matrix: np.ndarray, what: str, model: LoadedModel) -> str | None:

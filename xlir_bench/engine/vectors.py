@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import XlirError
 from ..metrics.stream import canonical_pairs
 from ..shards import ShardStore
-from .encode import encode_all, normalise, zero_vector_warning
+from .encode import encode_all, normalise, notes_warnings, zero_vector_warning
 
 
 class Vectors:
@@ -71,15 +71,18 @@ class Vectors:
                 self._queries_cached = True
                 parts[lang] = cached
                 self.advance(f"encode queries {lang} (cached)", len(rows))
+                self.warnings += notes_warnings(store.notes(0), len(rows), f"{lang} queries", self.model)
             else:
                 tick = partial(self.advance, f"encode queries {lang}")
                 raw = encode_all(self.model, self.batch_size, "encode_queries", lang, texts, None, tick)
                 if len(rows):
                     self._check_dimension(dim, raw.shape[1], store)
                 self.warnings += [w for w in [zero_vector_warning(raw, f"{lang} queries", self.model)] if w]
+                notes = self.model.encoding_notes()
+                self.warnings += notes_warnings(notes, len(rows), f"{lang} queries", self.model)
                 parts[lang] = normalise(raw, self.model)
                 if len(rows):
-                    store.write(0, ids, parts[lang])
+                    store.write(0, ids, parts[lang], notes)
                     store.mark_complete(1, len(rows))
             if len(rows):
                 dim = parts[lang].shape[1]
@@ -98,6 +101,7 @@ class Vectors:
         if done is not None:
             self.passages[lang] = sum(store.count(i) for i in range(done))
             self.advance(f"encode {lang} (cached)", self.passages[lang])
+            self._corpus_notes(store, done, lang)
             return store, done
         error, shard, ids, docs, total = None, 0, [], [], 0
         mine = self.owns(lang, 0) and not store.has(0)
@@ -124,8 +128,19 @@ class Vectors:
         if all(store.has(i) for i in range(n)):  # with a shared file system every rank sees every shard
             store.mark_complete(n, total)
         self.passages[lang] = total
+        self._corpus_notes(store, n, lang)
         self.encode_seconds += time.perf_counter() - start
         return store, n
+
+    def _corpus_notes(self, store: ShardStore, n: int, lang: str) -> None:
+        """The encoder's counts over ``lang``'s shards as result warnings, the same whether encoded now or read."""
+        if not self.world.is_main:
+            return
+        notes: dict[str, int] = {}
+        for i in range(n):
+            for key, count in store.notes(i).items():
+                notes[key] = notes.get(key, 0) + count
+        self.warnings += notes_warnings(notes, self.passages[lang], f"{lang} passages", self.model)
 
     def _write_shard(self, store: ShardStore, shard: int, ids: list[str], docs: list[dict], lang: str) -> None:
         with store.claim(shard):
@@ -142,7 +157,7 @@ class Vectors:
         note = zero_vector_warning(raw, f"{lang} candidates in shard {shard}", self.model)
         if note:
             self.warnings.append(note)
-        store.write(shard, ids, normalise(raw, self.model))
+        store.write(shard, ids, normalise(raw, self.model), self.model.encoding_notes())
 
     def _check_dimension(self, expected: int | None, dim: int, store: ShardStore) -> None:
         """Fresh vectors must have the dimension of those before them (``expected``; None: the first). When those

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import XlirError
 from ..fileio import usable_cores
-from . import precision
+from . import feed, precision
 
 POOLINGS = ("mean", "cls")
 # Default padded tokens per batch row of ``batch_size``, by device type. On the 2-core avx2 EPYC (e5-small, batch
@@ -33,6 +33,7 @@ POOLINGS = ("mean", "cls")
 # 32; 330 sentences of 11 languages 10.4 s and 7.9 s; int8 gained alike (15.6 -> 12.7 s). Padding is 16% of the
 # tokens of XQuAD-R's pools at 8,192 and 5% at 2,048 (MLQA-R 8.7% and 2.4%).
 TOKENS_PER_ROW = {"cpu": 32, "cuda": 128}
+SYNC_EVERY = 16  # CUDA batches queued before their vectors are copied back (one synchronisation per 16 batches)
 DTYPES = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
@@ -238,6 +239,8 @@ class TransformersEncoder:
         self.query_prefix, self.passage_prefix = str(query_prefix), str(passage_prefix)
         self.max_length = int(max_length)
         self.max_tokens = int(max_tokens) if max_tokens else None
+        self._halved_budget: int | None = None  # set once, after the device ran out of memory
+        self._notes: dict[str, int] = {}
         self.metadata = {
             "name": display_name or str(name_or_path),
             "model": str(name_or_path),
@@ -249,6 +252,7 @@ class TransformersEncoder:
             "passage_prefix": self.passage_prefix,
             "max_length": self.max_length,
             "batch_tokens": self.budget_rule(),
+            "whole_shards": True,  # the engine hands over whole shards: the feed tokenizes ahead across them
             "dtype": self.dtype,
             "precision": {"asked": asked, "reason": reason},
         }
@@ -287,21 +291,15 @@ class TransformersEncoder:
         self.metadata["batch_tokens"] = self.budget_rule()
 
     def batches(self, lengths: list[int], batch_size: int) -> list[np.ndarray]:
-        """Indices sorted by length (longest first), cut so that rows x longest row <= the token budget.
+        """Indices sorted by length (longest first), cut so that rows x longest row <= the token budget
+        (:func:`.feed.plan`). The budget is ``max_tokens``, by default ``batch_size`` x ``TOKENS_PER_ROW`` padded
+        tokens (on CPU, 32: a batch of 30-token sentences then holds about batch_size rows, a batch of 512-token
+        passages batch_size / 16)."""
+        return feed.plan(lengths, self.budget(batch_size))
 
-        The budget is ``max_tokens``, by default ``batch_size`` x ``TOKENS_PER_ROW`` padded tokens (on CPU, 32: a
-        batch of 30-token sentences then holds about batch_size rows, a batch of 512-token passages
-        batch_size / 16).
-        """
-        budget = self.max_tokens or batch_size * self.tokens_per_row()
-        order = np.argsort(-np.asarray(lengths), kind="stable")
-        out, start = [], 0
-        while start < len(order):
-            longest = lengths[order[start]]
-            rows = max(1, budget // max(1, longest))
-            out.append(order[start : start + rows])
-            start += rows
-        return out
+    def budget(self, batch_size: int) -> int:
+        """Padded tokens per batch now: the configured budget, or half of it after the device ran out of memory."""
+        return self._halved_budget or self.max_tokens or batch_size * self.tokens_per_row()
 
     def load(self) -> None:
         """Load tokenizer and weights (once), quantized or moved to the device as configured."""
@@ -333,40 +331,107 @@ class TransformersEncoder:
         # it through a numpy view), so the rest (~86 MB for e5-small) is released
         self.model = None
 
+    def encoding_notes(self) -> dict[str, int]:
+        """Counts since the previous call, for the result's notes: texts cut at ``max_length``, and whether the
+        device ran out of memory and the token budget was halved."""
+        notes, self._notes = self._notes, {}
+        return {k: v for k, v in notes.items() if v}
+
+    def _note(self, key: str, n: int) -> None:
+        self._notes[key] = self._notes.get(key, 0) + int(n)
+
     def encode(self, texts: list[str], batch_size: int = 32, progress=None) -> np.ndarray:
-        """Embeddings of ``texts`` in input order; ``progress(n)`` is called after each batch of n texts."""
+        """Embeddings of ``texts`` in input order; ``progress(n)`` is called as batches of n texts finish.
+
+        The host side (:class:`.feed.Feed`) tokenizes and pads on a background thread, a window ahead of the
+        device; on CUDA the results stay on the device for :data:`SYNC_EVERY` batches, so the host never waits for
+        one batch before queueing the next."""
         torch = _torch()
         self.load()
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, add_special_tokens=True)
-        ids = encoded["input_ids"]
+        cuda = self.device.startswith("cuda")
         out = np.zeros((len(texts), self.metadata["dimension"]), dtype=np.float32)
+        batches = feed.Feed(self.tokenizer, texts, max_length=self.max_length,
+                            budget=lambda: self.budget(batch_size), pin=cuda and self.onnx is None)  # fmt: skip
+        pending: list[tuple[np.ndarray, Any]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            rows = np.concatenate([r for r, _ in pending])
+            out[rows] = torch.cat([v for _, v in pending]).float().cpu().numpy() if self.onnx is None else (
+                np.concatenate([v for _, v in pending]))  # fmt: skip
+            pending.clear()
+            if progress is not None:
+                progress(len(rows))
+
+        with torch.inference_mode():
+            for batch in batches:
+                for piece in self._fit(batch, batch_size):
+                    pending.extend(self._forward_guarded(piece, batch_size))
+                    if not cuda or len(pending) >= SYNC_EVERY:
+                        flush()
+            flush()
+        self._note("truncated", batches.truncated)
+        return out
+
+    def _fit(self, batch: feed.Batch, batch_size: int) -> list[feed.Batch]:
+        """``batch`` as planned, or cut under the budget when it was lowered after it was planned (out of memory)."""
+        budget = self.budget(batch_size)
+        mask = np.asarray(batch.attention_mask)
+        if len(batch.rows) * mask.shape[1] <= budget or len(batch.rows) == 1:
+            return [batch]
+        lengths = mask.sum(axis=1).tolist()
+        pieces = []
+        for part in feed.plan(lengths, budget):
+            longest = max(lengths[i] for i in part)
+            cols = slice(mask.shape[1] - longest, None) if self.tokenizer.padding_side == "left" else slice(0, longest)
+            tokens, mask_part = batch.input_ids[part][:, cols], batch.attention_mask[part][:, cols]
+            pieces.append(feed.Batch(batch.rows[part], tokens, mask_part))
+        return pieces
+
+    def _forward_guarded(self, batch: feed.Batch, batch_size: int) -> list[tuple[np.ndarray, Any]]:
+        """[(rows, vectors)] of :meth:`_forward`; when the device runs out of memory, the token budget is halved
+        once (said in the result's notes) and the batch is run again in pieces. A second time is an error that
+        names the way out."""
+        torch = _torch()
+        out_of_memory = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+        try:
+            return [(batch.rows, self._forward(batch))]
+        except out_of_memory:
+            budget = self.budget(batch_size)
+            if self._halved_budget:
+                raise XlirError(
+                    f"{self.metadata['name']}: out of device memory at {budget} tokens per batch, after halving it "
+                    "once; pass a smaller --batch-size or --model-arg max_tokens=..."
+                ) from None
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            self._halved_budget = max(1, budget // 2)
+            self._note("out_of_memory_halved_budget", 1)
+            return [(piece.rows, self._forward(piece)) for piece in self._fit(batch, batch_size)]
+
+    def _forward(self, batch: feed.Batch):
+        """Pooled (and normalised) vectors of one batch: a device tensor, or a numpy array from ONNX Runtime."""
+        if self.onnx is not None:
+            return self.onnx.embed(np.asarray(batch.input_ids), np.asarray(batch.attention_mask))
+        torch = _torch()
+        inputs = {
+            "input_ids": torch.as_tensor(batch.input_ids).to(self.device, non_blocking=True),
+            "attention_mask": torch.as_tensor(batch.attention_mask).to(self.device, non_blocking=True),
+        }
         autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.dtype)
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
-        if self.onnx is not None:
-            for batch in self.batches([len(x) for x in ids], batch_size):
-                padded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="np")
-                out[batch] = self.onnx.embed(padded["input_ids"], padded["attention_mask"])
-                if progress is not None:
-                    progress(len(batch))
-            return out
-        with torch.inference_mode():
-            for batch in self.batches([len(x) for x in ids], batch_size):
-                padded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
-                inputs = {k: v.to(self.device) for k, v in padded.items()}
-                with torch.autocast(device_type, dtype=autocast, enabled=autocast is not None):
-                    hidden = self.model(**inputs).last_hidden_state
-                hidden = hidden.float()
-                if self.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-                if self.normalize:
-                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out[batch] = pooled.cpu().numpy()
-                if progress is not None:
-                    progress(len(batch))
-        return out
+        with torch.autocast(device_type, dtype=autocast, enabled=autocast is not None):
+            hidden = self.model(**inputs).last_hidden_state
+        hidden = hidden.float()
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled
 
 
 def hf(name_or_path: str | None = None, **options: Any) -> TransformersEncoder:

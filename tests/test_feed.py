@@ -1,0 +1,144 @@
+"""The encoding feed (tokenize, plan, pad on a background thread): same vectors as encoding window by window,
+truncation and out-of-memory said in the result, errors of the producer raised in the caller."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from conftest import make_tiny_bert  # noqa: E402
+
+from xlir_bench import api  # noqa: E402
+from xlir_bench.errors import XlirError  # noqa: E402
+from xlir_bench.models import feed  # noqa: E402
+from xlir_bench.plugins import load_model  # noqa: E402
+from xlir_bench.suites.records import SuiteData, SuiteDoc, SuiteQrel, SuiteQuery  # noqa: E402
+
+WORDS = "the panthers defense gave up just points ranking sixth in league while also leading nfl".split()
+
+
+def texts(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 40)))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert-feed"), layers=1)
+
+
+def plugin(tiny, **options):
+    return load_model(f"hf:{tiny}", device="cpu", options={"dtype": "fp32", **options}).plugin
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_collate_equals_the_tokenizers_own_padding(tiny, side):
+    encoder = plugin(tiny)
+    encoder.load()
+    tokenizer = encoder.tokenizer
+    tokenizer.padding_side = side
+    ids = tokenizer(texts(9))["input_ids"]
+    rows = np.array([4, 0, 7, 2])
+    tokens, mask = feed.collate(ids, rows, tokenizer.pad_token_id, side)
+    padded = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="np")
+    assert np.array_equal(tokens, padded["input_ids"]) and np.array_equal(mask, padded["attention_mask"])
+
+
+def test_the_pipelined_whole_call_gives_the_vectors_of_window_by_window_calls(tiny, monkeypatch):
+    """The engine used to call a plugin per 2,048 texts; the feed plans batches per window of that size, so one
+    whole-shard call must give bit-identical vectors (and in the callers' order)."""
+    monkeypatch.setattr(feed, "WINDOW", 16)
+    encoder, many = plugin(tiny), texts(70)
+    done = []
+    whole = encoder.encode(many, batch_size=4, progress=done.append)
+    by_window = np.concatenate([encoder.encode(many[lo : lo + 16], batch_size=4) for lo in range(0, 70, 16)])
+    assert np.array_equal(whole, by_window) and sum(done) == 70
+    alone = np.stack([encoder.encode([t], batch_size=1)[0] for t in many[:5]])
+    np.testing.assert_allclose(whole[:5], alone, atol=1e-5)  # rows land where their texts were
+
+
+def test_a_tokenizer_error_on_the_producer_thread_is_raised_to_the_caller_and_the_thread_ends(tiny):
+    class Broken:
+        pad_token_id, padding_side = 0, "right"
+
+        def __call__(self, *args, **kwargs):
+            raise ValueError("bad text")
+
+    before = threading.active_count()
+    with pytest.raises(ValueError, match="bad text"):
+        list(feed.Feed(Broken(), ["a", "b"], max_length=8, budget=lambda: 8))
+    assert threading.active_count() == before
+
+
+def test_stopping_early_stops_the_producer(tiny):
+    encoder = plugin(tiny)
+    encoder.load()
+    before = threading.active_count()
+    stream = iter(feed.Feed(encoder.tokenizer, texts(200), max_length=32, budget=lambda: 8, window=10, prefetch=1))
+    next(stream)
+    stream.close()  # what happens when the consumer raises
+    assert threading.active_count() == before
+
+
+def toy(long_query: str) -> SuiteData:
+    """Two languages of four passages and four questions; passage 0 of each language and the first English question
+    are far beyond 64 tokens."""
+    docs = [SuiteDoc(f"{lang}-{i}", f"{lang} passage {i} " + ("long " * 600 if i == 0 else ""), "", "", lang)
+            for lang in ("en", "de") for i in range(4)]  # fmt: skip
+    queries = [SuiteQuery(f"{lang}-q{i}", f"{lang} question {i}", lang, f"q{i}") for lang in ("en", "de")
+               for i in range(4)]  # fmt: skip
+    queries[0] = SuiteQuery("en-q0", long_query, "en", "q0")
+    qrels = [SuiteQrel(q.query_id, f"{lang}-{q.group_id[1:]}", 1) for q in queries for lang in ("en", "de")]
+    return SuiteData.from_records("toy", ["en", "de"], docs, queries, qrels)
+
+
+def test_truncated_texts_are_counted_in_the_result_also_when_served_from_the_store(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path))
+    suite = toy("what " * 900)
+    model = load_model(f"hf:{tiny}", device="cpu", options={"dtype": "fp32", "max_length": 64})
+    first = api.evaluate(model, suite, settings=("multilingual",), batch_size=4, progress=False).document
+    again = api.evaluate(model, suite, settings=("multilingual",), batch_size=4, progress=False).document
+    said = sorted(w for w in first["warnings"] if "truncated" in w)
+    assert said == [
+        "1 of 4 de passages were longer than the model's maximum input (64 tokens) and were truncated",
+        "1 of 4 en passages were longer than the model's maximum input (64 tokens) and were truncated",
+        "1 of 4 en queries were longer than the model's maximum input (64 tokens) and were truncated",
+    ]
+    assert again["provenance"]["vectors"]["cached"] and sorted(w for w in again["warnings"] if "truncated" in w) == (
+        sorted(said)
+    )
+
+
+class RunsOutOfMemory(torch.nn.Module):
+    """A model that fails like a full GPU whenever a batch holds more than ``limit`` padded tokens."""
+
+    def __init__(self, inner, limit):
+        super().__init__()
+        self.inner, self.limit, self.refused = inner, limit, 0
+
+    def forward(self, input_ids, attention_mask):
+        if input_ids.numel() > self.limit:
+            self.refused += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+
+def test_out_of_memory_halves_the_token_budget_once_and_says_so(tiny):
+    reference = plugin(tiny, max_tokens=64)
+    many = texts(40, seed=3)
+    expected = reference.encode(many, batch_size=4)
+    encoder = plugin(tiny, max_tokens=128)
+    encoder.load()
+    encoder.model = RunsOutOfMemory(encoder.model, limit=100)
+    got = encoder.encode(many, batch_size=4)
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # every text encoded, in its place
+    assert encoder.model.refused == 1 and encoder.budget(4) == 64
+    assert encoder.encoding_notes() == {"out_of_memory_halved_budget": 1}
+    encoder.model.limit = 10  # still too much at the halved budget: one line naming the way out, no retry loop
+    with pytest.raises(XlirError, match="out of device memory at 64 tokens per batch, after halving it once"):
+        encoder.encode(many, batch_size=4)

@@ -1,0 +1,144 @@
+"""The host side of dense encoding: texts -> token ids -> length-planned, padded batches, made on a background
+thread while the device runs the batches before them.
+
+Why a thread, and why windows. A GPU finishes a batch of e5-small in milliseconds; tokenizing the next texts on
+the host takes longer than that unless it happens *while* the device works. The fast (Rust) tokenizers release the
+GIL, and so does torch's forward, so one producer thread is enough to overlap the two; the producer stays one
+window ahead (``prefetch``). Batches are planned by length within a window of :data:`WINDOW` texts, the unit the
+engine used to hand a plugin per call: the same texts meet the same batch-mates as before, so vectors stay
+bit-identical to the unpipelined encoder at every precision (``benchmarks/encode_throughput.py`` measures how
+much padding a whole-shard plan would save instead: at MIRACL lengths it is small, see docs/benchmarks.md).
+
+Collation is numpy (a padded int64 array and its mask, the same values as ``tokenizer.pad``), about 10x faster
+than ``tokenizer.pad``, which builds its tensors from Python lists row by row; on CUDA the arrays are pinned so
+that the copy to the device is asynchronous.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+WINDOW = 2048  # texts planned together: the engine's former per-call chunk, so batch-mates (and vectors) are unchanged
+PREFETCH = 2  # windows the producer may be ahead of the device
+
+
+@dataclass
+class Batch:
+    """One device batch: ``rows`` are positions in the caller's list of texts."""
+
+    rows: np.ndarray
+    input_ids: np.ndarray  # (len(rows), longest) int64, padded with the tokenizer's pad id
+    attention_mask: np.ndarray  # (len(rows), longest) int64, 1 for real tokens
+
+
+def plan(lengths: list[int], budget: int) -> list[np.ndarray]:
+    """Indices sorted by length (longest first), cut so that rows x longest row <= ``budget`` padded tokens
+    (a text longer than the budget travels alone)."""
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    out, start = [], 0
+    while start < len(order):
+        longest = lengths[order[start]]
+        rows = max(1, budget // max(1, longest))
+        out.append(order[start : start + rows])
+        start += rows
+    return out
+
+
+def collate(ids: list[list[int]], rows: np.ndarray, pad_id: int, side: str = "right") -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask) of ``rows`` padded to the longest: what ``tokenizer.pad(..., "np")`` returns."""
+    longest = max((len(ids[i]) for i in rows), default=0)
+    tokens = np.full((len(rows), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), longest), dtype=np.int64)
+    for r, i in enumerate(rows):
+        n = len(ids[i])
+        cut = slice(longest - n, longest) if side == "left" else slice(0, n)
+        tokens[r, cut] = ids[i]
+        mask[r, cut] = 1
+    return tokens, mask
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
+    """(token ids with special tokens, number of texts cut at ``max_length``). A fast tokenizer says exactly which
+    texts overflowed; for a slow one, a text that fills ``max_length`` is counted (it may have fit exactly)."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True,
+                        return_attention_mask=False, return_token_type_ids=False)  # fmt: skip
+    ids = encoded["input_ids"]
+    try:
+        cut = sum(1 for e in encoded.encodings if e.overflowing)
+    except (AttributeError, TypeError, ValueError):  # a slow tokenizer has no encodings
+        cut = sum(1 for x in ids if len(x) >= max_length)
+    return ids, cut
+
+
+class Feed:
+    """Batches of ``texts`` in the order the device should run them, prepared ``prefetch`` windows ahead.
+
+    ``budget()`` is read once per window, so a budget lowered while running (after an out-of-memory error) applies
+    from the next window on. ``truncated`` counts texts cut at ``max_length``. Iterate it once; closing early
+    (an exception in the consumer) stops the producer."""
+
+    def __init__(self, tokenizer, texts: list[str], *, max_length: int, budget: Callable[[], int],
+                 pin: bool = False, window: int | None = None, prefetch: int = PREFETCH) -> None:  # fmt: skip
+        self.tokenizer, self.texts, self.max_length = tokenizer, texts, int(max_length)
+        self.budget, self.pin, self.window = budget, pin, int(window or WINDOW)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.side = getattr(tokenizer, "padding_side", "right")
+        self.truncated = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+
+    def windows(self) -> Iterator[list[Batch]]:
+        """The batches of each window, made on the calling thread (the producer's work, also usable alone)."""
+        for lo in range(0, len(self.texts), self.window):
+            ids, cut = tokenize(self.tokenizer, self.texts[lo : lo + self.window], self.max_length)
+            self.truncated += cut
+            batches = []
+            for rows in plan([len(x) for x in ids], self.budget()):
+                tokens, mask = collate(ids, rows, self.pad_id, self.side)
+                batches.append(Batch(rows + lo, *self._pinned(tokens, mask)))
+            yield batches
+
+    def _pinned(self, *arrays: np.ndarray):
+        if not self.pin:
+            return arrays
+        import torch
+
+        return tuple(torch.from_numpy(a).pin_memory() for a in arrays)
+
+    def _produce(self) -> None:
+        try:
+            for batches in self.windows():
+                if not self._put(batches):
+                    return
+            self._put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(exc)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Batch]:
+        producer = threading.Thread(target=self._produce, name="xlir-bench-feed", daemon=True)
+        producer.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield from item
+        finally:
+            self._stop.set()
+            producer.join()
