@@ -272,3 +272,26 @@ def test_passage_ids_that_a_run_file_cannot_hold_are_refused(bad):
                  use_cache=False)  # fmt: skip
     with pytest.raises(XlirError, match=message):
         evaluate(load_model("bm25", device="cpu"), broken, device="cpu", batch_size=8)
+
+
+def test_exact_score_tiles_count_wins_on_the_matrix_with_the_tie_rule():
+    """A retriever's block (exact scores, most of them tied: BM25 gives a query's unrelated passages 0) is counted
+    on the dense matrix: per relevant slot, the passages with a higher score or the same score and a larger id,
+    exactly what trec_eval's order gives and what the candidate-by-candidate path counts."""
+    from xlir_bench.engine.tiles import HostTile
+
+    rng = np.random.default_rng(5)
+    ids = np.array([f"d{i:03d}" for i in rng.permutation(60)])
+    scores = rng.integers(0, 3, size=(7, 60)).astype(np.float32)  # three values: ties everywhere
+    slots = rng.integers(0, 60, size=(7, 3))
+    rel = scores[np.arange(7)[:, None], slots].astype(np.float64)
+    rel_ids = ids[slots]
+    rel[2, 1], rel_ids[2, 1] = np.nan, ""  # an empty slot
+    got = HostTile(scores, ids=ids).exact_counts(rel, rel_ids)
+    for r in range(7):
+        for j in range(3):
+            if np.isnan(rel[r, j]):
+                assert got[r, j] == 0
+                continue
+            order = sorted(range(60), key=lambda c: (-scores[r, c], tuple(-ord(ch) for ch in ids[c])))
+            assert got[r, j] == order.index(int(slots[r, j]))  # passages ranked above the relevant one

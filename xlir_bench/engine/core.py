@@ -242,9 +242,10 @@ class Engine(Vectors):
                     texts = [queries.texts[r] for r in pool.rows[block]]
                     raw = self.model.call("score", texts, language=lang, target=index)
                     scores = check_matrix(raw, len(texts), self.model.name, f"score(language={lang!r})", len(ns_ids))
-                    scores = np.asarray(scores, dtype=np.float32).astype(np.float64)  # trec_eval's precision
+                    scores = np.asarray(scores, dtype=np.float32)  # trec_eval's precision; exact from here on
                     state.set_relevant(block, _relevant_from_matrix(state.rel_ids[block], scores, column))
-                    process(state, block, HostTile(scores), np.zeros(len(block)), ns_array, None, source, 0)
+                    tile = HostTile(scores, ids=ns_array)
+                    process(state, block, tile, np.zeros(len(block)), ns_array, None, source, 0)
                     self.advance(f"score {lang} ({pool.setting} {pool.name})", len(block))
         for state in self.states:
             if state is not None:

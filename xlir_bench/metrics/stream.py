@@ -192,6 +192,7 @@ class StreamState:
         canonical: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
         refs: np.ndarray | None = None,
         counted: np.ndarray | None = None,
+        resolved: bool = False,
     ) -> None:
         """Fold one block's candidates into the counts and the top-k pool.
 
@@ -199,11 +200,12 @@ class StreamState:
         passage positions in the block; ``cand_score`` (M,) fast scores (float64); ``ids`` the block's ids;
         ``canonical(row_positions, cols)`` the canonical scores of pairs (None: fast scores are canonical);
         ``refs`` (M,) what :meth:`finalize` hands back to identify the candidates' passages; ``counted`` (rows, R)
-        the certain wins already counted where the scores are (then only the error band is resolved here).
+        the certain wins already counted where the scores are (then only the error band is resolved here);
+        ``resolved``: ``counted`` holds every win, ties included (exact scores), so the candidates only feed top-k.
         """
         if counted is not None:
             self.counts[rows] += counted
-        for lo in range(0, len(cand_row), CANDIDATE_CHUNK):
+        for lo in range(0, 0 if resolved else len(cand_row), CANDIDATE_CHUNK):
             sl = slice(lo, lo + CANDIDATE_CHUNK)
             self._count(rows, cand_row[sl], cand_col[sl], cand_score[sl], eps, ids, canonical, counted is None)
         if self.k:
