@@ -222,6 +222,7 @@ def test_absent_relevant_passages_count_as_never_retrieved(tmp_path, with_fake_p
     result, evaluator = _run(model, data, tmp_path, 200, settings=("monolingual",), depth=10_000)
     absent = result["suite"]["notes"]["relevant_not_in_corpus"]
     assert absent > 0
+    assert any(w.startswith(f"{absent:,} of ") and "not in the corpus" in w for w in result["warnings"])
     ((name, rows),) = evaluator.runs().items()
     run = [ir_measures.ScoredDoc(q, d, s) for q, docs, scores in rows for d, s in zip(docs, scores)]
     qrels = [ir_measures.Qrel(q, d, g) for q, d, g in evaluator.qrels(name)]
@@ -468,3 +469,33 @@ def test_relevant_passages_are_found_by_binary_search_with_duplicates_and_misses
     assert _members(ids, np.array([], dtype=str)).tolist() == []
     assert _members(np.array([], dtype=str), wanted).tolist() == []
     assert _members(np.array(["zzz#9"]), wanted).tolist() == []  # sorts after every wanted id
+
+
+def test_progress_knows_the_passages_of_local_corpus_files_before_reading_them(fixture_data, monkeypatch):
+    """A local corpus gets a progress total (its lines, counted in seconds) instead of ``N/?``; beyond the counting
+    limit, and only there, the total stays unknown."""
+    from xlir_bench.engine.data import MiraclCorpus
+    from xlir_bench.suites import miracl as miracl_suite
+
+    corpus = miracl_suite.corpus("yo", fixture_data)
+    passages = sum(1 for _ in corpus)
+    assert len(corpus.files) == 2 and MiraclCorpus(corpus).size_hint() == passages
+    monkeypatch.setattr(miracl_suite, "COUNT_LIMIT", 10)
+    assert MiraclCorpus(corpus).size_hint() is None
+
+
+def test_an_id_repeated_in_another_shard_is_refused(tmp_path, with_fake_plugins):
+    """Shards are checked one at a time; a passage id that comes back in a later shard (with another text) is still
+    refused, naming the id, before anything is scored."""
+    import gzip
+
+    write_corpus(DATA, tmp_path, "yo", distractors=50, seed=4, files=2)
+    files = sorted((tmp_path / "miracl" / "yo" / "corpus").glob("docs-*.jsonl.gz"))
+    with gzip.open(files[0], "rt", encoding="utf-8") as handle:
+        first = json.loads(handle.readline())
+    with gzip.open(files[-1], "at", encoding="utf-8") as handle:
+        handle.write(json.dumps({**first, "text": "another text under the same id"}) + "\n")
+    data = load_miracl(("yo",), tmp_path)
+    model = plugins.load_model("hash-int", device="cpu")
+    with pytest.raises(XlirError, match=f"passage id '{first['docid']}' occurs more than once in the yo corpus"):
+        _run(model, data, tmp_path, 40, settings=("monolingual",))

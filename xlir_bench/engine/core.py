@@ -251,7 +251,8 @@ class Engine(Vectors):
             if state is not None:
                 state.finalize(lambda rows, refs, fast: (fast, _pool_ids(pool_ids, refs)))
         rel = queries.rel_ids
-        self.suite.notes["relevant_not_in_corpus"] = int(sum(str(x) not in present for x in rel[rel != ""]))
+        judged = rel[rel != ""]
+        self.note_missing_relevant(int(sum(str(x) not in present for x in judged)), len(judged))
         self.score_seconds += time.perf_counter() - start - self.index_seconds
         self.encode_seconds += self.index_seconds  # a retriever's "encoding" is building its indexes
 

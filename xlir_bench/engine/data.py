@@ -172,9 +172,7 @@ class MiraclCorpus:
             yield doc_id, miracl_item(doc_id, title, text, lang)
 
     def size_hint(self) -> int | None:
-        from ..suites.miracl import PUBLISHED_PASSAGES
-
-        return PUBLISHED_PASSAGES.get(self.language) if self.corpus.files is None else None
+        return self.corpus.passage_count()
 
     def fingerprint(self) -> dict:
         """The files' md5 (content, not path or mtime: a file replaced in place is a new corpus); ir_datasets'
