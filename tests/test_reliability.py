@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import DATA, run_cli
 from test_cli import one_line_error
 
 from xlir_bench import cache, plugins, results
@@ -469,8 +469,38 @@ def test_miracl_corpus_read_twice_refused_and_offline_download_is_one_line(tmp_p
             yield  # pragma: no cover
 
     monkeypatch.setattr(miracl, "_irds_dataset", lambda name: Offline())
+    monkeypatch.setattr(miracl, "reachable", lambda url: True)  # reachable, and the download fails all the same
     with pytest.raises(XlirError, match=r"no MIRACL sw corpus: put its files .* \(ConnectionError\)"):
         list(miracl.Corpus("sw", None))
+    monkeypatch.setattr(miracl, "reachable", lambda url: False)  # offline: said at once, before any retry
+    with pytest.raises(XlirError, match=r"no MIRACL sw corpus: put its files .* \(its download site is unreachable\)"):
+        list(miracl.Corpus("sw", None))
+
+
+def test_ir_datasets_own_corpus_copy_is_checksummed_and_named_in_the_result(tmp_path, monkeypatch, fake_plugin_path):
+    """A corpus in ir_datasets' cache (``IR_DATASETS_HOME``) used to be read unchecked and recorded only as
+    ``ir_datasets:miracl/<lang>``: now its files are read like a local folder, keyed by their md5, and the result
+    says where they came from and that they are not the official files."""
+    from miracl_fixture import write_corpus
+
+    from xlir_bench import plugins
+    from xlir_bench.runner import evaluate
+    from xlir_bench.suites import miracl
+
+    fixture = write_corpus(DATA, tmp_path / "fixture", "yo", distractors=30, files=1, seed=5)
+    home = tmp_path / "irds"
+    (cache_path,) = [v["cache_path"] for k, v in miracl._irds_downloads().items() if k.startswith("v1.0/yo/corpus/")]
+    (home / "miracl" / cache_path).parent.mkdir(parents=True)
+    (fixture / "miracl" / "yo" / "corpus" / "docs-0.jsonl.gz").rename(home / "miracl" / cache_path)
+    monkeypatch.setenv("IR_DATASETS_HOME", str(home))
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(fake_plugin_path))
+    corpus = miracl.corpus("yo", fixture)  # the data folder has the topics, ir_datasets' cache the corpus
+    assert corpus.files == [home / "miracl" / cache_path] and corpus.source == "ir_datasets cache"
+    result, _ = evaluate(plugins.load_model("hash-int", device="cpu"), miracl.load(("yo",), fixture), device="cpu",
+                         batch_size=16, settings=("monolingual",))  # fmt: skip
+    recorded = result["suite"]["corpus"]["yo"]
+    assert recorded["source"] == "ir_datasets cache" and recorded["official"] is False and recorded["files"]
 
 
 def test_a_result_on_an_unofficial_corpus_says_so_in_every_table():

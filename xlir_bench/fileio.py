@@ -162,11 +162,19 @@ def write_atomic(path: Path, data: bytes | str | Iterable[str], *, shared: bool 
 write_bytes = write_atomic  # the name the shard store and trainer use for binary files
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    """A plain ``.npy`` image (no pickle) of ``array``."""
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+def npy_bytes(array: np.ndarray) -> bytearray:
+    """A plain ``.npy`` image (no pickle) of ``array``, the bytes ``np.save`` writes, built with one copy of the data:
+    ``np.save`` into a BytesIO grows its buffer and ``getvalue`` copies it again (1.6 GB in flight for a 100,000 x
+    1,024 float32 shard instead of 0.4 GB)."""
+    array = np.ascontiguousarray(array)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    head = header.getvalue()
+    image = bytearray(len(head) + array.nbytes)
+    image[: len(head)] = head
+    if array.nbytes:
+        image[len(head) :] = memoryview(array.reshape(-1)).cast("B")
+    return image
 
 
 def load_npy(data: bytes | bytearray | mmap.mmap) -> np.ndarray:

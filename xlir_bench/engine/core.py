@@ -33,7 +33,7 @@ import numpy as np
 from ..distributed import World
 from ..errors import XlirError
 from ..fileio import is_writable
-from ..metrics.stream import StreamState, canonical_pairs, canonical_scores, error_bound
+from ..metrics.stream import StreamState, canonical_pairs, error_bound
 from ..plugins import LoadedModel, check_matrix
 from ..shards import ShardStore
 from .data import EvalSuite
@@ -200,7 +200,8 @@ class Engine(Vectors):
         for s, at, col in _by_source(refs):
             store, shard, lang = sources[s]
             qrows = pool_rows[rows[at]]
-            exact[at] = canonical_scores(self.q[qrows], store.rows(shard, col).astype(np.float32))
+            # gathered chunk by chunk from the map: the survivors of a deep run are GBs of vectors at once
+            exact[at] = canonical_pairs(self.q, qrows, store.mapped(shard, col), col)
             parts.append((at, np.char.add(self.suite.prefix(lang), store.read_ids(shard)[col]), lang))
         width = max((part.dtype.itemsize // 4 for _, part, _ in parts), default=1)  # UCS-4: 4 bytes per character
         ids = np.empty(len(refs), dtype=f"<U{width}")

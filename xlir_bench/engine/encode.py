@@ -10,6 +10,7 @@ from ..errors import XlirError
 from ..plugins import LoadedModel, check_matrix
 
 ENCODE_CHUNK = 2048  # texts per plugin call: progress granularity, large enough for length-sorted batching
+NORMALISE_ROWS = 8192  # vectors normalised at a time (float64 temporaries of 64 MB at d=1,024)
 
 
 def encode(
@@ -22,7 +23,9 @@ def encode(
     advance: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """One plugin call, checked (shape, finite values, the dimension of earlier calls); ``advance`` moves once per
-    batch for plugins that report progress, else once at the end, and in total by exactly ``len(items)``."""
+    batch for plugins that report progress, else once at the end, and in total by exactly ``len(items)``. The
+    plugin's own array comes back (any float dtype): converting a whole shard to float64 here would hold 800 MB
+    at 100,000 x 1,024."""
     done = 0
 
     def tick(n: int) -> None:
@@ -34,21 +37,29 @@ def encode(
 
     out = model.call(method, items, language=lang, batch_size=batch_size, progress=tick)
     tick(len(items) - done)
-    matrix = check_matrix(out, len(items), model.name, f"{method}(language={lang!r})", dim)
-    return matrix.astype(np.float64)
+    return check_matrix(out, len(items), model.name, f"{method}(language={lang!r})", dim)
 
 
-def encode_all(model, batch_size, method, lang, items, dim, advance=None) -> np.ndarray:
-    """:func:`encode` over ``items`` in chunks of :data:`ENCODE_CHUNK` (progress moves between them), or in one call
-    for a plugin whose metadata asks for ``whole_shards`` (it reports progress itself and keeps its device fed
-    across what used to be the chunks, see :mod:`xlir_bench.models.feed`)."""
-    parts = []
+def encode_all(model, batch_size, method, lang, items, dim, advance=None) -> tuple[np.ndarray, int]:
+    """(float32 vectors ready for scoring, how many the plugin returned as all zeros) of ``items``: :func:`encode`
+    in chunks of :data:`ENCODE_CHUNK` (progress moves between them), or in one call for a plugin whose metadata
+    asks for ``whole_shards`` (it reports progress itself and keeps its device fed across what used to be the
+    chunks, see :mod:`xlir_bench.models.feed`). Vectors are normalised :data:`NORMALISE_ROWS` at a time into one
+    float32 array: normalising a 100,000 x 1,024 shard at once in float64 peaked at 2.9 GB, this at the shard's
+    own 0.4 GB (``benchmarks/memory_budget.py``)."""
+    out: np.ndarray | None = None
+    zeros = 0
     chunk = max(1, len(items)) if model.metadata.get("whole_shards") else ENCODE_CHUNK
     for lo in range(0, len(items), chunk):
         part = encode(model, batch_size, method, lang, items[lo : lo + chunk], dim, advance)
         dim = part.shape[1]
-        parts.append(part)
-    return np.concatenate(parts) if parts else np.zeros((0, dim or 1))
+        if out is None:
+            out = np.empty((len(items), dim), dtype=np.float32)
+        zeros += int((~np.any(part != 0, axis=1)).sum()) if part.size else 0
+        for at in range(0, len(part), NORMALISE_ROWS):
+            block = part[at : at + NORMALISE_ROWS]
+            out[lo + at : lo + at + len(block)] = normalise(block, model)
+    return (out if out is not None else np.zeros((0, dim or 1), dtype=np.float32)), zeros
 
 
 def normalise(matrix: np.ndarray, model: LoadedModel) -> np.ndarray:
@@ -89,12 +100,9 @@ def notes_warnings(notes: dict[str, int], total: int, what: str, model: LoadedMo
     ]
 
 
-def zero_vector_warning(matrix: np.ndarray, what: str, model: LoadedModel) -> str | None:
+def zero_vector_warning(zero: int, total: int, what: str, model: LoadedModel) -> list[str]:
     """A note for the result when some vectors are all zeros: every score against them ties, so their ranks
     come from the tie rule alone, which is rarely what a model meant."""
-    zero = int((~np.any(matrix != 0, axis=1)).sum()) if matrix.size else 0
     if not zero:
-        return None
-    return (
-        f"model plugin {model.name!r} returned {zero} all-zero vector(s) of {len(matrix)} {what}: their scores all tie"
-    )
+        return []
+    return [f"model plugin {model.name!r} returned {zero} all-zero vector(s) of {total} {what}: their scores all tie"]

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import XlirError
 from ..metrics.stream import canonical_pairs
 from ..shards import ShardStore
-from .encode import encode_all, normalise, notes_warnings, zero_vector_warning
+from .encode import encode_all, notes_warnings, zero_vector_warning
 
 
 class Vectors:
@@ -74,13 +74,13 @@ class Vectors:
                 self.warnings += notes_warnings(store.notes(0), len(rows), f"{lang} queries", self.model)
             else:
                 tick = partial(self.advance, f"encode queries {lang}")
-                raw = encode_all(self.model, self.batch_size, "encode_queries", lang, texts, None, tick)
+                vectors, zero = encode_all(self.model, self.batch_size, "encode_queries", lang, texts, None, tick)
                 if len(rows):
-                    self._check_dimension(dim, raw.shape[1], store)
-                self.warnings += [w for w in [zero_vector_warning(raw, f"{lang} queries", self.model)] if w]
+                    self._check_dimension(dim, vectors.shape[1], store)
+                self.warnings += zero_vector_warning(zero, len(rows), f"{lang} queries", self.model)
                 notes = self.model.encoding_notes()
                 self.warnings += notes_warnings(notes, len(rows), f"{lang} queries", self.model)
-                parts[lang] = normalise(raw, self.model)
+                parts[lang] = vectors
                 if len(rows):
                     store.write(0, ids, parts[lang], notes)
                     store.mark_complete(1, len(rows))
@@ -154,13 +154,11 @@ class Vectors:
 
     def _encode_shard(self, store: ShardStore, shard: int, ids: list[str], docs: list[dict], lang: str) -> None:
         check_unique(ids, lang)
-        raw = encode_all(self.model, self.batch_size, "encode_corpus", lang, docs, None,
-                         partial(self.advance, f"encode {lang} shard {shard}"))  # fmt: skip
-        self._check_dimension(self.q.shape[1] if self.q is not None else None, raw.shape[1], store)
-        note = zero_vector_warning(raw, f"{lang} candidates in shard {shard}", self.model)
-        if note:
-            self.warnings.append(note)
-        store.write(shard, ids, normalise(raw, self.model), self.model.encoding_notes())
+        vectors, zero = encode_all(self.model, self.batch_size, "encode_corpus", lang, docs, None,
+                                   partial(self.advance, f"encode {lang} shard {shard}"))  # fmt: skip
+        self._check_dimension(self.q.shape[1] if self.q is not None else None, vectors.shape[1], store)
+        self.warnings += zero_vector_warning(zero, len(docs), f"{lang} candidates in shard {shard}", self.model)
+        store.write(shard, ids, vectors, self.model.encoding_notes())
 
     def note_missing_relevant(self, missing: int, judged: int) -> None:
         """Relevant passages absent from the corpus count as never retrieved (trec_eval's rule): recorded in the

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import XlirError
 from ..fileio import usable_cores
+from ..suites.download import reachable
 from . import feed, precision
 
 POOLINGS = ("mean", "cls")
@@ -94,27 +95,12 @@ def resolve_source(name_or_path: str) -> tuple[str, Path | None]:
     return (str(local), local) if local.is_dir() else (name_or_path, None)
 
 
-_REACHABLE: dict[str, bool] = {}
-
-
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub (``HF_ENDPOINT``) accepts a TCP connection, asked once per process with a short
-    timeout. Without it, an offline machine spends ~30 s in the hub client's retries before failing."""
-    import socket
-    from urllib.parse import urlparse
-
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) accepts a TCP connection (asked once per process, with a short
+    timeout: without it, an offline machine spends ~30 s in the hub client's retries before failing)."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    key = url.netloc
-    if key not in _REACHABLE:
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            with socket.create_connection((url.hostname or "", port), timeout=timeout):
-                _REACHABLE[key] = True
-        except OSError:
-            _REACHABLE[key] = False
-    return _REACHABLE[key]
+    return reachable(os.environ.get("HF_ENDPOINT") or "https://huggingface.co", timeout)
 
 
 def _in_hub_cache(repo_id: str) -> bool:

@@ -92,6 +92,26 @@ def configured_data_dir(data_dir: str | os.PathLike | None = None) -> Path | Non
 _MD5_MEMO: dict[tuple, str] = {}
 
 
+_REACHABLE: dict[str, bool] = {}
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether ``url``'s host accepts a TCP connection, asked once per process and host with a short timeout, so an
+    offline machine gets one line at once instead of a download library's retries (~30 s)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.netloc not in _REACHABLE:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+                _REACHABLE[parsed.netloc] = True
+        except OSError:
+            _REACHABLE[parsed.netloc] = False
+    return _REACHABLE[parsed.netloc]
+
+
 def md5_of(path: Path) -> str:
     """md5 of a file, computed once per process for an unchanged file (the stat key includes the inode and ctime,
     which a replacement changes even when it keeps the size and mtime)."""

@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import XlirError
-from .download import cache_dir, configured_data_dir, md5_of
+from .download import cache_dir, configured_data_dir, md5_of, reachable
 from .records import SuiteQuery
 
 NAME = "miracl"
@@ -177,10 +177,11 @@ class Corpus:
 
     language: str
     files: list[Path] | None
+    origin: str = "local"  # or "ir_datasets cache": ir_datasets' own copy, read (and checksummed) as files
 
     @property
     def source(self) -> str:
-        return f"ir_datasets:{NAME}/{self.language}" if self.files is None else "local"
+        return f"ir_datasets:{NAME}/{self.language}" if self.files is None else self.origin
 
     def fingerprint(self) -> dict:
         """What identifies this corpus without reading it: file paths, sizes and mtimes (or the dataset id)."""
@@ -201,7 +202,8 @@ class Corpus:
             v["expected_md5"] for k, v in _irds_downloads().items() if k.startswith(f"v1.0/{self.language}/corpus/")
         }
         md5s = {p.name: md5_of(p) for p in self.files}
-        return {"files": md5s, "official": bool(md5s) and set(md5s.values()) <= official}
+        checks = {"files": md5s, "official": bool(md5s) and set(md5s.values()) <= official}
+        return checks if self.origin == "local" else {"source": self.origin, **checks}
 
     def passage_count(self) -> int | None:
         """How many passages, before reading them (a progress total): the published count for ir_datasets' copy and
@@ -220,6 +222,10 @@ class Corpus:
     def __iter__(self) -> Iterator[tuple[str, str, str]]:
         """(doc_id, title, text) in corpus order."""
         if self.files is None:
+            url = _irds_downloads().get(f"v1.0/{self.language}/corpus/0", {}).get("url", "https://huggingface.co")
+            if not reachable(url):  # before requests' retries (~30 s): one line at once
+                folder = (configured_data_dir(None) or Path("<data folder>")) / NAME / self.language / "corpus"
+                raise XlirError(f"{missing_corpus_message(self.language, folder)} (its download site is unreachable)")
             try:
                 for doc in _irds_dataset(f"{NAME}/{self.language}").docs_iter():
                     yield doc.doc_id, doc.title, doc.text
@@ -285,9 +291,26 @@ def corpus(lang: str, data_dir: str | os.PathLike | None = None) -> Corpus:
             )
         if files:
             return Corpus(lang, files)
-        if os.environ.get("XLIR_BENCH_MIRACL_OFFLINE") or os.environ.get("HF_HUB_OFFLINE"):
-            raise XlirError(missing_corpus_message(lang, folder))
+    cached = irds_cached_files(lang)
+    if cached:
+        return Corpus(lang, cached, origin="ir_datasets cache")
+    if configured is not None and (os.environ.get("XLIR_BENCH_MIRACL_OFFLINE") or os.environ.get("HF_HUB_OFFLINE")):
+        raise XlirError(missing_corpus_message(lang, configured / NAME / lang / "corpus"))
     return Corpus(lang, None)
+
+
+def irds_cached_files(lang: str) -> list[Path] | None:
+    """The corpus files of ``lang`` in ir_datasets' own cache (``IR_DATASETS_HOME``, default ``~/.ir_datasets``), in
+    corpus order, when every one is there: read as local files, so they are checksummed against the md5 that
+    ir_datasets pins and the result says whether they are the official ones (ir_datasets checks a file only while
+    downloading it; one placed or replaced by hand would be read unchecked)."""
+    home = Path(os.environ.get("IR_DATASETS_HOME") or Path.home() / ".ir_datasets")  # ir_datasets' rule, no mkdir
+    entries = sorted(
+        ((int(k.rsplit("/", 1)[1]), v) for k, v in _irds_downloads().items() if k.startswith(f"v1.0/{lang}/corpus/")),
+        key=lambda kv: kv[0],
+    )
+    files = [home / NAME / v["cache_path"] for _, v in entries]
+    return files if files and all(p.is_file() for p in files) else None
 
 
 def missing_corpus_message(lang: str, folder: Path) -> str:
