@@ -37,3 +37,29 @@ def test_the_registered_verdict_waits_for_every_seed():
     assert final["level"] == 0.975 and final["verdicts"]["hybrid vs cross"]["verdict"] == "lower"
     assert final["verdicts"]["hybrid vs mono"]["verdict"] == "equivalent"  # the 95% interval within ±0.005
     assert "- hybrid vs cross: **lower**, -0.0200 [-0.0300, -0.0100]" in confirm.render_registered(final)
+
+
+def test_interim_summaries_carry_no_verdict(tmp_path):
+    """The stopping rule: before every registered seed is in, the summary keeps its numbers but no verdict word, and
+    its Markdown withholds the reading; the run resumes after the rounds a committed summary covers."""
+    import json
+
+    from xlir_bench.training.readings import INTERIM_READING, render_markdown
+
+    summary = {
+        "comparisons_multilingual_AP": {
+            "hybrid vs cross": {"two_level": {"mean_difference": -0.01}, "verdict": "lower"}
+        },
+        "vs_base": {"mono": {"multilingual": {"verdict": "higher", "mean_difference": 0.2}}},
+    }
+    confirm.withhold_verdicts(summary)
+    assert "verdict" not in json.dumps(summary) and summary["vs_base"]["mono"]["multilingual"]["mean_difference"]
+    meta = {"base": "e5-small", "train": "mlqa-r", "eval": "xquad-r", "command": "c", "seeds": 3, "max_steps": 120,
+            "batch_size": 32, "alpha": 0.5, "overlap": {"queries": 0.0, "candidates": 0.0}}  # fmt: skip
+    interim = {"table": {}, "registered": confirm.registered_verdict({}, 3)}
+    text = render_markdown(interim, meta)
+    assert INTERIM_READING in text and "**Registered verdict:** interim: 3 of 22 seeds" in text
+    assert confirm.rounds_written(tmp_path) == 0
+    confirm.summary_path(tmp_path).parent.mkdir(parents=True)
+    confirm.summary_path(tmp_path).write_text(json.dumps({"meta": meta}))
+    assert confirm.rounds_written(tmp_path) == 3

@@ -31,16 +31,48 @@ def run_confirmatory(*, results_root: Path, data_dir, progress, command: str, de
     """Train and evaluate round by round (seed-major), rewriting the summary after each round."""
     settings = {k: v for k, v in REGISTERED.items() if k != "seeds"}
     paths: tuple[Path, Path] | None = None
-    for done in range(1, REGISTERED["seeds"] + 1):
+    # rounds a summary already covers are not summarised again (each summary redoes every bootstrap); the first
+    # round after them trains whatever an interrupted run left missing
+    for done in range(rounds_written(results_root) + 1, REGISTERED["seeds"] + 1):
         summary, meta, stem = domain_shift(
             seeds=done, allow_overlap=False, data_dir=data_dir, results_root=results_root, progress=progress,
             command=command, device=device, precision=precision, **settings,
         )  # fmt: skip
         meta["registered_seeds"] = REGISTERED["seeds"]
         summary["registered"] = registered_verdict(summary, done)
+        if summary["registered"]["status"] != "final":
+            withhold_verdicts(summary)
         paths = write_summary(results_root, f"confirmatory-{stem.removeprefix('domain-shift-')}", summary, meta)
-    assert paths is not None
+    if paths is None:  # every round was summarised before
+        paths = (summary_path(results_root), summary_path(results_root).with_suffix(".md"))
     return paths
+
+
+def summary_path(results_root: Path) -> Path:
+    name = f"{REGISTERED['base']}-{REGISTERED['train']}-to-{REGISTERED['evaluate']}-{REGISTERED['max_steps']}st-exact"
+    return results_root / "experiments" / f"confirmatory-{name}.json"
+
+
+def rounds_written(results_root: Path) -> int:
+    """Seeds per strategy in the committed summary (0 without one): the rounds already summarised."""
+    import json
+
+    try:
+        return int(json.loads(summary_path(results_root).read_text())["meta"]["seeds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def withhold_verdicts(summary: dict) -> None:
+    """Interim summaries carry no verdict (the stopping rule): the verdict words go from every comparison, the
+    intervals and means stay as data."""
+    for key in ("comparisons_multilingual_AP", "comparisons_unseen_multilingual_AP"):
+        for comparison in (summary.get(key) or {}).values():
+            comparison.pop("verdict", None)
+    for sides in (summary.get("vs_base") or {}).values():
+        for entry in sides.values():
+            if isinstance(entry, dict):
+                entry.pop("verdict", None)
 
 
 def registered_verdict(summary: dict, seeds_done: int) -> dict:

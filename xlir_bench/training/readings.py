@@ -115,6 +115,10 @@ def against_the_paper(summary: dict) -> list[str]:
     return said
 
 
+INTERIM_READING = (
+    "Withheld until every registered seed is in (docs/preregistration.md: interim summaries carry no verdict); "
+    "the table and the per-seed gaps above are data, not a reading."
+)
 RULE_DATED = "decision rule fixed on 2026-12-05, after these data: post hoc here, registered for the confirmatory run"
 UNSEEN_ADDED = "added in commit a2962ff on 2026-11-26, after the 3-seed results of 1060645 were seen"
 
@@ -244,7 +248,8 @@ def render_markdown(summary: dict, meta: dict) -> str:
         from .confirm import render_registered
 
         lines += ["", *render_registered(summary["registered"])]
-    text = reading(summary, meta)
+    interim = (summary.get("registered") or {}).get("status", "final") != "final"
+    text = [INTERIM_READING] if interim else reading(summary, meta)
     if text:
         lines += ["", "**Reading** (generated from the numbers above):", "", *text]
     lines += ["", *departures(meta)]
