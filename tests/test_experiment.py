@@ -340,3 +340,27 @@ def test_the_papers_configuration_runs_on_a_tiny_model_of_xlmr_architecture(tmp_
     assert card["batch_size"] == 100 and not card["freeze_embeddings"] and card["alpha_draw"] == "exact"
     text = render_markdown(summary, meta)
     assert "| trained parameters | all (full fine-tuning) | all |" in text and "batch 100" in text
+
+
+def test_the_base_is_evaluated_as_the_experiments_evaluate_every_model(tmp_path, monkeypatch):
+    """`xlir-bench experiment base` (how the reference e5-small results are made, and redone after an engine change):
+    fp32, the experiments' token budget, batch 64, the current engine, written where results go."""
+    pytest.importorskip("transformers")
+    from conftest import make_tiny_bert
+
+    from xlir_bench import results
+    from xlir_bench.engine.core import ENGINE
+    from xlir_bench.suites.records import SuiteData, SuiteDoc, SuiteQrel, SuiteQuery
+    from xlir_bench.training.experiment import EVAL_BATCH_TOKENS, evaluate_as_experiments_do
+
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path / "cache"))
+    tiny = make_tiny_bert(tmp_path, layers=1)
+    docs = [SuiteDoc(f"{lang}-{i}", f"{lang} passage {i}", "", "", lang) for lang in ("en", "de") for i in range(3)]
+    queries = [SuiteQuery(f"{lang}-q{i}", f"question {i}", lang, f"q{i}") for lang in ("en", "de") for i in range(3)]
+    qrels = [SuiteQrel(q.query_id, f"{lang}-{q.group_id[1:]}", 1) for q in queries for lang in ("en", "de")]
+    suite = SuiteData.from_records("toy", ["en", "de"], docs, queries, qrels)
+    result = evaluate_as_experiments_do(f"hf:{tiny}", suite, tmp_path / "results", None, "cpu")
+    written = results.read_result(results.result_path(tmp_path / "results", f"hf:{tiny}", "toy"))
+    assert written["engine"] == ENGINE == result["engine"] and written["provenance"]["batch_size"] == 64
+    assert written["model"]["metadata"]["batch_tokens"] == f"max_tokens={EVAL_BATCH_TOKENS}"
+    assert written["model"]["metadata"]["dtype"] == "fp32"

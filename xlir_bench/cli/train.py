@@ -23,15 +23,19 @@ from . import (
 )
 
 
+def _device_option(command):
+    return click.option(
+        "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (torchrun: one GPU per rank)."
+    )(command)
+
+
 def _training_device_options(command):
     """--device and --precision, shared by train and experiment."""
     command = click.option(
         "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
         help="auto: bf16 autocast on a GPU with bf16, fp32 on CPU.",
     )(command)  # fmt: skip
-    return click.option(
-        "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N (torchrun: one GPU per rank)."
-    )(command)
+    return _device_option(command)
 
 
 ALPHA_SCHEDULE_HELP = (
@@ -248,6 +252,28 @@ def _run_and_show(run, options: dict, **settings) -> None:
     for path in paths:
         err.print(f"wrote {path}", highlight=False)
     out.print(paths[1].read_text())
+
+
+@experiment_group.command("base")
+@click.option("--base", default="e5-small", show_default=True, help="The experiments' base model.")
+@click.option("--eval", "eval_suite", default="xquad-r", show_default=True, type=click.Choice(list(suites.SUITES)),
+              help="Suite to evaluate it on.")  # fmt: skip
+@_device_option
+@results_dir_option
+@data_dir_option
+@quiet_option
+def base_cmd(**options) -> None:
+    """Evaluate the base model as the experiments evaluate every model (fp32, their token budget, batch 64) by the
+    current engine: how the reference e5-small results are made, and how one scored by an older engine is redone."""
+    from ..training.experiment import evaluate_as_experiments_do
+
+    root = results.results_dir(options["results_dir"])
+    with _progress(options["quiet"]) as progress:
+        result = evaluate_as_experiments_do(
+            options["base"], suites.load(options["eval_suite"], options["data_dir"]), root, progress,
+            provenance.resolve_device(options["device"]),
+        )  # fmt: skip
+    err.print(f"wrote {results.result_path(root, result['model']['name'], result['suite']['name'])}", highlight=False)
 
 
 @experiment_group.command("confirmatory")

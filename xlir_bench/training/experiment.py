@@ -344,6 +344,7 @@ def write_outputs(root: Path, stem: str, data: dict, text: str, scatter: list[di
 
 EVAL_DTYPE = "fp32"
 EVAL_BATCH_TOKENS = 64 * 128  # the token budget every committed domain-shift result was evaluated with
+EVAL_BATCH_SIZE = 64
 
 
 def evaluation_model(name: str, device: str):
@@ -360,6 +361,17 @@ def evaluation_model(name: str, device: str):
     return model
 
 
+def evaluate_as_experiments_do(name: str, suite: SuiteData, results_root: Path, progress, device: str) -> dict:
+    """Evaluate ``name`` on ``suite`` as every experiment evaluates its models (:func:`evaluation_model`, batch size
+    64, vectors stored) by the current engine, and write the result into ``results_root``."""
+    from ..runner import evaluate as run_engine
+
+    model = evaluation_model(name, device)
+    result, _ = run_engine(model, suite, device=device, batch_size=EVAL_BATCH_SIZE, progress=progress, use_cache=True)
+    results.write_result(results_root, result)
+    return result
+
+
 def run_domain_shift(*, results_root: Path, **options) -> tuple[Path, Path]:
     """Train (or resume) every strategy for every seed, evaluate all models plus the base, write the summary."""
     summary, meta, stem = domain_shift(results_root=results_root, **options)
@@ -374,7 +386,6 @@ def domain_shift(
 ) -> tuple[dict, dict, str]:  # fmt: skip
     """(summary, meta, file stem) of the experiment, training and evaluating what is not committed yet."""
     from ..models.trained import models_dir
-    from ..runner import evaluate as run_engine
     from . import bases
     from .data import from_suite
     from .trainer import TRAINER_VERSION, TrainConfig, Trainer
@@ -396,9 +407,7 @@ def domain_shift(
     def evaluate_one(name: str, strategy: str, seed: int, config=None) -> None:
         result = committed_result(results_root, name, eval_suite, config)
         if result is None:
-            model = evaluation_model(name, device)
-            result, _ = run_engine(model, eval_suite, device=device, batch_size=64, progress=progress, use_cache=True)
-            results.write_result(results_root, result)
+            result = evaluate_as_experiments_do(name, eval_suite, results_root, progress, device)
         rows.extend(records_for(result, strategy, seed, unseen))
         per_query.setdefault(strategy, []).append(list(result["per_query"]["AP"]["multilingual"]))
         per_query_mono.setdefault(strategy, []).append(list(result["per_query"]["AP"]["monolingual"]))
