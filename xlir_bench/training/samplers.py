@@ -138,6 +138,10 @@ class HybridBatchSampler:
         replayed from the seed, so a card records what the model saw rather than what alpha asked for."""
         if steps < 1:
             return None
+        if self.strategy != "hybrid":
+            return 1.0 if self.strategy == "mono" else 0.0
+        if self.kinds is not None and steps <= len(self.kinds):  # the exact draw: its kinds are the schedule
+            return self.kinds[:steps].count("mono") / steps
         kinds: list[str] = []
         current = self.epoch
         for epoch in range(-(-steps // self.steps_per_epoch)):
