@@ -262,3 +262,31 @@ def test_progress_shows_a_rate_and_a_steady_remaining_time():
     progress = bars(disable=True)
     assert any(isinstance(c, RateColumn) for c in progress.columns) and progress.speed_estimate_period == SPEED_WINDOW
     assert SPEED_WINDOW >= 300
+
+
+def test_the_all_runs_bar_moves_during_a_run(fake_plugin_path, monkeypatch):
+    """`run` with several models or suites shows a bar of whole runs; it moves by each run's fraction as that run
+    goes (it sat at 0/4 through the whole first run), so it ends a run at exactly one more."""
+    import pytest
+
+    from xlir_bench import suites
+    from xlir_bench.plugins import load_model
+    from xlir_bench.progress import bars
+    from xlir_bench.runner import evaluate
+
+    monkeypatch.syspath_prepend(str(fake_plugin_path))
+    progress = bars(disable=True)
+    overall = progress.add_task("all runs", total=2)
+    seen = []
+    progress_update = progress.update
+
+    def update(task, **kwargs):
+        progress_update(task, **kwargs)
+        if task == overall:
+            seen.append(progress.tasks[overall].completed)
+
+    progress.update = update
+    evaluate(load_model("hash-int", device="cpu"), suites.load("xquad-r"), device="cpu", batch_size=64,
+             settings=("monolingual",), progress=progress, use_cache=False, overall=overall)  # fmt: skip
+    assert len(seen) > 3 and 0 < seen[len(seen) // 2] < 1
+    assert seen[-1] == pytest.approx(1.0)

@@ -30,9 +30,11 @@ def evaluate(
     shard_size: int | None = None,
     shard_dtype: str = "float32",
     world=None,
+    overall=None,
 ) -> tuple[dict | None, Outcome]:
     """Evaluate ``model`` on ``suite`` (a LAReQA :class:`SuiteData`, MIRACL data or an :class:`EvalSuite`) with the
-    one engine. Returns (the result document, or None off rank 0; the outcome, whose runs a caller may save)."""
+    one engine. Returns (the result document, or None off rank 0; the outcome, whose runs a caller may save).
+    ``overall``: a task of ``progress`` counting whole runs, moved by this run's fraction as it goes."""
     from .distributed import World
 
     world = world or World()
@@ -53,7 +55,7 @@ def evaluate(
         model, data, settings=wanted, batch_size=batch_size, identity=identity, cache_root=cache_dir(),
         shard_size=shard_size, shard_dtype=shard_dtype, run_depth=run_depth, world=world, device=device,
     )  # fmt: skip
-    engine.advance = _advance(progress, model, data, world, engine.work_total())
+    engine.advance = _advance(progress, model, data, world, engine.work_total(), overall)
     engine.run()
     if not world.is_main:
         return None, None
@@ -105,15 +107,18 @@ def as_eval_suite(suite) -> EvalSuite:
     return from_miracl(suite)
 
 
-def _advance(progress, model: LoadedModel, data: EvalSuite, world, total: int | None):
+def _advance(progress, model: LoadedModel, data: EvalSuite, world, total: int | None, overall=None):
     """Progress through a rich Progress: one task per (model, suite), described by what it is doing now, with a
-    total (and so an ETA) whenever the corpus sizes are known before reading them."""
+    total (and so an ETA) whenever the corpus sizes are known before reading them; the ``overall`` task (runs) moves
+    by the same fraction, so it does not sit at 0/4 through the first run."""
     if progress is None or not world.is_main:
         return lambda label, n: None
     task = progress.add_task(f"{model.label} / {data.name}", total=total)
 
     def advance(label: str, n: int) -> None:
         progress.update(task, advance=n, description=f"{model.label} / {data.name}: {label}")
+        if overall is not None and total:
+            progress.update(overall, advance=n / total)
 
     return advance
 

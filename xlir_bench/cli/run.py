@@ -115,7 +115,7 @@ def run_cmd(
     for model_name in models:  # a typo in the second --model is found before the first model's run
         plugins.find_entry_point(model_name)
     loaded = {name: suites.load(name, data_dir) for name in names}  # data problems surface before any model work
-    written = []
+    written, runs_done = [], 0
     with _progress(quiet or not main_rank) as progress:
         overall = progress.add_task("all runs (model x suite)", total=len(models) * len(names)) if len(
             models) * len(names) > 1 else None  # fmt: skip
@@ -140,7 +140,7 @@ def run_cmd(
                     model, loaded[suite_name], device=resolved_device, batch_size=batch_size,
                     settings=tuple(settings) or None, run_depth=run_depth if save_run else None, seed=seed,
                     progress=progress, use_cache=not no_cache, shard_size=shard_size, shard_dtype=shard_dtype,
-                    world=world,
+                    world=world, overall=overall,
                 )  # fmt: skip
                 if result is None:
                     continue
@@ -154,8 +154,9 @@ def run_cmd(
                 if save_run:
                     for p in save_runs(root, model, suite_name, outcome):
                         progress.console.print(f"wrote {p}")
-                if overall is not None:
-                    progress.update(overall, advance=1)
+                if overall is not None:  # whole runs done, whatever the fractions added up to
+                    runs_done += 1
+                    progress.update(overall, completed=runs_done)
     if main_rank:
         extra = _measure_columns(measure_names, written, root, None)
         out.print(Report.from_results(written, extra=extra).rich_table(title="this run", width=out.width))
