@@ -1,7 +1,8 @@
 """Peak memory of a MIRACL-style run against the budget docs/suites.md states for it.
 
-A generated corpus (the deterministic encoder of ``corpus_scale.py``, here at d=1,024, the width of the largest
-built-in encoders, as a cosine model so that vectors are normalised as a real encoder's are) goes through the
+A generated corpus (the deterministic vectors of ``corpus_scale.py``, here at d=1,024, the width of the largest
+built-in encoders, from a cosine model called like the built-in encoders, a whole shard per call, so that vectors
+are handed over and normalised as a real encoder's are) goes through the
 engine's whole MIRACL path in a fresh process per configuration: queries and shards encoded and stored, relevant
 passages read, the exact pass with a saved run of depth 1,000 (``--run-depth 1000``, the deepest the CLI is usually
 asked for), 500 queries. Each child reports its peak resident memory (``ru_maxrss``: the memory-mapped shard pages it
@@ -26,8 +27,35 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 BUDGET_GIB = 1.5  # the harness at d <= 1,024, default shards: docs/suites.md states it
 SMALL_BUDGET_GIB = 0.6  # the same with --shard-size 25000
+
+
+class WholeShards:
+    """The synthetic encoder as the built-in encoders are called: a whole shard per call (``whole_shards``), one
+    float32 array back, computed a block at a time so that its own temporaries stay small (a real model's
+    activations are the model's memory, not the harness's)."""
+
+    similarity = "cosine"
+    metadata = {"name": "synthetic", "revision": "sin-whole-shards", "whole_shards": True}
+
+    def __init__(self, query_vectors: dict, passage_vectors) -> None:
+        self.query_vectors, self.passage_vectors = query_vectors, passage_vectors
+
+    def encode_queries(self, texts, *, language, batch_size, progress=None):
+        return np.stack([self.query_vectors[t] for t in texts])
+
+    def encode_corpus(self, docs, *, language, batch_size, progress=None):
+        ids = np.array([int(d["doc_id"][1:]) for d in docs])
+        first = self.passage_vectors(ids[:1])
+        out = np.empty((len(ids), first.shape[1]), dtype=np.float32)
+        for lo in range(0, len(ids), 4096):
+            out[lo : lo + 4096] = self.passage_vectors(ids[lo : lo + 4096])
+            if progress is not None:
+                progress(len(ids[lo : lo + 4096]))
+        return out
 
 
 def child(n: int, dim: int, shard: int, depth: int, queries: int) -> dict:
@@ -38,7 +66,8 @@ def child(n: int, dim: int, shard: int, depth: int, queries: int) -> dict:
     from xlir_bench.plugins import LoadedModel, PluginInfo
 
     data, synthetic, _ = corpus_scale.build(n)
-    model = LoadedModel("synthetic", synthetic.plugin, "dense", "cosine", PluginInfo("synthetic", "bench", "bench"))
+    plugin = WholeShards(synthetic.plugin.query_vectors, corpus_scale.passage_vectors)
+    model = LoadedModel("synthetic", plugin, "dense", "cosine", PluginInfo("synthetic", "bench", "bench"))
     with tempfile.TemporaryDirectory() as cache:
         engine, root, identity = corpus_scale.engine_for(data, model, cache, run_depth=depth)
         engine.encode_queries(root, identity)
