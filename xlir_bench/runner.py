@@ -113,9 +113,16 @@ def _advance(progress, model: LoadedModel, data: EvalSuite, world, total: int | 
     by the same fraction, so it does not sit at 0/4 through the first run."""
     if progress is None or not world.is_main:
         return lambda label, n: None
-    task = progress.add_task(f"{model.label} / {data.name}", total=total)
+    unit = "texts encoded + passages scored" if model.kind == "dense" else "queries scored per pool"
+    task = progress.add_task(f"{model.label} / {data.name} (counting {unit})", total=total)
+
+    done = 0
 
     def advance(label: str, n: int) -> None:
+        nonlocal done
+        done += n
+        finished = bool(total) and done >= total  # the count stays on a finished bar: say what it counts
+        label = f"done ({unit})" if finished else label
         progress.update(task, advance=n, description=f"{model.label} / {data.name}: {label}")
         if overall is not None and total:
             progress.update(overall, advance=n / total)
