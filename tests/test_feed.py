@@ -62,6 +62,10 @@ def test_the_pipelined_whole_call_gives_the_vectors_of_window_by_window_calls(ti
     np.testing.assert_allclose(whole[:5], alone, atol=1e-5)  # rows land where their texts were
 
 
+def producers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "xlir-bench-feed" and t.is_alive()]
+
+
 def test_a_tokenizer_error_on_the_producer_thread_is_raised_to_the_caller_and_the_thread_ends(tiny):
     class Broken:
         pad_token_id, padding_side = 0, "right"
@@ -69,20 +73,19 @@ def test_a_tokenizer_error_on_the_producer_thread_is_raised_to_the_caller_and_th
         def __call__(self, *args, **kwargs):
             raise ValueError("bad text")
 
-    before = threading.active_count()
     with pytest.raises(ValueError, match="bad text"):
         list(feed.Feed(Broken(), ["a", "b"], max_length=8, budget=lambda: 8))
-    assert threading.active_count() == before
+    assert not producers()
 
 
 def test_stopping_early_stops_the_producer(tiny):
     encoder = plugin(tiny)
     encoder.load()
-    before = threading.active_count()
     stream = iter(feed.Feed(encoder.tokenizer, texts(200), max_length=32, budget=lambda: 8, window=10, prefetch=1))
     next(stream)
+    assert producers()
     stream.close()  # what happens when the consumer raises
-    assert threading.active_count() == before
+    assert not producers()
 
 
 def toy(long_query: str) -> SuiteData:
@@ -142,3 +145,29 @@ def test_out_of_memory_halves_the_token_budget_once_and_says_so(tiny):
     encoder.model.limit = 10  # still too much at the halved budget: one line naming the way out, no retry loop
     with pytest.raises(XlirError, match="out of device memory at 64 tokens per batch, after halving it once"):
         encoder.encode(many, batch_size=4)
+
+
+def test_the_cuda_path_defers_copies_and_still_puts_every_vector_in_its_place(tiny, monkeypatch):
+    """On CUDA the vectors of up to SYNC_EVERY batches stay on the device before one copy back; run here with the
+    device calls stubbed (no GPU): the same vectors in the same rows, and progress in whole flushes."""
+    from xlir_bench.models import transformers_encoder
+
+    encoder, many = plugin(tiny, max_tokens=24), texts(90, seed=7)
+    expected = encoder.encode(many, batch_size=4)
+    monkeypatch.setattr(transformers_encoder, "SYNC_EVERY", 3)
+    monkeypatch.setattr(feed.Feed, "_pinned", lambda self, *arrays: arrays)  # pinning needs a GPU
+    forward = encoder._forward
+
+    def on_the_cpu(batch):  # CPU tensors stand in for device ones
+        encoder.device = "cpu"
+        try:
+            return forward(batch)
+        finally:
+            encoder.device = "cuda:0"
+
+    monkeypatch.setattr(encoder, "_forward", on_the_cpu)
+    encoder.device = "cuda:0"
+    done = []
+    got = encoder.encode(many, batch_size=4, progress=done.append)
+    assert np.array_equal(got, expected) and sum(done) == 90
+    assert len(done) < len(encoder.batches([len(x) for x in encoder.tokenizer(many)["input_ids"]], 4))
