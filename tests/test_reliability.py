@@ -511,5 +511,8 @@ def test_a_result_on_an_unofficial_corpus_says_so_in_every_table():
            "settings": {"monolingual": {"metrics": {"mAP": 0.5}}}}  # fmt: skip
     (record,) = Report.from_results([doc]).records
     assert record["set"] == "official: false (sw)"
+    doc["suite"]["notes"] = {"relevant_not_in_corpus": 1234}
+    assert Report.from_results([doc]).records[0]["set"] == "official: false (sw), 1,234 relevant not in corpus"
     doc["suite"]["corpus"]["sw"]["official"] = True
+    doc["suite"]["notes"] = {"relevant_not_in_corpus": 0}
     assert "set" not in Report.from_results([doc]).records[0]

@@ -62,6 +62,9 @@ def _identity(result: dict) -> dict:
     unofficial = sorted(lang for lang, c in corpus.items() if isinstance(c, dict) and c.get("official") is False)
     if unofficial:  # a local corpus whose files are not the published ones: never a row that looks official
         marks.append(f"official: false ({', '.join(unofficial)})")
+    missing = (result["suite"].get("notes") or {}).get("relevant_not_in_corpus")
+    if missing:  # judged passages the corpus lacks count as never retrieved: the row says how many
+        marks.append(f"{missing:,} relevant not in corpus")
     if marks:
         row["set"] = ", ".join(marks)
     training = (result["model"].get("metadata") or {}).get("training")
