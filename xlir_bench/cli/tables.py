@@ -10,6 +10,7 @@ from .. import results, suites
 from ..engine.pools import SETTINGS
 from ..errors import XlirError
 from ..report import FORMATS, Report
+from ..report.terminal import by_priority
 from . import SEED, _measure_columns, cli, err, out, results_dir_option
 
 
@@ -152,11 +153,9 @@ def _fit_columns(header: list[str], body: list[list[str]], width: int) -> list[s
     need = {c: max(len(v) for v in [c, *(row[i] for row in body)]) + 3 for i, c in enumerate(header)}
     need["A"], need["B"] = min(need["A"], 24), min(need["B"], 24)  # labels may fold
     need["mAP A"] += need.pop("mAP B")  # the two means come together or not at all
-    chosen, used = [], 1
-    for c in (c for c in COMPARE_PRIORITY if c != "mAP B"):
-        if used + need[c] <= width or c in ("A", "B", "A - B"):
-            chosen += [c, "mAP B"] if c == "mAP A" else [c]
-            used += need[c]
+    ordered = [c for c in COMPARE_PRIORITY if c != "mAP B"]
+    chosen = by_priority(ordered, need, width - 1, keep=("A", "B", "A - B"))
+    chosen += ["mAP B"] if "mAP A" in chosen else []
     return [c for c in header if c in chosen]
 
 

@@ -31,6 +31,13 @@ LOWER_IS_BETTER = ("rank_distance",)
 NOT_RANKED = ("lang_pref@1", "seeds")  # no "better" direction: a preference is not a score
 
 
+def constant_text_columns(columns: list[str], cells: list[list[str]]) -> list[str]:
+    """Label columns (not ``model``) holding one value on every row, e.g. the suite of a filtered table: said once
+    (a title, a section heading) rather than on every row, by the terminal and the HTML tables alike."""
+    return [c for i, c in enumerate(columns)
+            if c in TEXT_COLUMNS and c != "model" and cells and len({row[i] for row in cells}) == 1]  # fmt: skip
+
+
 def training_label(training: dict, with_seed: bool = True) -> str:
     """What a fine-tuned model was trained with, short: ``hybrid a=0.5, mlqa-r, 60 steps, seed 0``."""
     alpha = f" a={training.get('alpha')}" if training.get("strategy") == "hybrid" else ""

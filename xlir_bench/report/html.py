@@ -22,7 +22,7 @@ import numpy as np
 from .. import results as results_module
 from ..errors import XlirError
 from ..fileio import replace_dir
-from . import TEXT_COLUMNS, Report, configuration_name, plots
+from . import TEXT_COLUMNS, Report, configuration_name, constant_text_columns, plots
 from .terminal import PRIORITY
 
 MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best models by multilingual mAP
@@ -73,8 +73,8 @@ def _table(report: Report) -> str:
     """The leaderboard without the columns that hold one value on every row (the suite of its section), so that
     it fits the page; on narrow windows the measures of lowest priority are hidden, and a note names them."""
     cells = report.cells(bold=lambda t: f"\0B{t}\0E")
-    keep = [i for i, c in enumerate(report.columns) if c not in TEXT_COLUMNS or c == "model"
-            or len({row[i] for row in cells}) > 1]  # fmt: skip
+    constant = constant_text_columns(list(report.columns), cells)
+    keep = [i for i, c in enumerate(report.columns) if c not in constant]
     columns = [report.columns[i] for i in keep]
     head = "".join(f'<th class="{_column_class(c)}">{html.escape(c)}</th>' for c in columns)
     rows = []

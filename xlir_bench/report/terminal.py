@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import TEXT_COLUMNS, Report
+from . import TEXT_COLUMNS, Report, constant_text_columns
 
 PRIORITY = ("mAP", "rank_distance", "lang_pref@1", "seeds", "R@1", "R@10", "nDCG@10", "MRR", "R@100")
 BORDER = 3  # a rich column's padding and rule
@@ -34,7 +34,7 @@ def fit(report: Report, width: int, title: str | None = None) -> Fitted:
     cells = report.cells(bold=lambda t: f"\0B{t}\0E")
     columns = list(report.columns)
     table = {c: [row[i] for row in cells] for i, c in enumerate(columns)}
-    constant = [c for c in columns if c in TEXT_COLUMNS and c != "model" and cells and len(set(table[c])) == 1]
+    constant = constant_text_columns(columns, cells)
     title_parts = ([title] if title else []) + [table[c][0] for c in constant if table[c][0]]
     kept = [c for c in columns if c not in constant]
     text = [c for c in kept if c in TEXT_COLUMNS]
@@ -58,16 +58,23 @@ def fit(report: Report, width: int, title: str | None = None) -> Fitted:
         widths["model"] = max(len(v) for v in ["model", *labels]) + BORDER
     for column in dropped:
         legend += _legend_of(column, labels, table[column])
-    shown, left_out, total = [], [], sum(widths[c] for c in text)
-    for c in numeric:
-        if total + widths[c] <= budget or not shown:
-            shown.append(c)
-            total += widths[c]
-        else:
-            left_out.append(c)
+    shown = by_priority(numeric, widths, budget - sum(widths[c] for c in text))
+    left_out = [c for c in numeric if c not in shown]
     final = text + shown
     rows = [[labels[r] if c == "model" else table[c][r] for c in final] for r in range(len(cells))]
     return Fitted(final, rows, " · ".join(title_parts), legend, left_out)
+
+
+def by_priority(ordered: list[str], widths: dict[str, int], budget: int, keep: tuple[str, ...] = ()) -> list[str]:
+    """The columns of ``ordered`` (most important first) that fit ``budget`` characters, each taken while it still
+    fits; those in ``keep``, and the first, always. The leaderboard and ``compare`` both choose this way."""
+    chosen: list[str] = []
+    total = 0
+    for column in ordered:
+        if total + widths[column] <= budget or column in keep or not chosen:
+            chosen.append(column)
+            total += widths[column]
+    return chosen
 
 
 def rich_table(report: Report, width: int, title: str | None = None):
