@@ -259,6 +259,7 @@ def test_progress_shows_a_rate_and_a_steady_remaining_time():
     assert column.render(SimpleNamespace(finished_speed=None, speed=1234.4)).plain == "1,234/s"
     assert column.render(SimpleNamespace(finished_speed=2.34, speed=None)).plain == "2.3/s"
     assert column.render(SimpleNamespace(finished_speed=None, speed=None)).plain == ""
+    assert column.render(SimpleNamespace(finished_speed=None, speed=0.0125)).plain == ""  # a run every 80 s
     progress = bars(disable=True)
     assert any(isinstance(c, RateColumn) for c in progress.columns) and progress.speed_estimate_period == SPEED_WINDOW
     assert SPEED_WINDOW >= 300

@@ -25,6 +25,7 @@ from rich.text import Text
 
 SPEED_WINDOW = 300.0  # seconds of history behind the rate and the time remaining (rich's default, 30 s, lets the ETA
 # of a suite swing between 9 and 51 minutes as batches of long and short texts alternate)
+MIN_RATE = 0.1  # below this a rate reads "0.0/s" (whole runs, a few a minute): the elapsed time says more
 
 
 class RateColumn(ProgressColumn):
@@ -32,7 +33,7 @@ class RateColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
-        if not speed:
+        if not speed or speed < MIN_RATE:
             return Text("", style="progress.data.speed")
         return Text(f"{speed:,.0f}/s" if speed >= 10 else f"{speed:.1f}/s", style="progress.data.speed")
 
@@ -76,6 +77,6 @@ class Progress(RichProgress):
                                            if task.total else "")  # fmt: skip
         elapsed = f", {task.elapsed:,.0f} s" if task.elapsed else ""
         speed = task.finished_speed or task.speed
-        elapsed += f", {speed:,.1f}/s" if speed else ""
+        elapsed += f", {speed:,.1f}/s" if speed and speed >= MIN_RATE else ""
         self.console.print(f"{time.strftime('%H:%M:%S')} {escape(task.description)}: {done}{elapsed}",
                            highlight=False, soft_wrap=True)  # fmt: skip
