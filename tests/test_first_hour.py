@@ -291,3 +291,18 @@ def test_the_all_runs_bar_moves_during_a_run(fake_plugin_path, monkeypatch):
              settings=("monolingual",), progress=progress, use_cache=False, overall=overall)  # fmt: skip
     assert len(seen) > 3 and 0 < seen[len(seen) // 2] < 1
     assert seen[-1] == pytest.approx(1.0)
+
+
+def test_a_label_with_brackets_shows_whole_on_the_bar():
+    """`e5-small[dtype=int8]` is what results call the run; rich read `[dtype=int8]` as markup and the bar said
+    `e5-small`."""
+    import io
+
+    from rich.console import Console
+
+    from xlir_bench.progress import bars
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with bars(console=console) as progress:
+        progress.update(progress.add_task("e5-small[dtype=int8] / xquad-r", total=2), advance=2)
+    assert "e5-small[dtype=int8] / xquad-r" in console.file.getvalue()

@@ -39,9 +39,11 @@ class RateColumn(ProgressColumn):
 
 
 def bars(console=None, disable: bool = False) -> Progress:
-    """The harness's progress display: what, bar, done/total, rate, elapsed, remaining."""
+    """The harness's progress display: what, bar, done/total, rate, elapsed, remaining. Descriptions are plain text,
+    not rich markup: a label such as ``e5-small[dtype=int8]`` would otherwise lose its ``[dtype=int8]``."""
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), RateColumn(),
+        TimeElapsedColumn(),
         TimeRemainingColumn(), console=console, disable=disable, transient=False, speed_estimate_period=SPEED_WINDOW,
     )  # fmt: skip
 
