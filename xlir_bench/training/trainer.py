@@ -465,6 +465,7 @@ def _distributed_setup(torch) -> tuple[int, int]:
         return 0, 1
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    from ..distributed import init_group
+
+    init_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
