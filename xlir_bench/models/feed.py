@@ -62,9 +62,34 @@ def collate(ids: list[list[int]], rows: np.ndarray, pad_id: int, side: str = "ri
     return tokens, mask
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
-    """(token ids with special tokens, number of texts cut at ``max_length``). A fast tokenizer says exactly which
-    texts overflowed; for a slow one, a text that fills ``max_length`` is counted (it may have fit exactly)."""
+def rust_core(tokenizer, max_length: int):
+    """A copy of a fast tokenizer's Rust core set up as ``tokenizer(texts, truncation=True, max_length=...)`` sets
+    it (truncate at ``max_length``, longest first, the tokenizer's side; no padding), or None for a slow tokenizer.
+
+    Why: transformers' call wraps the Rust batch encode in per-text Python work (a dict per encoding, a length
+    check per text) that runs on one core while the encode itself uses all of them; on a many-core GPU host that
+    serial part, not the tokenizer, would cap the feed. The copy leaves the caller's tokenizer as it was."""
+    core = getattr(tokenizer, "backend_tokenizer", None)
+    if core is None or not hasattr(core, "encode_batch"):
+        return None
+    from tokenizers import Tokenizer
+
+    core = Tokenizer.from_str(core.to_str())
+    side = getattr(tokenizer, "truncation_side", "right")
+    core.enable_truncation(int(max_length), stride=0, strategy="longest_first", direction=side)
+    core.no_padding()
+    core.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+    return core
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int, core=None) -> tuple[list[list[int]], int]:
+    """(token ids with special tokens, number of texts cut at ``max_length``). With ``core`` (:func:`rust_core`)
+    the Rust encoder is called directly, same ids. A fast tokenizer says exactly which texts overflowed; for a slow
+    one, a text that fills ``max_length`` is counted (it may have fit exactly)."""
+    if core is not None:
+        encodings = core.encode_batch(texts, add_special_tokens=True)
+        ids = [e.ids for e in encodings]
+        return ids, sum(1 for e, x in zip(encodings, ids) if len(x) >= max_length and e.overflowing)
     encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True,
                         return_attention_mask=False, return_token_type_ids=False)  # fmt: skip
     ids = encoded["input_ids"]
@@ -89,13 +114,14 @@ class Feed:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.side = getattr(tokenizer, "padding_side", "right")
         self.truncated = 0
+        self.core = rust_core(tokenizer, self.max_length)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         self._stop = threading.Event()
 
     def windows(self) -> Iterator[list[Batch]]:
         """The batches of each window, made on the calling thread (the producer's work, also usable alone)."""
         for lo in range(0, len(self.texts), self.window):
-            ids, cut = tokenize(self.tokenizer, self.texts[lo : lo + self.window], self.max_length)
+            ids, cut = tokenize(self.tokenizer, self.texts[lo : lo + self.window], self.max_length, self.core)
             self.truncated += cut
             batches = []
             for rows in plan([len(x) for x in ids], self.budget()):
