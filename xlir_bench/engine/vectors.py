@@ -19,6 +19,9 @@ from ..errors import XlirError
 from ..metrics.stream import canonical_pairs
 from ..shards import ShardStore
 from .encode import encode_all, notes_warnings, zero_vector_warning
+from .readahead import read_ahead
+
+READ_AHEAD_SHARDS = 1  # corpus shards read ahead of the encoder (0: read in turn with encoding)
 
 
 class Vectors:
@@ -106,10 +109,8 @@ class Vectors:
         error, shard, ids, docs, total = None, 0, [], [], 0
         mine = self.owns(lang, 0) and not store.has(0)
         seen = IdHashes()
-        try:
-            for doc_id, item in corpus:
-                check_doc_id(doc_id, lang)
-                seen.add(doc_id)
+        try:  # read (and ids checked) on a thread, a shard ahead of the encoder: see readahead's docstring
+            for doc_id, item in read_ahead(checked(corpus, lang, seen), self.shard_size * READ_AHEAD_SHARDS):
                 if mine:
                     ids.append(doc_id)
                     docs.append(item)
@@ -294,6 +295,14 @@ def _members(ids: np.ndarray, sorted_wanted: np.ndarray) -> np.ndarray:
     at = np.searchsorted(sorted_wanted, ids)
     at[at == len(sorted_wanted)] = 0
     return np.flatnonzero(sorted_wanted[at] == ids)
+
+
+def checked(corpus, lang: str, seen: IdHashes):
+    """The corpus's (doc_id, item) pairs, each id checked and remembered as it is read."""
+    for doc_id, item in corpus:
+        check_doc_id(doc_id, lang)
+        seen.add(doc_id)
+        yield doc_id, item
 
 
 def check_doc_id(doc_id: str, lang: str) -> None:

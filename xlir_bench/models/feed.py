@@ -87,9 +87,7 @@ def tokenize(tokenizer, texts: list[str], max_length: int, core=None) -> tuple[l
     the Rust encoder is called directly, same ids. A fast tokenizer says exactly which texts overflowed; for a slow
     one, a text that fills ``max_length`` is counted (it may have fit exactly)."""
     if core is not None:
-        encodings = core.encode_batch(texts, add_special_tokens=True)
-        ids = [e.ids for e in encodings]
-        return ids, sum(1 for e, x in zip(encodings, ids) if len(x) >= max_length and e.overflowing)
+        return unpack(core.encode_batch(texts, add_special_tokens=True), max_length)
     encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True,
                         return_attention_mask=False, return_token_type_ids=False)  # fmt: skip
     ids = encoded["input_ids"]
@@ -98,6 +96,12 @@ def tokenize(tokenizer, texts: list[str], max_length: int, core=None) -> tuple[l
     except (AttributeError, TypeError, ValueError):  # a slow tokenizer has no encodings
         cut = sum(1 for x in ids if len(x) >= max_length)
     return ids, cut
+
+
+def unpack(encodings, max_length: int) -> tuple[list[list[int]], int]:
+    """(token ids, number cut at ``max_length``) of Rust encodings: the per-text Python work of the direct path."""
+    ids = [e.ids for e in encodings]
+    return ids, sum(1 for e, x in zip(encodings, ids) if len(x) >= max_length and e.overflowing)
 
 
 class Feed:

@@ -3,9 +3,9 @@
 Batching: texts are tokenized once, sorted by length and cut into batches under a token budget
 (``max_tokens`` = padded tokens per batch), so short sentences travel in large batches and long ones in small
 batches with little padding; outputs are put back in the input order. The default budget is ``batch_size`` x
-``TOKENS_PER_ROW`` of the device: large on CUDA, where big batches keep the GPU busy, and a quarter of that on CPU,
-where a matmul of ~2,000 token rows already runs at full speed and a larger budget only adds padding (every batch
-is as long as its longest text). On CPU the model runs under
+``TOKENS_PER_ROW`` of the device, on CUDA at least :func:`cuda_budget` (sized by the device's memory: big batches
+keep a GPU busy), on CPU a quarter of the CUDA rows, where a matmul of ~2,000 token rows already runs at full speed
+and a larger budget only adds padding (every batch is as long as its longest text). On CPU the model runs under
 ``torch.inference_mode`` on all cores; ``dtype=bf16`` adds autocast (fast on CPUs with AVX512-BF16 / AMX), and
 ``dtype=int8`` runs an int8 graph on ONNX Runtime (:mod:`.onnx_runtime` says why that scheme). ``dtype=auto``
 (the default) picks by measurement (:mod:`xlir_bench.models.precision`): bf16 or fp16 autocast on CUDA, bf16 on CPUs
@@ -29,11 +29,30 @@ from ..suites.download import reachable
 from . import feed, precision
 
 POOLINGS = ("mean", "cls")
+
+
+def cuda_budget(device: str) -> int:
+    """Default padded tokens per batch on a CUDA device: 1,024 per GiB of its memory, rounded down to a power of
+    two, from 8,192 to 131,072 (65,536 on an 80 GB H100, 131,072 on an H200).
+
+    Why: a forward pass is a few hundred kernel launches whatever the batch, so e5-small at ``batch_size`` 32 x 128
+    = 4,096 tokens (about 20 MIRACL passages) spends its time launching kernels, not computing; tens of thousands of
+    tokens per batch keep a large GPU busy. Inference activations of a base-size encoder are about 25 KB per token
+    (eager attention at 512 tokens included), so this budget takes about 2.5% of the memory; a device that runs out
+    anyway halves it once (:meth:`TransformersEncoder._forward_guarded`)."""
+    import torch
+
+    total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+    tokens = max(8192, min(131_072, (total >> 30) * CUDA_TOKENS_PER_GIB))
+    return 1 << (int(tokens).bit_length() - 1)
+
+
 # Default padded tokens per batch row of ``batch_size``, by device type. On the 2-core avx2 EPYC (e5-small, batch
 # size 64, idle): 800 XQuAD-R German sentences took 21.7 s in fp32 with 128 (8,192 tokens a batch), 16.3 s with
 # 32; 330 sentences of 11 languages 10.4 s and 7.9 s; int8 gained alike (15.6 -> 12.7 s). Padding is 16% of the
 # tokens of XQuAD-R's pools at 8,192 and 5% at 2,048 (MLQA-R 8.7% and 2.4%).
 TOKENS_PER_ROW = {"cpu": 32, "cuda": 128}
+CUDA_TOKENS_PER_GIB = 1024  # the default CUDA budget per GiB of device memory (see cuda_budget)
 SYNC_EVERY = 16  # CUDA batches queued before their vectors are copied back (one synchronisation per 16 batches)
 DTYPES = ("auto", "fp32", "bf16", "fp16", "int8")
 
@@ -226,6 +245,7 @@ class TransformersEncoder:
         self.max_length = int(max_length)
         self.max_tokens = int(max_tokens) if max_tokens else None
         self._halved_budget: int | None = None  # set once, after the device ran out of memory
+        self._device_budget: int | None = None
         self._notes: dict[str, int] = {}
         self.metadata = {
             "name": display_name or str(name_or_path),
@@ -266,7 +286,17 @@ class TransformersEncoder:
         the last bits)."""
         if self.max_tokens:
             return f"max_tokens={self.max_tokens}"
+        if self.device.startswith("cuda"):
+            return f"max(batch_size x {self.tokens_per_row()}, {self.device_budget()})"
         return f"batch_size x {self.tokens_per_row()}"
+
+    def device_budget(self) -> int:
+        """The device's own floor under the default budget (:func:`cuda_budget`; none on CPU), read once."""
+        if not self.device.startswith("cuda"):
+            return 0
+        if self._device_budget is None:
+            self._device_budget = cuda_budget(self.device)
+        return self._device_budget
 
     def tokens_per_row(self) -> int:
         return TOKENS_PER_ROW["cuda" if self.device.startswith("cuda") else "cpu"]
@@ -285,7 +315,7 @@ class TransformersEncoder:
 
     def budget(self, batch_size: int) -> int:
         """Padded tokens per batch now: the configured budget, or half of it after the device ran out of memory."""
-        return self._halved_budget or self.max_tokens or batch_size * self.tokens_per_row()
+        return self._halved_budget or self.max_tokens or max(batch_size * self.tokens_per_row(), self.device_budget())
 
     def load(self) -> None:
         """Load tokenizer and weights (once), quantized or moved to the device as configured."""
@@ -388,7 +418,7 @@ class TransformersEncoder:
             if self._halved_budget:
                 raise XlirError(
                     f"{self.metadata['name']}: out of device memory at {budget} tokens per batch, after halving it "
-                    "once; pass a smaller --batch-size or --model-arg max_tokens=..."
+                    f"once; pass --model-arg max_tokens=N with N below {budget} (padded tokens per batch)"
                 ) from None
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
