@@ -65,28 +65,29 @@ def test_the_pipelined_whole_call_gives_the_vectors_of_window_by_window_calls(ti
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_the_rust_core_gives_the_ids_and_truncation_counts_of_the_tokenizer_call(tiny, side):
     """The feed calls the Rust encoder directly (no per-text Python on one core); same ids, same count of cut texts,
-    either truncation side, and the caller's tokenizer keeps its own settings."""
+    either truncation side, and the tokenizer is left as its own call leaves it."""
     encoder = plugin(tiny)
     encoder.load()
     tokenizer = encoder.tokenizer
     tokenizer.truncation_side = side
     many = texts(60, seed=5) + ["[SEP] the [MASK] nfl " * 9, "", "ünïcödé  spaced\tout\n text"]
-    before = tokenizer.backend_tokenizer.truncation
-    core = feed.rust_core(tokenizer, 16)
-    assert core is not None and core.truncation["max_length"] == 16 and tokenizer.backend_tokenizer.truncation == before
-    wrapped, cut = feed.tokenize(tokenizer, many, 16)
+    tokenizer(many[:3], truncation=True, max_length=40, padding=True)  # a call with other settings before
+    core = feed.rust_core(tokenizer)
+    assert core is tokenizer.backend_tokenizer
     direct, cut_direct = feed.tokenize(tokenizer, many, 16, core)
+    after_direct = (core.truncation, core.padding, core.encode_special_tokens)
+    wrapped, cut = feed.tokenize(tokenizer, many, 16)
     assert direct == wrapped and cut_direct == cut and 0 < cut < len(many)
-    before = tokenizer.backend_tokenizer.truncation
-    assert feed.Feed(tokenizer, many, max_length=16, budget=lambda: 64).core is not None
-    assert tokenizer.backend_tokenizer.truncation == before  # the copy was changed, not the caller's tokenizer
+    assert after_direct == (core.truncation, core.padding, core.encode_special_tokens)
+    assert after_direct[0]["max_length"] == 16 and after_direct[0]["direction"] == side and after_direct[1] is None
+    assert feed.Feed(tokenizer, many, max_length=16, budget=lambda: 64).core is core
 
 
 def test_a_slow_tokenizer_has_no_rust_core():
     class Slow:
         pad_token_id = 0
 
-    assert feed.rust_core(Slow(), 16) is None
+    assert feed.rust_core(Slow()) is None
 
 
 def test_the_rust_core_reads_every_real_paragraph_as_e5_smalls_tokenizer_does():
@@ -102,7 +103,7 @@ def test_the_rust_core_reads_every_real_paragraph_as_e5_smalls_tokenizer_does():
         paragraphs += list(dict.fromkeys("passage: " + d.context for d in data.docs))
     for limit in (512, 128):
         wrapped, cut = feed.tokenize(tokenizer, paragraphs, limit)
-        direct, cut_direct = feed.tokenize(tokenizer, paragraphs, limit, feed.rust_core(tokenizer, limit))
+        direct, cut_direct = feed.tokenize(tokenizer, paragraphs, limit, feed.rust_core(tokenizer))
         assert direct == wrapped and cut_direct == cut > 100
 
 

@@ -62,24 +62,31 @@ def collate(ids: list[list[int]], rows: np.ndarray, pad_id: int, side: str = "ri
     return tokens, mask
 
 
-def rust_core(tokenizer, max_length: int):
-    """A copy of a fast tokenizer's Rust core set up as ``tokenizer(texts, truncation=True, max_length=...)`` sets
-    it (truncate at ``max_length``, longest first, the tokenizer's side; no padding), or None for a slow tokenizer.
+def rust_core(tokenizer):
+    """A fast tokenizer's Rust core (None for a slow tokenizer), to be called directly by :func:`tokenize`.
 
     Why: transformers' call wraps the Rust batch encode in per-text Python work (a dict per encoding, a length
     check per text) that runs on one core while the encode itself uses all of them; on a many-core GPU host that
-    serial part, not the tokenizer, would cap the feed. The copy leaves the caller's tokenizer as it was."""
+    serial part, not the tokenizer, would cap the feed. The core itself, not a copy: copying e5-small's takes over
+    a second, and :func:`configure` leaves it as the tokenizer call leaves it."""
     core = getattr(tokenizer, "backend_tokenizer", None)
-    if core is None or not hasattr(core, "encode_batch"):
-        return None
-    from tokenizers import Tokenizer
+    return core if core is not None and hasattr(core, "encode_batch") else None
 
-    core = Tokenizer.from_str(core.to_str())
+
+def configure(core, tokenizer, max_length: int) -> None:
+    """Set ``core`` as ``tokenizer(texts, truncation=True, max_length=...)`` sets it before encoding (truncate at
+    ``max_length``, longest first, on the tokenizer's side; no padding; special-token splitting as configured),
+    touching only what differs, as that call does."""
     side = getattr(tokenizer, "truncation_side", "right")
-    core.enable_truncation(int(max_length), stride=0, strategy="longest_first", direction=side)
-    core.no_padding()
-    core.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
-    return core
+    target = {"max_length": int(max_length), "stride": 0, "strategy": "longest_first", "direction": side}
+    current = core.truncation
+    if current is None or {k: current.get(k) for k in target} != target:
+        core.enable_truncation(**target)
+    if core.padding is not None:
+        core.no_padding()
+    split = bool(getattr(tokenizer, "split_special_tokens", False))
+    if core.encode_special_tokens != split:
+        core.encode_special_tokens = split
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int, core=None) -> tuple[list[list[int]], int]:
@@ -87,6 +94,7 @@ def tokenize(tokenizer, texts: list[str], max_length: int, core=None) -> tuple[l
     the Rust encoder is called directly, same ids. A fast tokenizer says exactly which texts overflowed; for a slow
     one, a text that fills ``max_length`` is counted (it may have fit exactly)."""
     if core is not None:
+        configure(core, tokenizer, max_length)
         return unpack(core.encode_batch(texts, add_special_tokens=True), max_length)
     encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True,
                         return_attention_mask=False, return_token_type_ids=False)  # fmt: skip
@@ -118,7 +126,7 @@ class Feed:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.side = getattr(tokenizer, "padding_side", "right")
         self.truncated = 0
-        self.core = rust_core(tokenizer, self.max_length)
+        self.core = rust_core(tokenizer)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         self._stop = threading.Event()
 
