@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from xlir_bench.engine.readahead import read_ahead
+from xlir_bench.readahead import read_ahead
 
 
 def readers() -> list[threading.Thread]:

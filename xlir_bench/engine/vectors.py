@@ -17,9 +17,9 @@ import numpy as np
 
 from ..errors import XlirError
 from ..metrics.stream import canonical_pairs
+from ..readahead import read_ahead
 from ..shards import ShardStore
 from .encode import encode_all, notes_warnings, zero_vector_warning
-from .readahead import read_ahead
 
 READ_AHEAD_SHARDS = 1  # corpus shards read ahead of the encoder (0: read in turn with encoding)
 

@@ -16,12 +16,12 @@ that the copy to the device is asynchronous.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..readahead import read_ahead
 
 WINDOW = 2048  # texts planned together: the engine's former per-call chunk, so batch-mates (and vectors) are unchanged
 PREFETCH = 2  # windows the producer may be ahead of the device
@@ -127,8 +127,7 @@ class Feed:
         self.side = getattr(tokenizer, "padding_side", "right")
         self.truncated = 0
         self.core = rust_core(tokenizer)
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-        self._stop = threading.Event()
+        self.prefetch = max(1, int(prefetch))
 
     def windows(self) -> Iterator[list[Batch]]:
         """The batches of each window, made on the calling thread (the producer's work, also usable alone)."""
@@ -148,35 +147,6 @@ class Feed:
 
         return tuple(torch.from_numpy(a).pin_memory() for a in arrays)
 
-    def _produce(self) -> None:
-        try:
-            for batches in self.windows():
-                if not self._put(batches):
-                    return
-            self._put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            self._put(exc)
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def __iter__(self) -> Iterator[Batch]:
-        producer = threading.Thread(target=self._produce, name="xlir-bench-feed", daemon=True)
-        producer.start()
-        try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield from item
-        finally:
-            self._stop.set()
-            producer.join()
+        for batches in read_ahead(self.windows(), self.prefetch, chunk=1, name="xlir-bench-feed"):
+            yield from batches
