@@ -274,3 +274,41 @@ def test_order_effect_compares_rising_with_falling_and_is_labelled_exploratory()
     assert "rising 0->1 - falling 1->0: multilingual AP +0.0200 [+0.0200, +0.0200], p < 0.001" in line
     assert "rank distance across seeds -10.0, t-test p < 0.001" in line
     assert sweep.order_effect(records, {"rising 0->1": aps["rising 0->1"]}, clusters, 200) is None
+
+
+def test_both_experiment_commands_hand_their_function_every_option_it_takes(tmp_path, monkeypatch):
+    """The CLI's option plumbing (shared by domain-shift and alpha-sweep): each command calls its function with
+    keyword arguments that ``domain_shift`` accepts, the shared ones (results, data, device, progress, command)
+    included, and shows the summary it wrote. The functions are replaced, so nothing trains."""
+    import inspect
+
+    from click.testing import CliRunner
+
+    from xlir_bench.cli import cli
+    from xlir_bench.training import experiment, sweep
+
+    accepted = set(inspect.signature(experiment.domain_shift).parameters)
+    calls = {}
+
+    def fake(name):
+        def run(**kwargs):
+            calls[name] = kwargs
+            summary = tmp_path / f"{name}.md"
+            summary.write_text(f"summary of {name}\n")
+            return tmp_path / f"{name}.json", summary
+
+        return run
+
+    monkeypatch.setattr(experiment, "run_domain_shift", fake("domain-shift"))
+    monkeypatch.setattr(sweep, "run_alpha_sweep", fake("alpha-sweep"))
+    for command in ("domain-shift", "alpha-sweep"):
+        got = CliRunner().invoke(cli, ["experiment", command, "--seeds", "3", "--max-steps", "7", "--results-dir",
+                                       str(tmp_path), "--quiet"])  # fmt: skip
+        assert got.exit_code == 0, got.output
+        assert f"summary of {command}" in got.output
+        kwargs = calls[command]
+        assert set(kwargs) <= accepted, set(kwargs) - accepted
+        assert {"results_root", "data_dir", "device", "precision", "progress", "command"} <= set(kwargs)
+        chosen = (kwargs["seeds"], kwargs["max_steps"], kwargs["train"], kwargs["evaluate"])
+        assert chosen == (3, 7, "mlqa-r", "xquad-r")
+        assert ("alpha" in kwargs) == (command == "domain-shift")

@@ -171,16 +171,14 @@ def _experiment_options(command, alpha: bool = True):
     return _options(options)(command)
 
 
-def _experiment_kwargs(options: dict, progress) -> dict:
-    """run_domain_shift's keyword arguments from the shared options."""
+def _experiment_settings(options: dict) -> dict:
+    """The domain-shift experiment's own keyword arguments (``_run_and_show`` adds the shared ones)."""
     return {
         "base": options["base"], "train": options["train_suite"], "evaluate": options["eval_suite"],
         "seeds": options["seeds"], "max_steps": options["max_steps"], "batch_size": options["batch_size"],
         "max_length": options["max_length"], "hard_negatives": options["hard_negatives"],
         "freeze_embeddings": options["freeze_embeddings"], "allow_overlap": options["allow_overlap"],
-        "data_dir": options["data_dir"], "device": provenance.resolve_device(options["device"]),
-        "precision": options["precision"], "results_root": results.results_dir(options["results_dir"]),
-        "progress": progress, "command": provenance.command_line(), "alpha_draw": options["alpha_draw"],
+        "alpha_draw": options["alpha_draw"],
     }  # fmt: skip
 
 
@@ -190,13 +188,10 @@ def domain_shift_cmd(**options) -> None:
     """Train mono / cross / hybrid on one suite, evaluate zero-shot on the other, summarise over seeds."""
     from ..training.experiment import run_domain_shift
 
-    with _progress(options["quiet"]) as progress:
-        paths = run_domain_shift(
-            **_experiment_kwargs(options, progress), alpha=options["alpha"], alpha_schedule=options["alpha_schedule"]
-        )
-    for path in paths:
-        err.print(f"wrote {path}", highlight=False)
-    out.print(paths[1].read_text())
+    _run_and_show(
+        run_domain_shift, options, **_experiment_settings(options), alpha=options["alpha"],
+        alpha_schedule=options["alpha_schedule"],
+    )  # fmt: skip
 
 
 @experiment_group.command("alpha-sweep")
@@ -206,11 +201,7 @@ def alpha_sweep_cmd(**options) -> None:
     seed-major and resumable; compares each with fixed alpha 0.5 (question-level and across-seed tests, Holm)."""
     from ..training.sweep import run_alpha_sweep
 
-    with _progress(options["quiet"]) as progress:
-        paths = run_alpha_sweep(**_experiment_kwargs(options, progress))
-    for path in paths:
-        err.print(f"wrote {path}", highlight=False)
-    out.print(paths[1].read_text())
+    _run_and_show(run_alpha_sweep, options, **_experiment_settings(options))
 
 
 @experiment_group.command("length-study")
