@@ -88,6 +88,20 @@ def test_seed_test_gives_the_paired_t_test_and_the_sign_flip_floor():
     assert seed_test([0.6], [0.5])["t_p_value"] is None
 
 
+def test_a_spread_of_rounding_alone_counts_as_no_spread(recwarn):
+    """Differences equal up to their last bits (a slope that is the same in every seed, computed in float64) are
+    the same difference every time: p = 0 without scipy's precision warning, not a t resting on rounding noise. A
+    real spread, however small against the mean, still goes to the t-test."""
+    same = [0.1, float(np.nextafter(0.1, 1.0)), float(np.nextafter(0.1, 0.0))]
+    assert seed_test(same, [0.0, 0.0, 0.0])["t_p_value"] == 0.0
+    assert t_interval(same)["p_value"] == 0.0
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    from scipy import stats
+
+    small = [0.1, 0.1 + 1e-9, 0.1 - 2e-9]
+    assert seed_test(small, [0.0] * 3)["t_p_value"] == pytest.approx(stats.ttest_1samp(small, 0.0).pvalue, rel=1e-9)
+
+
 def test_p_text_never_prints_zero():
     """A randomization p is at least 1/(permutations+1), never 0: below what 3 digits show it reads "p < 0.001"."""
     assert p_text(0.0001) == "p < 0.001"

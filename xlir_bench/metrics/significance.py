@@ -103,12 +103,17 @@ def seed_test(a_per_seed, b_per_seed) -> dict:
     }
 
 
+ROUNDING = 16 * float(np.finfo(np.float64).eps)  # a relative spread at this level is rounding, not data
+
+
 def _paired_t(a, b) -> float | None:
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     diff = diff[~np.isnan(diff)]
     if len(diff) < 2:
         return None
-    if not diff.std(ddof=1):  # no spread: t is 0/0 (no difference) or infinite (the same difference every time)
+    if diff.std(ddof=1) <= ROUNDING * abs(diff.mean()):
+        # No spread beyond rounding: t is 0/0 (no difference) or infinite (the same difference every time, up to
+        # the last bits of its float64 subtraction, where scipy's t would rest on rounding noise and warn so).
         return 1.0 if not diff.mean() else 0.0
     try:
         from scipy import stats
