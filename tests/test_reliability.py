@@ -477,6 +477,53 @@ def test_miracl_corpus_read_twice_refused_and_offline_download_is_one_line(tmp_p
         list(miracl.Corpus("sw", None))
 
 
+def test_miracl_topics_offline_are_one_line_at_once_and_a_cached_copy_needs_no_network(tmp_path, monkeypatch):
+    """Without a data folder, MIRACL's dev topics come from ir_datasets: offline, that used to print its retry log
+    lines and then requests' whole ConnectionError, without saying what to do. Now an unreachable site is said at
+    once (ir_datasets is not even asked), a failing download ends in the same one line, and topics already in
+    ir_datasets' cache are read without asking the network."""
+    import requests
+
+    from xlir_bench.errors import XlirError
+    from xlir_bench.suites import miracl
+
+    home = tmp_path / "irds"
+    monkeypatch.setenv("IR_DATASETS_HOME", str(home))
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("XLIR_BENCH_DATA", raising=False)
+    asked = []
+
+    class Offline:
+        def queries_iter(self):
+            raise requests.ConnectionError("Max retries exceeded with url: /datasets/macavaney/miracl-noauth/...")
+            yield  # pragma: no cover
+
+        qrels_iter = queries_iter
+
+    def dataset(name):
+        asked.append(name)
+        return Offline()
+
+    monkeypatch.setattr(miracl, "_irds_dataset", dataset)
+    monkeypatch.setattr(miracl, "reachable", lambda url: False)
+    with pytest.raises(XlirError, match=r"^no MIRACL sw dev topics/qrels: set XLIR_BENCH_DATA .*miracl/sw/dev/"
+                       r"topics.tsv .* \(their download site is unreachable\)$"):  # fmt: skip
+        miracl.load_topics("sw")
+    assert asked == []
+    monkeypatch.setattr(miracl, "reachable", lambda url: True)  # reachable, and the download fails all the same
+    with pytest.raises(XlirError, match=r"^no MIRACL sw dev topics/qrels: .* \(ConnectionError\)$"):
+        miracl.load_topics("sw")
+    assert asked == ["miracl/sw/dev"]
+    for what in ("topics", "qrels"):  # in ir_datasets' cache: no reachability question
+        path = home / "miracl" / miracl._irds_downloads()[f"v1.0/sw/dev/{what}"]["cache_path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    monkeypatch.setattr(miracl, "reachable", lambda url: pytest.fail("asked the network"))
+    with pytest.raises(XlirError, match=r"\(ConnectionError\)$"):  # the stand-in dataset still fails; not asked first
+        miracl.load_topics("sw")
+    assert asked == ["miracl/sw/dev"] * 2
+
+
 def test_ir_datasets_own_corpus_copy_is_checksummed_and_named_in_the_result(tmp_path, monkeypatch, fake_plugin_path):
     """A corpus in ir_datasets' cache (``IR_DATASETS_HOME``) used to be read unchecked and recorded only as
     ``ir_datasets:miracl/<lang>``: now its files are read like a local folder, keyed by their md5, and the result

@@ -133,6 +133,7 @@ def load_topics(lang: str, data_dir: str | os.PathLike | None = None) -> Topics:
             )
         queries_iter, qrels_iter = parts["topics"].queries_iter, parts["qrels"].qrels_iter
     else:
+        _say_at_once_if_offline(lang)
         dataset = _irds_dataset(f"{NAME}/{lang}/dev")
         queries_iter, qrels_iter = dataset.queries_iter, dataset.qrels_iter
         checksums = {f"{NAME}/{lang}/dev/{w}": official_md5(lang, f"dev/{w}") or "?" for w in ("topics", "qrels")}
@@ -143,9 +144,34 @@ def load_topics(lang: str, data_dir: str | os.PathLike | None = None) -> Topics:
             qrels.setdefault(r.query_id, {})[r.doc_id] = int(r.relevance)
     except XlirError:
         raise
-    except Exception as exc:  # noqa: BLE001 - ir_datasets' download and parse errors
+    except OSError as exc:  # no network (requests' errors are OSErrors): one line, with what to do
+        raise XlirError(f"{missing_topics_message(lang)} ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - ir_datasets' parse errors
         raise XlirError(f"could not read MIRACL {lang} dev topics/qrels: {type(exc).__name__}: {exc}") from None
     return Topics(lang, queries, qrels, checksums)
+
+
+def _say_at_once_if_offline(lang: str) -> None:
+    """Before ir_datasets downloads ``lang``'s dev topics and qrels: when its cache lacks them and their site is
+    unreachable, one line at once instead of requests' retries (~30 s) and ir_datasets' log lines about them."""
+    entries = [_irds_downloads().get(f"v1.0/{lang}/dev/{what}") or {} for what in ("topics", "qrels")]
+    if all(e.get("cache_path") and (irds_home() / NAME / e["cache_path"]).is_file() for e in entries):
+        return
+    if not reachable(entries[0].get("url", "https://huggingface.co")):
+        raise XlirError(f"{missing_topics_message(lang)} (their download site is unreachable)")
+
+
+def missing_topics_message(lang: str) -> str:
+    return (
+        f"no MIRACL {lang} dev topics/qrels: set XLIR_BENCH_DATA (or --data-dir) to a folder holding "
+        f"miracl/{lang}/dev/topics.tsv and qrels.tsv (shared/data's layout; `xlir-bench data download --from "
+        f"FOLDER` copies one into the cache), or go online so ir_datasets downloads miracl/{lang}/dev"
+    )
+
+
+def irds_home() -> Path:
+    """ir_datasets' cache folder (``IR_DATASETS_HOME``, default ``~/.ir_datasets``): its rule, without a mkdir."""
+    return Path(os.environ.get("IR_DATASETS_HOME") or Path.home() / ".ir_datasets")
 
 
 def _cached_copy(lang: str) -> Path | None:
@@ -304,7 +330,7 @@ def irds_cached_files(lang: str) -> list[Path] | None:
     corpus order, when every one is there: read as local files, so they are checksummed against the md5 that
     ir_datasets pins and the result says whether they are the official ones (ir_datasets checks a file only while
     downloading it; one placed or replaced by hand would be read unchecked)."""
-    home = Path(os.environ.get("IR_DATASETS_HOME") or Path.home() / ".ir_datasets")  # ir_datasets' rule, no mkdir
+    home = irds_home()
     entries = sorted(
         ((int(k.rsplit("/", 1)[1]), v) for k, v in _irds_downloads().items() if k.startswith(f"v1.0/{lang}/corpus/")),
         key=lambda kv: kv[0],
