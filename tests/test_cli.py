@@ -187,6 +187,54 @@ def test_parse_model_args():
         plugins.parse_model_args(["=3"])
 
 
+def test_an_option_no_model_takes_is_refused_and_one_for_another_model_is_not_passed(tmp_path):
+    """A typo (dytpe=bf16) used to be ignored by every plugin yet written into the result's label; an option meant
+    for one model of a run (k1 for bm25) went to the others too, and into their labels. Built-in plugins now say
+    which options they take: an option none of the run's models takes is one line, exit 2, before any work; one
+    that some take reaches only those."""
+    proc = run_cli("run", "--model", "bm25", "--model", "hashgram", "--model-arg", "dytpe=bf16", "--model-arg", "k1=1",
+                   "--results-dir", str(tmp_path))  # fmt: skip
+    one_line_error(proc, "--model-arg dytpe: no model of this run takes it", "bm25 takes b, k1, method",
+                   "hashgram takes buckets, n")  # fmt: skip
+    assert not any(tmp_path.iterdir())
+    options = {"k1": 1.2, "n": 2}
+    plugins.check_model_args(["bm25", "hashgram"], options)
+    bm25, hashgram = (plugins.load_model(name, device="cpu", options=options) for name in ("bm25", "hashgram"))
+    assert (bm25.label, hashgram.label) == ("bm25[k1=1.2]", "hashgram[n=2]")
+    assert bm25.plugin.k1 == 1.2 and hashgram.plugin.n == 2
+    with pytest.raises(XlirError, match="--model-arg n: no model of this run takes it"):
+        plugins.check_model_args(["bm25"], {"n": 2})
+
+
+def test_every_built_in_plugin_says_which_options_it_takes():
+    """So that the refusal above covers them: each declares its options, and they are the keyword parameters of
+    what it builds (the harness's device and the factories' display name aside)."""
+    import inspect
+
+    from xlir_bench.models.st import SentenceTransformerEncoder
+    from xlir_bench.models.transformers_encoder import TransformersEncoder
+
+    def keywords(cls) -> set[str]:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {
+            "self", "device", "display_name", "name_or_path"}  # fmt: skip
+
+    transformers_keywords = keywords(TransformersEncoder)
+    assert {"dtype", "max_length", "max_tokens", "pooling"} <= transformers_keywords
+    for info in plugins.discover():
+        if info.distribution.startswith("xlir-test-plugins"):
+            continue
+        factory = plugins.find_entry_point(info.name)[0].load()
+        accepted = plugins.accepted_options(factory)
+        assert accepted is not None, info.name
+        if isinstance(factory, type):
+            assert accepted == keywords(factory), info.name
+        elif info.target.split(":")[1] in ("st", "labse", "minilm_en"):
+            assert accepted == keywords(SentenceTransformerEncoder), info.name
+        else:
+            assert accepted == transformers_keywords, info.name
+
+
 def test_discovery_in_process(with_fake_plugins):
     infos = {i.name: i for i in plugins.discover()}
     assert infos["bm25"].error is None

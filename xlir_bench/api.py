@@ -120,6 +120,7 @@ def as_model(model, *, device: str, options: dict | None = None, name: str | Non
     if isinstance(model, plugins.LoadedModel):
         return model
     if isinstance(model, str):
+        plugins.check_model_args([model], options or {})
         return plugins.load_model(model, device=device, options=options)
     if type(model).__name__ == "SentenceTransformer" and hasattr(model, "encode_query"):
         from .models.st import SentenceTransformerEncoder

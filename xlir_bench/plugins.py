@@ -2,8 +2,11 @@
 
 A plugin is an entry point in the group ``xlir_bench.models``; its name is the ``--model`` value and it loads a
 callable (a class or a factory). The harness calls it with keyword options only (``device=`` and the user's
-``--model-arg key=value`` pairs), so plugins should accept ``**kwargs``. Nothing is imported until a model is
-listed or used: discovery reads distribution metadata only.
+``--model-arg key=value`` pairs), so plugins should accept ``**kwargs``. A plugin may say which options it takes
+(a ``model_args`` attribute on the callable, or a signature without ``**kwargs``): it then gets only those, its
+label shows only those, and an option that no model of a run takes is refused before any work (a typo such as
+``dytpe=bf16`` would otherwise be ignored while naming the result). Nothing is imported until a model is listed or
+used: discovery reads distribution metadata only.
 
 A name ``prefix:argument`` that is not itself registered calls the plugin ``prefix`` with
 ``name_or_path=argument`` (``--model hf:intfloat/multilingual-e5-base``, ``--model st:/models/my-encoder``).
@@ -24,6 +27,7 @@ int8 activation scales): its cached vectors are then kept per batch size.
 from __future__ import annotations
 
 import ast
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -229,6 +233,52 @@ def parse_model_args(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return options
 
 
+HARNESS_KEYWORDS = frozenset({"device", "name_or_path"})  # passed by the harness, never --model-arg options
+
+
+def accepted_options(factory: Any) -> frozenset[str] | None:
+    """The ``--model-arg`` names a plugin's callable takes, or None when it does not say (it then gets them all).
+
+    It says so with a ``model_args`` attribute (names), or with a signature that has no ``**kwargs``."""
+    declared = getattr(factory, "model_args", None)
+    if declared is not None:
+        return frozenset(declared) - HARNESS_KEYWORDS
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    named = (p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return frozenset(named) - HARNESS_KEYWORDS
+
+
+def check_model_args(names: list[str] | tuple[str, ...], options: dict[str, Any]) -> None:
+    """Refuse, before any work, an option that no model of the run takes (when every model says what it takes)."""
+    if not options:
+        return
+    takes = {}
+    for name in names:
+        ep, _ = find_entry_point(name)
+        accepted = accepted_options(_factory(ep, name))
+        if accepted is None:
+            return
+        takes[name] = accepted
+    unused = sorted(set(options) - set().union(*takes.values()))
+    if unused:
+        what = "; ".join(f"{n} takes {', '.join(sorted(a)) or 'none'}" for n, a in takes.items())
+        raise XlirError(f"--model-arg {', '.join(unused)}: no model of this run takes it ({what})")
+
+
+def _factory(ep: importlib_metadata.EntryPoint, name: str) -> Callable[..., Any]:
+    try:
+        return ep.load()
+    except XlirError:
+        raise
+    except BaseException as exc:  # noqa: BLE001
+        raise plugin_failure(exc, f"model plugin {name!r} ({_distribution(ep)}) failed to load") from None
+
+
 def find_entry_point(name: str) -> tuple[importlib_metadata.EntryPoint, str | None]:
     """(entry point, ``name_or_path`` argument or None) for a ``--model`` value; unknown names are one error."""
     eps = _entry_points()
@@ -249,8 +299,11 @@ def load_model(name: str, *, device: str, options: dict[str, Any] | None = None)
     if argument is not None:
         options["name_or_path"] = argument
     info = PluginInfo(name, ep.value, _distribution(ep), shadows=shadowed(ep.name))
+    factory = _factory(ep, name)
+    accepted = accepted_options(factory)
+    if accepted is not None:  # options meant for another model of the run: not passed, not in the label
+        options = {k: v for k, v in options.items() if k in accepted or k in HARNESS_KEYWORDS}
     try:
-        factory: Callable[..., Any] = ep.load()
         plugin = factory(device=device, **options)
     except XlirError:
         raise

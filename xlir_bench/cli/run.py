@@ -114,6 +114,7 @@ def run_cmd(
     _seed_everything(seed)
     for model_name in models:  # a typo in the second --model is found before the first model's run
         plugins.find_entry_point(model_name)
+    plugins.check_model_args(models, options)  # and one in an option (dytpe=bf16), which no model would use
     loaded = {name: suites.load(name, data_dir) for name in names}  # data problems surface before any model work
     written, runs_done = [], 0
     with _progress(quiet or not main_rank) as progress:

