@@ -235,6 +235,20 @@ def test_every_built_in_plugin_says_which_options_it_takes():
             assert accepted == transformers_keywords, info.name
 
 
+def test_a_model_path_that_is_no_folder_is_said_so_on_exactly_one_line(tmp_path):
+    """``hf:./typo`` used to be looked up as a hub id ("not in the local Hugging Face cache ... offline?"), after a
+    blank line that the progress display left in a log or pipe. A path-like name that is not a folder is said to
+    be one, and stderr is that line alone."""
+    (tmp_path / "file").write_text("x")
+    cases = ((f"hf:{tmp_path / 'missing'}", "it does not exist"),
+             (f"st:{tmp_path / 'file'}", "it is a file, not a folder"))  # fmt: skip
+    for name, what in cases:
+        proc = run_cli("run", "--model", name, "--suite", "mlqa-r", "--results-dir", str(tmp_path / "results"))
+        assert proc.returncode == 2
+        assert proc.stderr.startswith(f"error: no model folder {name.partition(':')[2]}: {what}; pass a folder")
+        assert proc.stderr.count("\n") == 1, proc.stderr
+
+
 def test_discovery_in_process(with_fake_plugins):
     infos = {i.name: i for i in plugins.discover()}
     assert infos["bm25"].error is None

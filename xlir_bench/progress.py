@@ -56,6 +56,15 @@ class Progress(RichProgress):
         self._logs = not self.disable and not self.console.is_terminal
         self._last: dict[TaskID, tuple[int, float]] = {}  # task -> (tenth logged last, when)
 
+    def stop(self) -> None:
+        """Stop; without any task (an error before the first one) print nothing, not the empty table's blank line
+        that a log or pipe would otherwise get just above the one-line error."""
+        if self.tasks or self.disable:
+            super().stop()
+            return
+        self.live.transient = True
+        self.live.stop()  # rich's stop would add a blank line for a log or pipe
+
     def add_task(self, description: str, *args, **kwargs) -> TaskID:
         task_id = super().add_task(description, *args, **kwargs)
         if self._logs:

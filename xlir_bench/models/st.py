@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import XlirError
-from .transformers_encoder import quiet_transformers, resolve_torch_device, weights_digest
+from .transformers_encoder import missing_folder, quiet_transformers, resolve_torch_device, weights_digest
 
 
 class SentenceTransformerEncoder:
@@ -32,6 +32,9 @@ class SentenceTransformerEncoder:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise XlirError("st models need sentence-transformers: pip install 'xlir-bench[neural]'") from None
+        problem = missing_folder(str(name_or_path), "st:/path/to/model")
+        if problem is not None:
+            raise problem
         local = Path(str(name_or_path)).expanduser()
         try:
             with quiet_transformers():

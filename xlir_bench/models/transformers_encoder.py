@@ -115,6 +115,19 @@ def resolve_source(name_or_path: str) -> tuple[str, Path | None]:
     return (str(local), local) if local.is_dir() else (name_or_path, None)
 
 
+def missing_folder(name_or_path: str, hint: str) -> XlirError | None:
+    """The error for a model named by a path that is not a folder (``hf:/models/e5``, ``hf:./e5``, ``hf:~/e5``):
+    a hub id never starts so, and asking the hub about it would only say "not in the cache" about a typo."""
+    if not str(name_or_path).startswith(("/", "./", "../", "~", ".\\", "..\\")):
+        return None
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        return None
+    what = "is a file, not a folder" if local.exists() else "does not exist"
+    return XlirError(f"no model folder {name_or_path}: it {what}; pass a folder holding the model's config.json "
+                     f"and weights ({hint}) or a model hub id")  # fmt: skip
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face hub (``HF_ENDPOINT``) accepts a TCP connection (asked once per process, with a short
     timeout: without it, an offline machine spends ~30 s in the hub client's retries before failing)."""
@@ -145,6 +158,9 @@ def read_config(name_or_path: str, *, trust_remote_code: bool = False, hint: str
     A hub id is looked up in the local cache first; only when it is not there is the hub asked, and an unreachable
     hub is one error line at once instead of retries."""
     source, local = resolve_source(name_or_path)
+    problem = missing_folder(name_or_path, hint)
+    if problem is not None:
+        raise problem
     if local is None and not _in_hub_cache(source) and not hub_reachable():
         raise not_available(name_or_path, hint)  # before importing transformers and torch (seconds)
     from transformers import AutoConfig
