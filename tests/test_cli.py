@@ -38,6 +38,8 @@ def test_bm25_run_writes_results_with_provenance(bm25_results):
         assert prov["command"].startswith("xlir-bench run --model bm25")
         assert prov["packages"]["bm25s"] and prov["device"].startswith("cpu")
         assert prov["seconds"]["encode"] > 0 and prov["seconds"]["score"] > 0
+        if (ROOT / ".git").exists():  # run from this checkout: the commit it ran on
+            assert len(prov["source"]["commit"]) == 40 and isinstance(prov["source"]["modified"], bool)
         assert len(result["suite"]["checksums_md5"]) == len(result["suite"]["languages"])
         if suite == "xquad-r":
             assert len(result["settings"]["cross-lingual"]["per_pair"]) == 110

@@ -95,3 +95,30 @@ def test_experiment_and_run_folders_are_not_results(tmp_path):
     (tmp_path / "xquad-r" / "bad.json").write_text("{")
     loaded = results.load_results(tmp_path)
     assert loaded.results == [] and len(loaded.warnings) == 1 and "bad.json" in loaded.warnings[0]
+
+
+def test_results_name_the_source_commit_and_whether_it_was_modified(tmp_path):
+    """The version number does not change between commits: a result made from a checkout records the commit and
+    whether the package's tracked files differed from it; an installed copy (no checkout) records nothing."""
+    import subprocess
+
+    from xlir_bench import provenance
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t", *args], check=True,
+                       capture_output=True)  # fmt: skip
+
+    assert provenance.revision_of(tmp_path) is None
+    (tmp_path / "xlir_bench").mkdir()
+    (tmp_path / "xlir_bench" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert provenance.revision_of(tmp_path) == {"commit": head.strip(), "modified": False}
+    (tmp_path / "notes.txt").write_text("outside the package")
+    (tmp_path / "xlir_bench" / "new.py").write_text("untracked")
+    assert provenance.revision_of(tmp_path)["modified"] is False
+    (tmp_path / "xlir_bench" / "a.py").write_text("x = 2\n")
+    assert provenance.revision_of(tmp_path)["modified"] is True

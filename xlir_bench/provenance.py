@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import shlex
+import subprocess
 import sys
+from functools import cache
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 
 PACKAGES = (
     "xlir-bench",
@@ -33,6 +36,34 @@ def package_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             continue
     return versions
+
+
+@cache
+def source_revision() -> dict[str, str | bool] | None:
+    """The git commit of the xlir-bench source, when it runs from a checkout (``pip install -e``), and whether the
+    package's tracked files differ from it; None for an installed copy. Why: the version number does not change
+    between commits, so without it two results made by different code would say the same thing. Read once per
+    process (the CLI reads it at start, so a long run names the code it started with)."""
+    return revision_of(Path(__file__).resolve().parent.parent)
+
+
+def revision_of(root: Path) -> dict[str, str | bool] | None:
+    """``{"commit", "modified"}`` of the git checkout at ``root`` (modified: its tracked ``xlir_bench`` files)."""
+    if not (root / ".git").exists():
+        return None
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "xlir_bench")
+    return {"commit": commit, "modified": bool(changed)}
 
 
 def command_line() -> str:

@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from .. import __version__
+from .. import __version__, provenance
 from ..errors import XlirError
 from ..progress import Progress, bars
 
@@ -72,6 +72,7 @@ class WholeSummaries(click.Group):
 @click.version_option(__version__, prog_name="xlir-bench")
 def cli() -> None:
     """Benchmark encoders on cross-lingual and multilingual retrieval with exact metrics."""
+    provenance.source_revision()  # read now: a long run's results name the code it started with
 
 
 def results_dir_option(command):

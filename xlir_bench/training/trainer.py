@@ -72,10 +72,11 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on a CUDA GPU that supports it, fp32 elsewhere; or fp32 / bf16
 
 
-def _versions() -> dict[str, str]:
-    from ..provenance import package_versions
+def _versions() -> dict:
+    from ..provenance import package_versions, source_revision
 
-    return package_versions()
+    source = source_revision()
+    return {**package_versions(), **({"xlir-bench source": source} if source else {})}
 
 
 class Trainer:
