@@ -40,6 +40,29 @@ def test_seeds_collapse_to_mean_and_sample_std(seeded):
     assert len(Report.from_results(seeded, setting="multilingual", per_seed=True).records) == 4
 
 
+def test_the_model_filter_takes_in_the_models_runs_with_options_and_its_seeds(seeded, tmp_path):
+    """``--model e5-small`` used to show nothing to a user whose run is labelled ``e5-small[dtype=int8]`` (what
+    dtype=auto gives on most CPUs), though ``compare e5-small`` finds it. The filter now takes in the model's runs
+    with options and its configuration of seeds, not other models sharing a prefix; when nothing matches, the CLI
+    names the models and suites there are."""
+    from conftest import run_cli
+
+    variant = json.loads(json.dumps(seeded[3]))
+    variant["model"]["name"] = "bm25[k1=1.2]"
+    other = json.loads(json.dumps(seeded[3]))
+    other["model"]["name"] = "bm25x"
+    docs = [*seeded, variant, other]
+    shown = {r["model"] for r in Report.from_results(docs, setting="multilingual", model="bm25").records}
+    assert shown == {"bm25", "bm25[k1=1.2]"}
+    assert [r["model"] for r in Report.from_results(docs, model="trained:ds-x-hybrid").records] == [
+        "trained:ds-x-hybrid"] * 3  # fmt: skip
+    for doc in (variant, other):
+        results.write_result(tmp_path, doc)
+    proc = run_cli("leaderboard", "--results-dir", str(tmp_path), "--model", "bm2")
+    assert proc.returncode == 0 and not proc.stdout.strip()
+    assert "none match the filters: models there are bm25[k1=1.2], bm25x, on mlqa-r" in proc.stderr
+
+
 def test_best_values_are_bold_in_every_format(seeded):
     report = Report.from_results(seeded, setting="multilingual")
     markdown = report.render("markdown")

@@ -22,7 +22,8 @@ from . import SEED, _measure_columns, cli, err, out, results_dir_option
 )  # fmt: skip
 @click.option("--suite", help="Only this suite (xquad-r, mlqa-r, miracl or miracl:<lang,...>).")
 @click.option("--setting", type=click.Choice(SETTINGS), help="Only this setting.")
-@click.option("--model", help="Only this model (or configuration of several seeds).")
+@click.option("--model", help="Only this model, with its runs under options (e5-small takes in e5-small[dtype=int8]) "
+                                 "and its configurations of several seeds.")  # fmt: skip
 @click.option("--by", type=click.Choice(["language", "pair"]),
               help="language: a row per query language; pair: the cross-lingual X -> Y mAP matrix.")  # fmt: skip
 @click.option("--per-seed", is_flag=True, help="One row per seed instead of mean ± sample std over seeds.")
@@ -56,7 +57,8 @@ def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed,
     if fmt == "table":
         if not report.records:
             hint = " (--reference shows the project's reference results)" if not reference and ref else ""
-            err.print(f"no results to show in {escape(str(mine))}{hint}", highlight=False)
+            err.print(f"no results to show in {escape(str(mine))}{hint}{escape(_what_is_there(loaded.results))}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
         else:
             out.print(report.rich_table(title="xlir-bench leaderboard", width=out.width))
     else:
@@ -142,6 +144,16 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
         table.add_row(*(escape(cell) for cell, col in zip(row, header) if col in shown))
     out.print(table)
     out.print(note, highlight=False)
+
+
+def _what_is_there(docs: list[dict]) -> str:
+    """When filters left nothing of results that exist: which models and suites there are, to pick from."""
+    if not docs:
+        return ""
+    models = sorted({str(doc["model"]["name"]) for doc in docs})
+    suites_there = sorted({str(doc["suite"]["name"]) for doc in docs})
+    shown = ", ".join(models[:12]) + (f" and {len(models) - 12} more" if len(models) > 12 else "")
+    return f"; none match the filters: models there are {shown}, on {', '.join(suites_there)}"
 
 
 COMPARE_PRIORITY = ("A", "B", "A - B", "95% CI", "p (Holm)", "mAP A", "mAP B", "p", "seeds", "p (seeds: sign-flip / t)",

@@ -49,6 +49,13 @@ def training_label(training: dict, with_seed: bool = True) -> str:
     return text + (f", {steps} steps{kept}, seed {seed}" if with_seed else "")
 
 
+def _is_model(record: dict, model: str) -> bool:
+    """Whether a row belongs to ``model``: its label, its configuration of several seeds, or the model run with
+    options (``e5-small`` takes in ``e5-small[dtype=int8]``, the label ``dtype=auto`` gives on most CPUs)."""
+    label = record["model"]
+    return label == model or record.get("_config") == model or label.startswith(f"{model}[")
+
+
 def configuration_name(result: dict) -> str:
     """The configuration a result belongs to: its label without ``-s<seed>`` when it is one seed of a trained
     configuration (seeds are replicates), else its label."""
@@ -195,7 +202,7 @@ class Report:
             for r in rows
             if (suite is None or r["suite"] == suite)
             and (setting is None or r["setting"] == setting)
-            and (model is None or r["model"] == model or r.get("_config") == model)
+            and (model is None or _is_model(r, model))
         ]
         if not per_seed:
             rows = collapse_seeds(rows)
