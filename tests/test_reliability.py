@@ -214,6 +214,35 @@ def test_cache_info_and_clear_see_the_store_and_damaged_folders(tmp_path):
     assert cache.clear(tmp_path) == 2 and cache.entries(tmp_path) == []
 
 
+def test_cache_clear_of_everything_asks_first_and_a_script_must_say_yes(tmp_path, monkeypatch):
+    """``cache clear`` removed every stored vector without a word (a MIRACL corpus's can be GPU-hours; a session
+    here lost its whole cache to one such call). Clearing everything now asks on a terminal, and without one is
+    refused in one line unless ``--yes``; naming a model (or ``--broken``) is its own confirmation."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from xlir_bench.cli import admin, cli
+    from xlir_bench.shards import ShardStore
+
+    for model in ("m", "n"):
+        ShardStore(tmp_path, {"model": model, "metadata": {"revision": "r"}}, {"corpus": "c"}).write(
+            0, ["a"], np.ones((1, 4), dtype=np.float32))  # fmt: skip
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "xlir_bench.cli", "cache", "clear"], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.startswith("error: cache clear would remove all 2 model folder(s)")
+    assert "pass --yes" in proc.stderr and len(cache.entries(tmp_path)) == 2
+    monkeypatch.setattr(admin, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    answered = CliRunner().invoke(cli, ["cache", "clear"], input="n\n")
+    assert answered.exit_code == 0 and "nothing removed" in answered.output and len(cache.entries(tmp_path)) == 2
+    assert CliRunner().invoke(cli, ["cache", "clear", "--model", "m"]).exit_code == 0
+    assert [e.model for e in cache.entries(tmp_path)] == ["n"]
+    assert CliRunner().invoke(cli, ["cache", "clear"], input="y\n").exit_code == 0 and cache.entries(tmp_path) == []
+
+
 def test_result_file_names_never_collide():
     labels = ["hashgram[n=4]", "hashgram:[n=4]", "hashgram_n_4", "hashgram:ü", "hashgram", "hashgram:?", "e5-small"]
     stems = [results.file_stem(label) for label in labels]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from rich.markup import escape
 from rich.table import Table
@@ -167,9 +169,20 @@ def cache_info() -> None:
 @cache_group.command("clear")
 @click.option("--model", help="Only this model's vectors (default: everything).")
 @click.option("--broken", is_flag=True, help="Only folders whose identity file is missing or unreadable.")
-def cache_clear(model: str | None, broken: bool) -> None:
-    """Delete cached embeddings."""
+@click.option("--yes", is_flag=True, help="Clear everything without asking (for scripts).")
+def cache_clear(model: str | None, broken: bool, yes: bool) -> None:
+    """Delete cached embeddings (everything asks first: a MIRACL corpus's vectors can be GPU-hours of work)."""
     from .. import cache
 
+    if model is None and not broken and not yes:
+        found = cache.entries()
+        if found:
+            size = sum(e.bytes for e in found) / 2**20
+            what = f"all {len(found)} model folder(s), {size:,.1f} MiB, in {cache.store_root()}"
+            if not sys.stdin.isatty():
+                raise XlirError(f"cache clear would remove {what}; pass --yes to confirm, or --model NAME / --broken")
+            if not click.confirm(f"remove {what}?", default=False, err=True):
+                out.print("nothing removed")
+                return
     removed = cache.clear(model=model, broken=broken)
     out.print(f"removed {removed} model folder(s) from {cache.store_root()}")
