@@ -15,8 +15,8 @@ from xlir_bench.errors import XlirError
 
 def one_line_error(proc, *fragments: str, code: int = 2) -> None:
     assert proc.returncode == code, proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
+    lines = proc.stderr.rstrip("\n").split("\n")
+    assert len(lines) == 1, repr(proc.stderr)  # no blank line before it either (a log or pipe keeps every line)
     assert lines[0].startswith("error:") and "Traceback" not in proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
