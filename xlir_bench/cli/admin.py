@@ -20,8 +20,8 @@ def models_cmd() -> None:
     for col in ("model", "provided by", "entry point", "status"):
         table.add_column(col)
     infos = plugins.discover(check=True)
+    from ..models.sources import hub_status
     from ..models.trained import status as trained_status
-    from ..models.transformers_encoder import hub_status
 
     for info in infos:
         status = "[green]ok[/]" if info.error is None else f"[red]broken: {escape(info.error)}[/]"

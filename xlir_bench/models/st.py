@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import XlirError
-from .transformers_encoder import missing_folder, quiet_transformers, resolve_torch_device, weights_digest
+from .sources import missing_folder, quiet_transformers, weights_digest
+from .transformers_encoder import resolve_torch_device
 
 
 class SentenceTransformerEncoder:

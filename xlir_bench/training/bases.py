@@ -33,7 +33,7 @@ def resolve(name: str) -> Base:
 
 def _available(base: Base) -> Base:
     """Fail at once, in one line, when a hub base is neither cached nor downloadable (offline)."""
-    from ..models.transformers_encoder import read_config
+    from ..models.sources import read_config
 
     read_config(base.path, hint="--base hf:/path/to/a/downloaded/model")
     return base

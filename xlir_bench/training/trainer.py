@@ -84,7 +84,7 @@ class Trainer:
         import torch
         from transformers import AutoTokenizer
 
-        from ..models.transformers_encoder import load_encoder_weights, quiet_transformers
+        from ..models.sources import load_encoder_weights, quiet_transformers
 
         self.config, self.out, self.progress = config, Path(out), progress
         self.torch = torch
@@ -193,7 +193,7 @@ class Trainer:
     def _save_model(self, folder: Path) -> None:
         if self.rank != 0:
             return
-        from ..models.transformers_encoder import quiet_transformers
+        from ..models.sources import quiet_transformers
 
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -211,7 +211,7 @@ class Trainer:
         tmp = self.out / ".checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        from ..models.transformers_encoder import quiet_transformers
+        from ..models.sources import quiet_transformers
 
         with quiet_transformers():
             self.model.save_pretrained(tmp / "model")
@@ -234,7 +234,7 @@ class Trainer:
             return False
         folder, state = found
         self.check_resumable(state, folder)
-        from ..models.transformers_encoder import load_encoder_weights, quiet_transformers
+        from ..models.sources import load_encoder_weights, quiet_transformers
 
         with quiet_transformers():
             self.model = load_encoder_weights(folder / "model").to(self.device)
