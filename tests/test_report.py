@@ -110,6 +110,23 @@ def test_a_wide_table_shows_every_measure(seeded):
     assert not fitted.left_out and "R@100" in fitted.columns and not fitted.legend
 
 
+def test_your_result_and_the_reference_one_stay_apart_when_the_set_column_goes(seeded):
+    """With --reference, your bm25 and the reference bm25 were two identical "bm25" rows once a narrow terminal
+    dropped the set column (its legend could not say which was which). A label that occurs more than once then
+    carries its set; a wide table keeps the column and the plain labels."""
+    from xlir_bench.report.terminal import fit
+
+    reference = json.loads(json.dumps(seeded[3]))
+    reference["_reference"] = True
+    report = Report.from_results([seeded[3], reference], setting="multilingual")
+    narrow = fit(report, 68)
+    assert "set" not in narrow.columns and [row[0] for row in narrow.rows] == ["bm25", "bm25 (reference)"]
+    narrower = fit(report, 56)  # too narrow for the longer label: it gets a key, still apart
+    assert [row[0] for row in narrower.rows] == ["bm25", "M1"] and "M1 = bm25 (reference)" in narrower.legend
+    wide = fit(report, 250)
+    assert "set" in wide.columns and [row[0] for row in wide.rows] == ["bm25", "bm25"]
+
+
 def test_sort_and_lower_is_better(seeded):
     by_distance = Report.from_results(seeded, setting="multilingual", sort="rank_distance").records
     distances = [r["rank_distance"] for r in by_distance]

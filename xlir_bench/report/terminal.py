@@ -52,6 +52,9 @@ def fit(report: Report, width: int, title: str | None = None) -> Fitted:
         if optional in text and used() > budget:
             text.remove(optional)
             dropped.append(optional)
+    if "set" in dropped and len(set(labels)) < len(labels):  # the set told apart rows of one label: keep them apart
+        labels = _apart(labels, table["set"])
+        widths["model"] = max(len(v) for v in ["model", *labels]) + BORDER
     if "model" in text and used() > budget:
         labels, keys = _keys(labels, max(LABEL_MIN, budget - (used() - widths["model"]) - BORDER))
         legend += [f"{key} = {label}" for key, label in keys]
@@ -113,6 +116,12 @@ def _keys(labels: list[str], longest: int) -> tuple[list[str], list[tuple[str, s
         if len(label) > longest and label not in keys:
             keys[label] = f"M{len(keys) + 1}"
     return [keys.get(label, label) for label in labels], [(k, label) for label, k in keys.items()]
+
+
+def _apart(labels: list[str], sets: list[str]) -> list[str]:
+    """Labels that occur more than once (your result and the reference one of the same model), with their set."""
+    repeated = {label for label in labels if labels.count(label) > 1}
+    return [f"{label} ({kind})" if label in repeated and kind else label for label, kind in zip(labels, sets)]
 
 
 def _legend_of(column: str, labels: list[str], values: list[str]) -> list[str]:
