@@ -151,6 +151,10 @@ def test_models_lists_plugins_and_reports_broken_ones(fake_plugin_path):
     assert proc.returncode == 0
     assert "bm25" in proc.stdout and "xlir-bench-hashgram" in proc.stdout  # third-party distribution
     assert "broken-import" in proc.stdout and "broken" in proc.stdout and "random" in proc.stdout
+    assert "xlir_bench.models.bm25:BM25" in proc.stdout  # the entry point, at the default width of a pipe (160)
+    narrow = run_cli("models", env_extra={**env, "COLUMNS": "80"})  # an 80-column terminal: no cut-off entry points
+    assert "xlir_bench.models.bm25" not in narrow.stdout and "entry points not shown at this width" in narrow.stderr
+    assert "hf:/path/to/a/downloaded/model" in narrow.stdout.replace("\n", "").replace("│", "").replace(" ", "")
 
 
 def test_suites_command():

@@ -12,13 +12,16 @@ from .. import plugins, suites
 from ..errors import XlirError
 from . import WholeSummaries, _progress, cli, data_dir_option, err, out, quiet_option
 
+MODELS_WIDE = 150  # terminal columns from which `models` shows each plugin's entry point
+
 
 @cli.command("models")
 def models_cmd() -> None:
     """List model plugins found through the xlir_bench.models entry points."""
     table = Table(title="model plugins (entry-point group xlir_bench.models)")
-    for col in ("model", "provided by", "entry point", "status"):
-        table.add_column(col)
+    wide = out.width >= MODELS_WIDE  # narrower, the entry point column would be cut to "xlir_bench.model…"
+    for col in ("model", "provided by", *(("entry point",) if wide else ()), "status"):
+        table.add_column(col, overflow="fold", no_wrap=col == "model")
     infos = plugins.discover(check=True)
     from ..models.sources import hub_status
     from ..models.trained import status as trained_status
@@ -33,8 +36,11 @@ def models_cmd() -> None:
             status = f"[{colour}]{escape(weights)}[/]"
         if info.shadows:
             status += f"\n[yellow]also registered (not used): {escape('; '.join(info.shadows))}[/]"
-        table.add_row(escape(info.name), escape(info.distribution), escape(info.target), status)
+        target = (escape(info.target),) if wide else ()
+        table.add_row(escape(info.name), escape(info.distribution), *target, status)
     out.print(table)
+    if not wide:
+        err.print(f"entry points not shown at this width ({MODELS_WIDE} columns show them)", highlight=False)
     if any(info.shadows for info in infos):
         err.print("[yellow]note:[/] some names are registered by several packages; xlir-bench's built-ins win, "
                   "otherwise the first on sys.path", highlight=False)  # fmt: skip
