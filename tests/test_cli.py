@@ -160,7 +160,7 @@ def test_models_lists_plugins_and_reports_broken_ones(fake_plugin_path):
 def test_suites_command():
     proc = run_cli("suites")
     assert proc.returncode == 0
-    assert "13014" in proc.stdout and "20534" in proc.stdout and "1190" in proc.stdout
+    assert "13,014" in proc.stdout and "20,534" in proc.stdout and "1,190" in proc.stdout
 
 
 def test_third_party_plugin_runs(tmp_path):

@@ -54,12 +54,12 @@ def suites_cmd(data_dir: str | None) -> None:
     """List suites, their languages and sizes (counted from the data when it is available), and MIRACL's sizes."""
     table = Table(title="suites")
     for col in ("suite", "languages", "questions", "queries", "candidates", "license"):
-        table.add_column(col)
+        table.add_column(col, justify="right" if col in ("questions", "queries", "candidates") else "left")
     for name, suite in suites.SUITES.items():
         try:
             data = suite.load(data_dir)
             groups = len({q.group_id for q in data.queries})
-            sizes = (str(groups), str(len(data.queries)), str(len(data.docs)))
+            sizes = (f"{groups:,}", f"{len(data.queries):,}", f"{len(data.docs):,}")
         except XlirError as exc:
             sizes = ("?", "?", f"data unavailable: {exc}")
         table.add_row(name, f"{len(suite.languages)}: {' '.join(suite.languages)}", *sizes, suite.license)
@@ -77,7 +77,7 @@ def suites_cmd(data_dir: str | None) -> None:
         sizes.add_column(col, justify="right")
     for lang in m.LANGUAGES:
         sizes.add_row(
-            lang, str(m.PUBLISHED_DEV_QUERIES[lang]), f"{m.PUBLISHED_PASSAGES[lang]:,}",
+            lang, f"{m.PUBLISHED_DEV_QUERIES[lang]:,}", f"{m.PUBLISHED_PASSAGES[lang]:,}",
             f"{m.vector_gigabytes(lang, 384):.1f}", f"{m.vector_gigabytes(lang, 768):.1f}",
         )  # fmt: skip
     sizes.add_row("all", f"{sum(m.PUBLISHED_DEV_QUERIES.values()):,}", f"{total:,}",
