@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata as importlib_metadata
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -259,8 +259,7 @@ def check_model_args(names: list[str] | tuple[str, ...], options: dict[str, Any]
         return
     takes = {}
     for name in names:
-        ep, _ = find_entry_point(name)
-        accepted = accepted_options(_factory(ep, name))
+        accepted = _resolve(name).accepted
         if accepted is None:
             return
         takes[name] = accepted
@@ -270,13 +269,25 @@ def check_model_args(names: list[str] | tuple[str, ...], options: dict[str, Any]
         raise XlirError(f"--model-arg {', '.join(unused)}: no model of this run takes it ({what})")
 
 
-def _factory(ep: importlib_metadata.EntryPoint, name: str) -> Callable[..., Any]:
+class _Resolved(NamedTuple):
+    """What a ``--model`` value names: its entry point, the callable behind it and the options that callable takes."""
+
+    entry_point: importlib_metadata.EntryPoint
+    argument: str | None  # the name_or_path of "hf:org/model", else None
+    factory: Callable[..., Any]
+    accepted: frozenset[str] | None
+
+
+def _resolve(name: str) -> _Resolved:
+    """One way from a model name to its callable, for the pre-run option check and for loading alike."""
+    ep, argument = find_entry_point(name)
     try:
-        return ep.load()
+        factory = ep.load()
     except XlirError:
         raise
     except BaseException as exc:  # noqa: BLE001
         raise plugin_failure(exc, f"model plugin {name!r} ({_distribution(ep)}) failed to load") from None
+    return _Resolved(ep, argument, factory, accepted_options(factory))
 
 
 def find_entry_point(name: str) -> tuple[importlib_metadata.EntryPoint, str | None]:
@@ -295,12 +306,10 @@ def find_entry_point(name: str) -> tuple[importlib_metadata.EntryPoint, str | No
 def load_model(name: str, *, device: str, options: dict[str, Any] | None = None) -> LoadedModel:
     """Construct the plugin registered as ``name`` and check which protocol it implements."""
     options = dict(options or {})
-    ep, argument = find_entry_point(name)
+    ep, argument, factory, accepted = _resolve(name)
     if argument is not None:
         options["name_or_path"] = argument
     info = PluginInfo(name, ep.value, _distribution(ep), shadows=shadowed(ep.name))
-    factory = _factory(ep, name)
-    accepted = accepted_options(factory)
     if accepted is not None:  # options meant for another model of the run: not passed, not in the label
         options = {k: v for k, v in options.items() if k in accepted or k in HARNESS_KEYWORDS}
     try:

@@ -157,8 +157,16 @@ def _say_at_once_if_offline(lang: str) -> None:
     entries = [_irds_downloads().get(f"v1.0/{lang}/dev/{what}") or {} for what in ("topics", "qrels")]
     if all(e.get("cache_path") and (irds_home() / NAME / e["cache_path"]).is_file() for e in entries):
         return
-    if not reachable(entries[0].get("url", "https://huggingface.co")):
-        raise XlirError(f"{missing_topics_message(lang)} (their download site is unreachable)")
+    message = f"{missing_topics_message(lang)} (their download site is unreachable)"
+    _fail_fast_if_unreachable(f"v1.0/{lang}/dev/topics", message)
+
+
+def _fail_fast_if_unreachable(download_key: str, message: str) -> None:
+    """Raise ``message`` at once when the site of ir_datasets' download ``download_key`` does not answer: requests'
+    retries take ~30 s and end in a traceback-shaped ConnectionError that says nothing about what to do."""
+    url = (_irds_downloads().get(download_key) or {}).get("url", "https://huggingface.co")
+    if not reachable(url):
+        raise XlirError(message)
 
 
 def missing_topics_message(lang: str) -> str:
@@ -224,9 +232,7 @@ class Corpus:
         """md5 of each local file and whether it is the official one (ir_datasets' pinned md5)."""
         if self.files is None:
             return {"source": self.source}
-        official = {
-            v["expected_md5"] for k, v in _irds_downloads().items() if k.startswith(f"v1.0/{self.language}/corpus/")
-        }
+        official = _official_corpus_md5s(self.language)
         md5s = {p.name: md5_of(p) for p in self.files}
         checks = {"files": md5s, "official": bool(md5s) and set(md5s.values()) <= official}
         return checks if self.origin == "local" else {"source": self.origin, **checks}
@@ -237,8 +243,7 @@ class Corpus:
         :data:`COUNT_LIMIT` bytes in all (seconds); None beyond that, where only reading would tell."""
         if self.files is None:
             return PUBLISHED_PASSAGES.get(self.language)
-        official = {v["expected_md5"] for k, v in _irds_downloads().items()
-                    if k.startswith(f"v1.0/{self.language}/corpus/")}  # fmt: skip
+        official = _official_corpus_md5s(self.language)
         if official and {md5_of(p) for p in self.files} == official and len(self.files) == len(official):
             return PUBLISHED_PASSAGES.get(self.language)
         if sum(p.stat().st_size for p in self.files) > COUNT_LIMIT:
@@ -248,19 +253,22 @@ class Corpus:
     def __iter__(self) -> Iterator[tuple[str, str, str]]:
         """(doc_id, title, text) in corpus order."""
         if self.files is None:
-            url = _irds_downloads().get(f"v1.0/{self.language}/corpus/0", {}).get("url", "https://huggingface.co")
-            if not reachable(url):  # before requests' retries (~30 s): one line at once
-                folder = (configured_data_dir(None) or Path("<data folder>")) / NAME / self.language / "corpus"
-                raise XlirError(f"{missing_corpus_message(self.language, folder)} (its download site is unreachable)")
+            folder = (configured_data_dir(None) or Path("<data folder>")) / NAME / self.language / "corpus"
+            missing = missing_corpus_message(self.language, folder)
+            _fail_fast_if_unreachable(f"v1.0/{self.language}/corpus/0", f"{missing} (its download site is unreachable)")
             try:
                 for doc in _irds_dataset(f"{NAME}/{self.language}").docs_iter():
                     yield doc.doc_id, doc.title, doc.text
             except OSError as exc:  # no network (requests' errors are OSErrors): one line, with what to do
-                folder = (configured_data_dir(None) or Path("<data folder>")) / NAME / self.language / "corpus"
-                raise XlirError(f"{missing_corpus_message(self.language, folder)} ({type(exc).__name__})") from None
+                raise XlirError(f"{missing} ({type(exc).__name__})") from None
             return
         for path in self.files:
             yield from _read_jsonl(path)
+
+
+def _official_corpus_md5s(lang: str) -> set[str]:
+    """The md5 ir_datasets pins for each file of ``lang``'s corpus (the official set)."""
+    return {v["expected_md5"] for k, v in _irds_downloads().items() if k.startswith(f"v1.0/{lang}/corpus/")}
 
 
 COUNT_LIMIT = 1 << 30  # bytes of corpus files whose lines are counted for a progress total (~10 s decompressing)
