@@ -257,7 +257,42 @@ def test_cache_info_and_clear(tiny_bert, tmp_path, monkeypatch):
     run_cached(encoder(tiny_bert), tmp_path, monkeypatch)
     found = cache.entries(tmp_path)
     assert len(found) == 1 and found[0].vectors == 16 and found[0].model.startswith("hf:")
-    assert cache.clear(tmp_path) == 1 and cache.entries(tmp_path) == []
+    assert cache.clear(tmp_path) == (1, []) and cache.entries(tmp_path) == []
+
+
+class ClearingMidRun(Counting):
+    """A `cache clear --yes` issued from another terminal while the run encodes its corpus."""
+
+    def __init__(self, plugin, root):
+        super().__init__(plugin)
+        self.root, self.cleared = root, []
+
+    def encode_corpus(self, docs, **kw):
+        from xlir_bench import cache
+
+        self.cleared.append(cache.clear(self.root))
+        return super().encode_corpus(docs, **kw)
+
+
+def test_a_clear_during_a_run_leaves_the_runs_vectors(tiny_bert, tmp_path, monkeypatch):
+    """The engine holds its model's folder for the whole pass: a clear meanwhile skips it (naming the model), the
+    run's mAP is the mAP of a quiet run, and its vectors are all there for the next run."""
+    _, quiet_map, _ = run_cached(encoder(tiny_bert), tmp_path / "quiet", monkeypatch)
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path / "busy"))
+    model = encoder(tiny_bert)
+    model.plugin = ClearingMidRun(model.plugin, tmp_path / "busy")
+    result, _ = evaluate(model, toy_suite(), device="cpu", batch_size=4, settings=("multilingual",))
+    assert model.plugin.cleared and all(c.removed == 0 and len(c.in_use) == 1 for c in model.plugin.cleared)
+    assert result["settings"]["multilingual"]["metrics"]["mAP"] == quiet_map
+    again, _, _ = run_cached(encoder(tiny_bert), tmp_path / "busy", monkeypatch)
+    assert again == 0  # every vector still stored
+    assert cache_entries(tmp_path / "busy")[0].in_use is False
+
+
+def cache_entries(root):
+    from xlir_bench import cache
+
+    return cache.entries(root)
 
 
 def test_identity_does_not_depend_on_what_the_process_did_before(tiny_bert):

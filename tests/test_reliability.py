@@ -211,7 +211,61 @@ def test_cache_info_and_clear_see_the_store_and_damaged_folders(tmp_path):
     assert entry.bytes > 0 and legacy.legacy
     (store.folder.parent / "identity.json").unlink()
     assert not cache.entries(tmp_path)[0].identity_ok
-    assert cache.clear(tmp_path) == 2 and cache.entries(tmp_path) == []
+    assert cache.clear(tmp_path) == (2, []) and cache.entries(tmp_path) == []
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from xlir_bench.shards import in_use
+with in_use(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_cache_clear_leaves_alone_what_a_running_run_holds(tmp_path, monkeypatch):
+    """``cache clear`` removed the store a running evaluation was writing (it happened here, to a confirmatory run).
+    A run now holds its model's folder (a shared lock the OS drops when the process ends); clearing skips a held
+    folder and says so, ``cache info`` marks it, and once the run has ended the same command removes it."""
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from xlir_bench.cli import cli
+    from xlir_bench.shards import ShardStore
+
+    stores = [ShardStore(tmp_path, {"model": m, "metadata": {"revision": "r"}}, {"corpus": "c"}) for m in "mn"]
+    for store in stores:
+        store.write(0, ["a"], np.ones((1, 4), dtype=np.float32))
+    busy = stores[0].folder.parent
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(busy)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert {e.model for e in cache.entries(tmp_path) if e.in_use} == {"m"}
+        monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path))
+        result = CliRunner().invoke(cli, ["cache", "clear", "--yes"])
+        assert result.exit_code == 0 and "removed 1 model folder(s)" in result.output
+        assert "left 1 in use by a running run (m)" in result.output
+        assert stores[0].has(0) and not stores[1].has(0)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cache.clear(tmp_path) == (1, []) and cache.entries(tmp_path) == []
+
+
+def test_a_run_that_stored_nothing_leaves_no_folder(tmp_path):
+    """The lock's folder is made before anything is stored; a run that fails first must not leave an empty model
+    folder behind for ``cache info`` to list as '(no identity)'."""
+    from xlir_bench.shards import identity_folder, in_use
+
+    folder = identity_folder(tmp_path, {"model": "m"})
+    with pytest.raises(RuntimeError):
+        with in_use(folder):
+            assert (folder / ".in-use").exists()
+            raise RuntimeError("the plugin failed")
+    assert not folder.exists() and cache.entries(tmp_path) == []
 
 
 def test_cache_clear_of_everything_asks_first_and_a_script_must_say_yes(tmp_path, monkeypatch):

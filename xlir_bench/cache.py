@@ -10,8 +10,10 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .fileio import MANIFEST_LIMIT, read_json
+from .shards import held, remove_unless_in_use
 from .suites.download import cache_dir
 
 STORE, LEGACY = "shards", "embeddings"
@@ -32,6 +34,7 @@ class CacheEntry:
     bad_shards: int
     identity_ok: bool
     legacy: bool = False
+    in_use: bool = False  # a run holds it now (:func:`xlir_bench.shards.in_use`)
 
 
 def _identity(folder: Path) -> tuple[dict, bool]:
@@ -75,16 +78,26 @@ def entries(root: Path | None = None) -> list[CacheEntry]:
             size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             count, bad = _count(folder)
             model = str(identity.get("model", "?")) if ok else "(no identity)"
-            out.append(CacheEntry(folder, model, str(meta.get("revision", "?")), count, size, bad, ok, kind == LEGACY))
+            revision = str(meta.get("revision", "?"))
+            out.append(CacheEntry(folder, model, revision, count, size, bad, ok, kind == LEGACY, held(folder)))
     return out
 
 
-def clear(root: Path | None = None, model: str | None = None, broken: bool = False) -> int:
-    """Delete stored vectors: of one model name, of folders whose identity is unreadable (``broken``), or all;
-    return how many model folders went."""
-    removed = 0
+class Cleared(NamedTuple):
+    removed: int  # model folders removed
+    in_use: list[str]  # models whose folders a running run holds: left alone
+
+
+def clear(root: Path | None = None, model: str | None = None, broken: bool = False) -> Cleared:
+    """Delete stored vectors: of one model name, of folders whose identity is unreadable (``broken``), or all.
+    A folder a running run holds is left alone (removing it would make that run fail or re-encode)."""
+    removed, busy = 0, []
     for entry in entries(root):
         if (model is None and not broken) or entry.model == model or (broken and not entry.identity_ok):
-            shutil.rmtree(entry.folder, ignore_errors=True)
+            if entry.legacy:
+                shutil.rmtree(entry.folder, ignore_errors=True)
+            elif not remove_unless_in_use(entry.folder):
+                busy.append(entry.model)
+                continue
             removed += 1
-    return removed
+    return Cleared(removed, busy)

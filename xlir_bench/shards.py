@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +33,13 @@ import numpy as np
 from .errors import XlirError
 from .fileio import MANIFEST_LIMIT, crc32_chunks, load_npy, map_file, npy_bytes, read_bytes, read_json, write_bytes
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so `cache clear` cannot see a run in progress there
+    fcntl = None  # type: ignore[assignment]
+
 DTYPES = ("float32", "float16")
+IN_USE = ".in-use"  # in a model identity's folder: the lock a run holds shared while it uses the folder
 
 
 def _digest(obj) -> str:
@@ -53,6 +63,94 @@ def _max_norm(vectors: np.ndarray, dtype: str, rows: int = 8192) -> float:
     return float(np.sqrt(largest))
 
 
+def identity_folder(root: Path, identity: dict) -> Path:
+    """The folder of one model identity's vectors (every corpus and query set it encoded)."""
+    return root / "shards" / _digest(identity)
+
+
+@contextmanager
+def in_use(folder: Path) -> Iterator[None]:
+    """Held by a run for its whole pass over one model identity's vectors: a shared lock on ``folder/.in-use``, which
+    :func:`remove_unless_in_use` must take exclusively, so `cache clear` skips what a running run reads or writes.
+    The OS drops the lock when the process ends, however it ends: there is no stale marker to clean up."""
+    if fcntl is None:
+        yield
+        return
+    path = folder / IN_USE
+    while True:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise XlirError(f"cannot create {folder} ({exc.strerror or exc}); set XLIR_BENCH_CACHE to a "
+                            "writable folder or pass --no-cache") from None  # fmt: skip
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a `cache clear` removes this folder
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the folder was removed while this waited: lock the new one
+    try:
+        yield
+    finally:
+        _leave(folder, fd)
+
+
+def _leave(folder: Path, fd: int) -> None:
+    """Let go of :func:`in_use`; a folder this run left empty (it failed before storing anything) goes too, when no
+    other run holds it, so `cache info` does not list a model with nothing stored."""
+    try:
+        if [p.name for p in folder.iterdir()] == [IN_USE]:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            (folder / IN_USE).unlink()
+            folder.rmdir()
+    except OSError:  # held by another run (BlockingIOError), or something arrived meanwhile: leave it
+        pass
+    finally:
+        os.close(fd)
+
+
+def held(folder: Path) -> bool:
+    """Whether a run holds ``folder`` (:func:`in_use`) now; creates nothing."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(folder / IN_USE, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_unless_in_use(folder: Path) -> bool:
+    """Remove a model identity's folder unless a run holds it (then False). The exclusive lock is held while the
+    files go, so a run starting meanwhile waits and then makes a fresh folder instead of writing into this one."""
+    if fcntl is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+    try:
+        fd = os.open(folder / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # an unwritable folder, which no run can be using
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.close(fd)
+    return True
+
+
 @dataclass
 class Shard:
     index: int
@@ -67,7 +165,7 @@ class ShardStore:
         if dtype not in DTYPES:
             raise XlirError(f"unknown shard dtype {dtype!r}; use {' or '.join(DTYPES)}")
         self.identity_digest = _digest(identity)
-        self.folder = root / "shards" / self.identity_digest / _digest({**corpus_key, "dtype": dtype})
+        self.folder = identity_folder(root, identity) / _digest({**corpus_key, "dtype": dtype})
         self.dtype = dtype
         self.corpus_key = corpus_key
         self._identity = identity

@@ -165,7 +165,8 @@ def cache_info() -> None:
         table.add_column(col)
     found = cache.entries()
     for e in found:
-        table.add_row(escape(e.model + (" (old cache)" if e.legacy else "")), escape(e.revision), str(e.vectors),
+        state = " (old cache)" if e.legacy else " (in use by a running run)" if e.in_use else ""
+        table.add_row(escape(e.model + state), escape(e.revision), str(e.vectors),
                       str(e.bad_shards),
                       f"{e.bytes / 2**20:.1f}", e.folder.name)  # fmt: skip
     out.print(table)
@@ -190,5 +191,8 @@ def cache_clear(model: str | None, broken: bool, yes: bool) -> None:
             if not click.confirm(f"remove {what}?", default=False, err=True):
                 out.print("nothing removed")
                 return
-    removed = cache.clear(model=model, broken=broken)
+    removed, busy = cache.clear(model=model, broken=broken)
     out.print(f"removed {removed} model folder(s) from {cache.store_root()}")
+    if busy:
+        out.print(f"left {len(busy)} in use by a running run ({', '.join(sorted(set(busy)))}); "
+                  "clear them when it has finished")  # fmt: skip

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from ..errors import XlirError
 from ..fileio import is_writable
 from ..metrics.stream import StreamState, canonical_pairs, error_bound
 from ..plugins import LoadedModel, check_matrix
-from ..shards import ShardStore
+from ..shards import ShardStore, identity_folder, in_use
 from .data import EvalSuite
 from .pools import Pool, plan, pools_of
 from .tiles import HostTile, Target, TileScorer, process
@@ -113,9 +114,11 @@ class Engine(Vectors):
             root, identity = scratch, {"model": self.model.label, "scratch": scratch.name}
         try:
             if self.model.kind == "dense":
-                self.encode_queries(root, identity)
-                stores = {lang: self.encode_corpus(lang, root, identity) for lang in self.suite.languages}
-                self.score_dense(stores, self.relevant_scores(stores))
+                # shared, so parallel runs and ranks go on together; `cache clear` leaves a held folder alone
+                with nullcontext() if scratch is not None else in_use(identity_folder(root, identity)):
+                    self.encode_queries(root, identity)
+                    stores = {lang: self.encode_corpus(lang, root, identity) for lang in self.suite.languages}
+                    self.score_dense(stores, self.relevant_scores(stores))
             else:
                 self.score_retriever()
         finally:
