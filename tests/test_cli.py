@@ -22,6 +22,15 @@ def one_line_error(proc, *fragments: str, code: int = 2) -> None:
         assert fragment in lines[0], lines[0]
 
 
+def test_a_model_that_cannot_load_is_one_line_in_a_run_of_several(tmp_path):
+    """`run --model hybrid-xlmr --suite all` (the README's typical use) before training: the error came after the
+    progress log's "all runs (model x suite): 0/2" line and rich's closing bar. The whole-run bar now starts once the
+    first model has loaded."""
+    proc = run_cli("run", "--model", "hybrid-xlmr", "--suite", "all", "--results-dir", str(tmp_path),
+                   env_extra={"XLIR_BENCH_CACHE": str(tmp_path / "cache")})  # fmt: skip
+    one_line_error(proc, "model 'hybrid-xlmr' is not trained yet", "xlir-bench train --base xlmr --strategy hybrid")
+
+
 @pytest.fixture(scope="module")
 def bm25_results(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")

@@ -241,6 +241,8 @@ def test_progress_logs_plain_lines_when_not_on_a_terminal():
         ["0/200 (0%)"] + [f"{20 * k}/200 ({10 * k}%)" for k in range(1, 11)]
     )
     assert [line.split(", ")[0] for line in lines if line.startswith("stream:")] == ["stream: 0", "stream: 3,000"]
+    # the plain lines are the whole log: rich's closing render repeated every bar after them (and after "wrote ...")
+    assert len(lines) == len(sink.getvalue().splitlines()) and "━" not in sink.getvalue()
     for console in (Console(file=io.StringIO(), force_terminal=True), Console(file=io.StringIO())):
         quiet = console.is_terminal is False
         with Progress(console=console, disable=quiet) as progress:

@@ -57,13 +57,14 @@ class Progress(RichProgress):
         self._last: dict[TaskID, tuple[int, float]] = {}  # task -> (tenth logged last, when)
 
     def stop(self) -> None:
-        """Stop; without any task (an error before the first one) print nothing, not the empty table's blank line
-        that a log or pipe would otherwise get just above the one-line error."""
-        if self.tasks or self.disable:
+        """Stop. A log or pipe has had its plain lines, each task's last one included: rich's closing render of the
+        bars would repeat them, after the lines that followed (``wrote ...``), and without any task it is a blank
+        line just above a one-line error. So only a terminal gets it."""
+        if self.console.is_terminal or self.disable:
             super().stop()
             return
         self.live.transient = True
-        self.live.stop()  # rich's stop would add a blank line for a log or pipe
+        self.live.stop()
 
     def add_task(self, description: str, *args, **kwargs) -> TaskID:
         task_id = super().add_task(description, *args, **kwargs)

@@ -118,10 +118,11 @@ def run_cmd(
     loaded = {name: suites.load(name, data_dir) for name in names}  # data problems surface before any model work
     written, runs_done = [], 0
     with _progress(quiet or not main_rank) as progress:
-        overall = progress.add_task("all runs (model x suite)", total=len(models) * len(names)) if len(
-            models) * len(names) > 1 else None  # fmt: skip
+        overall = None  # added once the first model has loaded: a model that cannot load is then one line alone
         for model_name in models:
             model = plugins.load_model(model_name, device=resolved_device, options=options)
+            if overall is None and len(models) * len(names) > 1:
+                overall = progress.add_task("all runs (model x suite)", total=len(models) * len(names))
             plugins.check_metadata(model)
             chosen = model.metadata.get("precision")
             if main_rank and not quiet and isinstance(chosen, dict):
