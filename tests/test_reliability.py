@@ -268,6 +268,26 @@ def test_a_run_that_stored_nothing_leaves_no_folder(tmp_path):
     assert not folder.exists() and cache.entries(tmp_path) == []
 
 
+def test_a_file_system_without_flock_runs_unguarded(tmp_path, monkeypatch):
+    """Lustre mounted without flock refuses the call (ENOLCK): the run goes on, as before the lock existed, and
+    clearing works as it did then."""
+    import errno
+    from types import SimpleNamespace
+
+    from xlir_bench import shards
+    from xlir_bench.shards import ShardStore
+
+    def refuse(fd, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(shards, "fcntl", SimpleNamespace(flock=refuse, LOCK_SH=1, LOCK_EX=2, LOCK_NB=4))
+    store = ShardStore(tmp_path, {"model": "m"}, {"corpus": "c"})
+    with shards.in_use(store.folder.parent):
+        store.write(0, ["a"], np.ones((1, 4), dtype=np.float32))
+        assert not shards.held(store.folder.parent)
+    assert cache.clear(tmp_path) == (1, []) and cache.entries(tmp_path) == []
+
+
 def test_cache_clear_of_everything_asks_first_and_a_script_must_say_yes(tmp_path, monkeypatch):
     """``cache clear`` removed every stored vector without a word (a MIRACL corpus's can be GPU-hours; a session
     here lost its whole cache to one such call). Clearing everything now asks on a terminal, and without one is

@@ -73,9 +73,17 @@ def in_use(folder: Path) -> Iterator[None]:
     """Held by a run for its whole pass over one model identity's vectors: a shared lock on ``folder/.in-use``, which
     :func:`remove_unless_in_use` must take exclusively, so `cache clear` skips what a running run reads or writes.
     The OS drops the lock when the process ends, however it ends: there is no stale marker to clean up."""
-    if fcntl is None:
+    fd = _lock_shared(folder) if fcntl is not None else None
+    try:
         yield
-        return
+    finally:
+        if fd is not None:
+            _leave(folder, fd)
+
+
+def _lock_shared(folder: Path) -> int | None:
+    """An open descriptor of ``folder/.in-use`` holding a shared lock; None on a file system without flock (Lustre
+    mounted without it), where the run goes on unguarded rather than failing."""
     path = folder / IN_USE
     while True:
         try:
@@ -84,17 +92,17 @@ def in_use(folder: Path) -> Iterator[None]:
         except OSError as exc:
             raise XlirError(f"cannot create {folder} ({exc.strerror or exc}); set XLIR_BENCH_CACHE to a "
                             "writable folder or pass --no-cache") from None  # fmt: skip
-        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a `cache clear` removes this folder
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a `cache clear` removes this folder
+        except OSError:
+            os.close(fd)
+            return None
         try:
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                break
+                return fd
         except FileNotFoundError:
             pass
         os.close(fd)  # the folder was removed while this waited: lock the new one
-    try:
-        yield
-    finally:
-        _leave(folder, fd)
 
 
 def _leave(folder: Path, fd: int) -> None:
@@ -124,6 +132,8 @@ def held(folder: Path) -> bool:
         return False
     except BlockingIOError:
         return True
+    except OSError:  # no flock on this file system: nothing can be known
+        return False
     finally:
         os.close(fd)
 
@@ -144,6 +154,8 @@ def remove_unless_in_use(folder: Path) -> bool:
     except BlockingIOError:
         os.close(fd)
         return False
+    except OSError:  # no flock on this file system: as before there were locks
+        pass
     try:
         shutil.rmtree(folder, ignore_errors=True)
     finally:
