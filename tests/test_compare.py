@@ -65,6 +65,19 @@ def test_compare_cli_and_refusals(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["a"] == "e5-small"
     one_line_error(run_cli("compare", "e5-small", "nobody", "--suite", "mlqa-r", "--reference"), "'nobody'")
+    # no --suite: every suite with results of all of them (a new user's `compare e5-small bm25` said "Missing
+    # option '--suite'"), each its own Holm family; none shared is one line naming what there is
+    proc = run_cli("compare", "e5-small", "bm25", "--reference", "--resamples", "300", "--format", "json",
+                   env_extra={"XDG_DATA_HOME": str(tmp_path)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [(r["suite"], r["a"], r["b"]) for r in rows] == [
+        ("xquad-r", "e5-small", "bm25"),
+        ("mlqa-r", "e5-small", "bm25"),
+    ]
+    assert all(r["p_holm"] == r["p_value"] for r in rows)  # one comparison per family
+    one_line_error(run_cli("compare", "e5-small", "bm25", "--results-dir", str(tmp_path)),
+                   "no suite has results of all of e5-small, bm25", "--reference")  # fmt: skip
     one_line_error(run_cli("compare", "e5-small", "e5-small", "--suite", "mlqa-r", "--reference"), "two different")
     one_line_error(run_cli("compare", "e5-small", "bm25", "--suite", "mlqa-r", "--results-dir", str(tmp_path)),
                    "no mlqa-r result", "--reference")  # fmt: skip

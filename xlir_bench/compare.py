@@ -141,6 +141,21 @@ def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list
     return out
 
 
+def shared_suites(docs: list[dict], names, reference: bool = False) -> list[str]:
+    """The suites on which every one of ``names`` finds a result (as :func:`resolve_models` finds them): what
+    ``compare`` runs on when no suite is named and there is just one."""
+    if len(set(names)) < 2:
+        raise XlirError("compare needs at least two different models, e.g. xlir-bench compare e5-small bm25")
+    shared = []
+    for suite in sorted({str(doc["suite"]["name"]) for doc in docs}):
+        try:
+            resolve_models(docs, suite, names, reference)
+        except XlirError:
+            continue
+        shared.append(suite)
+    return shared
+
+
 def resolve_models(docs: list[dict], suite: str, names, reference: bool = False) -> list[tuple[str, list[dict]]]:
     """(name, results) per distinct name asked for: a model's result on ``suite``, or a configuration's seeds (the
     results named ``<name>-s<seed>``). A name finds, in this order: the user's result of that label, the user's

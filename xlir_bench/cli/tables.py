@@ -90,7 +90,8 @@ def report_cmd(results_dir, reference, suite_names, out_dir, title) -> None:
 
 @cli.command("compare")
 @click.argument("models", nargs=-1, required=True)
-@click.option("--suite", required=True, help="The suite both results are on (xquad-r, mlqa-r, miracl:...).")
+@click.option("--suite", help="The suite to compare on (xquad-r, mlqa-r, miracl:...); default: every suite with "
+              "results of all the models, each its own table and Holm family.")  # fmt: skip
 @click.option("--setting", type=click.Choice(SETTINGS), default="multilingual", show_default=True,
               help="Which setting's per-query values to pair.")  # fmt: skip
 @click.option("--metric", type=click.Choice(["mAP", "AP"]), default="mAP", show_default=True,
@@ -106,17 +107,26 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
     """Paired, question-level significance of differences between models (every pair, Holm-corrected)."""
     import json as json_module
 
-    from tabulate import tabulate
-
     from ..compare import compare, resolve_models
 
-    suite = suites.resolve([suite])[0]
     loaded = _load_with_reference(results.results_dir(results_dir), reference, quiet_missing=True)
-    groups = resolve_models(loaded.results, suite, models, reference)
-    rows = compare(groups, setting, resamples=resamples, seed=seed)
+    chosen = suites.resolve([suite]) if suite else _shared_suites(loaded.results, models, reference)
+    compared = [(name, compare(resolve_models(loaded.results, name, models, reference), setting,
+                               resamples=resamples, seed=seed)) for name in chosen]  # fmt: skip
     if fmt == "json":
-        click.echo(json_module.dumps([r.as_dict() for r in rows], indent=1, allow_nan=False))
+        rows = [{"suite": name, "setting": setting, **r.as_dict()} for name, found in compared for r in found]
+        click.echo(json_module.dumps(rows, indent=1, allow_nan=False))
         return
+    for i, (name, found) in enumerate(compared):
+        if i:
+            click.echo("") if fmt == "markdown" else out.print()
+        _show_comparison(name, setting, found, resamples, seed, fmt, several=len(compared) > 1)
+
+
+def _show_comparison(suite: str, setting: str, rows, resamples: int, seed: int, fmt: str, several: bool) -> None:
+    """One suite's comparisons as a table (terminal or Markdown) with the note that says how they were made."""
+    from tabulate import tabulate
+
     header = ["A", "B", "mAP A", "mAP B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters", "seeds",
               "p (seeds: sign-flip / t)"]  # fmt: skip
     body = [
@@ -128,7 +138,8 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
     unit = "question (a question and its translations)" if suite in ("xquad-r", "mlqa-r") else "query"
     note = (
         f"{suite} {setting}, per-query AP paired over {rows[0].queries:,} values; unit: {unit}; "
-        f"{resamples:,} sign flips and bootstrap resamples, seed {seed}; Holm over {len(rows)} comparison(s)."
+        f"{resamples:,} sign flips and bootstrap resamples, seed {seed}; Holm over {len(rows)} comparison(s)"
+        f"{' on this suite' if several else ''}."
     )
     if fmt == "markdown":
         click.echo(tabulate(body, headers=header, tablefmt="github", disable_numparse=True) + "\n\n" + note)
@@ -144,6 +155,20 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
         table.add_row(*(escape(cell) for cell, col in zip(row, header) if col in shown))
     out.print(table)
     out.print(note, highlight=False)
+
+
+def _shared_suites(docs: list[dict], models, reference: bool) -> list[str]:
+    """Every suite with results of all the models named (the LAReQA suites first); none is one line saying what
+    there is."""
+    from ..compare import shared_suites
+
+    shared = shared_suites(docs, models, reference)
+    if shared:
+        known = list(suites.SUITES)
+        return sorted(shared, key=lambda name: (known.index(name) if name in known else len(known), name))
+    hint = "" if reference else " (--reference also searches the project's reference results)"
+    there = _what_is_there(docs).removeprefix("; none match the filters: ") or "no results there"
+    raise XlirError(f"no suite has results of all of {', '.join(dict.fromkeys(models))}; {there}{hint}")
 
 
 def _what_is_there(docs: list[dict]) -> str:
