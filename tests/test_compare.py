@@ -160,3 +160,19 @@ def test_compare_table_fits_and_never_cuts_a_number(width):
     widths = {c: max(len(c), len(body[0][i])) + 3 for i, c in enumerate(header)}
     assert 1 + sum(min(widths[c], 24 + 3) if c in ("A", "B") else widths[c] for c in shown) <= width
     assert (len(shown) == len(header)) == (width >= 160)
+
+
+def test_shared_suites_skip_only_what_is_missing_never_what_is_ambiguous():
+    """`compare A B` with no suite runs where both have results; a suite where a name matches two results (two
+    precisions of e5-small) is the same one-line error as with --suite, not a suite silently left out."""
+    from xlir_bench.compare import shared_suites
+    from xlir_bench.errors import XlirError
+
+    def doc(model, suite):
+        return {"model": {"name": model}, "suite": {"name": suite}}
+
+    docs = [doc("bm25", "xquad-r"), doc("bm25", "mlqa-r"), doc("e5-small[dtype=int8]", "mlqa-r"), doc("x", "miracl:sw")]
+    assert shared_suites(docs, ["e5-small", "bm25"]) == ["mlqa-r"]
+    docs += [doc("e5-small[dtype=int8]", "xquad-r"), doc("e5-small[dtype=bf16]", "xquad-r")]
+    with pytest.raises(XlirError, match=r"'e5-small' matches several xquad-r results"):
+        shared_suites(docs, ["e5-small", "bm25"])

@@ -141,27 +141,19 @@ def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list
     return out
 
 
-def shared_suites(docs: list[dict], names, reference: bool = False) -> list[str]:
+def shared_suites(docs: list[dict], names) -> list[str]:
     """The suites on which every one of ``names`` finds a result (as :func:`resolve_models` finds them): what
-    ``compare`` runs on when no suite is named and there is just one."""
+    ``compare`` runs on when no suite is named. A name that matches several results on a suite is an error there,
+    as with ``--suite``, not a reason to leave that suite out unsaid."""
     if len(set(names)) < 2:
         raise XlirError("compare needs at least two different models, e.g. xlir-bench compare e5-small bm25")
-    shared = []
-    for suite in sorted({str(doc["suite"]["name"]) for doc in docs}):
-        try:
-            resolve_models(docs, suite, names, reference)
-        except XlirError:
-            continue
-        shared.append(suite)
-    return shared
+    everywhere = sorted({str(doc["suite"]["name"]) for doc in docs})
+    return [suite for suite in everywhere if None not in _found(docs, suite, names).values()]
 
 
-def resolve_models(docs: list[dict], suite: str, names, reference: bool = False) -> list[tuple[str, list[dict]]]:
-    """(name, results) per distinct name asked for: a model's result on ``suite``, or a configuration's seeds (the
-    results named ``<name>-s<seed>``). A name finds, in this order: the user's result of that label, the user's
-    results of that model whatever its options (``e5-small`` finds ``e5-small[dtype=int8]``, the label
-    ``dtype=auto`` gave), a reference result of that label, a reference result of that model. Two candidates at
-    the first step that has any is an error listing them; so is an unknown name, or fewer than two names."""
+def _found(docs: list[dict], suite: str, names) -> dict[str, list[dict] | None]:
+    """What each name finds on ``suite`` (see :func:`resolve_models`), None where nothing; several variants at the
+    first step that has any is an error listing them."""
     mine: dict[str, dict] = {}
     theirs: dict[str, dict] = {}
     for doc in docs:
@@ -183,10 +175,19 @@ def resolve_models(docs: list[dict], suite: str, names, reference: bool = False)
                 return [pool[variants[0]]]
         return seeds_of(name) or None
 
-    asked = {m: find(m) for m in dict.fromkeys(names)}
+    return {m: find(m) for m in dict.fromkeys(names)}
+
+
+def resolve_models(docs: list[dict], suite: str, names, reference: bool = False) -> list[tuple[str, list[dict]]]:
+    """(name, results) per distinct name asked for: a model's result on ``suite``, or a configuration's seeds (the
+    results named ``<name>-s<seed>``). A name finds, in this order: the user's result of that label, the user's
+    results of that model whatever its options (``e5-small`` finds ``e5-small[dtype=int8]``, the label
+    ``dtype=auto`` gave), a reference result of that label, a reference result of that model. Two candidates at
+    the first step that has any is an error listing them; so is an unknown name, or fewer than two names."""
+    asked = _found(docs, suite, names)
     unknown = [m for m, hit in asked.items() if hit is None]
     if unknown:
-        have = ", ".join(sorted(available)) or "none"
+        have = ", ".join(sorted({doc["model"]["name"] for doc in docs if doc["suite"]["name"] == suite})) or "none"
         hint = "" if reference else " (--reference also searches the project's reference results)"
         raise XlirError(f"no {suite} result for {', '.join(map(repr, unknown))}; results on {suite}: {have}{hint}")
     found = {(hit[0]["model"]["name"] if len(hit) == 1 else m): hit for m, hit in asked.items()}  # as labelled

@@ -162,7 +162,7 @@ def _shared_suites(docs: list[dict], models, reference: bool) -> list[str]:
     there is."""
     from ..compare import shared_suites
 
-    shared = shared_suites(docs, models, reference)
+    shared = shared_suites(docs, models)
     if shared:
         known = list(suites.SUITES)
         return sorted(shared, key=lambda name: (known.index(name) if name in known else len(known), name))
