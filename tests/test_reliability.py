@@ -244,6 +244,10 @@ def test_cache_clear_leaves_alone_what_a_running_run_holds(tmp_path, monkeypatch
     try:
         assert holder.stdout.readline().strip() == "held"
         assert {e.model for e in cache.entries(tmp_path) if e.in_use} == {"m"}
+        info = run_cli("cache", "info", env_extra={"XLIR_BENCH_CACHE": str(tmp_path), "COLUMNS": "80"})
+        assert info.returncode == 0 and max(map(len, info.stdout.splitlines())) <= 80
+        models = " ".join(line.split("│")[1].strip() for line in info.stdout.splitlines() if line.startswith("│"))
+        assert models == "m (in use by a running run) n"  # folded if need be, never cut
         monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path))
         result = CliRunner().invoke(cli, ["cache", "clear", "--yes"])
         assert result.exit_code == 0 and "removed 1 model folder(s)" in result.output

@@ -159,18 +159,29 @@ def cache_group() -> None:
 def cache_info() -> None:
     """Size of the embedding cache, per model identity."""
     from .. import cache
+    from ..report.terminal import by_priority
 
+    found = sorted(cache.entries(), key=lambda e: (e.legacy, e.model, e.folder.name))
+    header = ["model", "vectors", "MiB", "damaged", "revision", "folder"]  # by priority: what goes first when narrow
+    rows = [
+        {"model": e.model + (" (old cache)" if e.legacy else " (in use by a running run)" if e.in_use else ""),
+         "vectors": f"{e.vectors:,}", "MiB": f"{e.bytes / 2**20:,.1f}", "damaged": str(e.bad_shards),
+         "revision": e.revision.removeprefix("sha256:")[:12], "folder": e.folder.name[:12]}
+        for e in found
+    ]  # fmt: skip
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) + 3 if rows else len(c) + 3 for c in header}
+    widths["model"] = min(widths["model"], 24)  # a long label folds rather than pushing the numbers out
+    shown = by_priority(header, widths, out.width - 1, keep=("model",))
     table = Table(title=f"vector store: {cache.store_root()}")
-    for col in ("model", "revision", "vectors", "damaged shards", "MiB", "folder"):
-        table.add_column(col)
-    found = cache.entries()
-    for e in found:
-        state = " (old cache)" if e.legacy else " (in use by a running run)" if e.in_use else ""
-        table.add_row(escape(e.model + state), escape(e.revision), str(e.vectors),
-                      str(e.bad_shards),
-                      f"{e.bytes / 2**20:.1f}", e.folder.name)  # fmt: skip
+    for col in shown:
+        table.add_column(col, justify="right" if col in ("vectors", "MiB", "damaged") else "left",
+                         overflow="fold", no_wrap=col != "model")  # fmt: skip
+    for row in rows:
+        table.add_row(*(escape(row[c]) for c in shown))
     out.print(table)
-    out.print(f"total: {sum(e.bytes for e in found) / 2**20:.1f} MiB in {len(found)} model folder(s)")
+    left_out = [c for c in header if c not in shown]
+    out.print(f"total: {sum(e.bytes for e in found) / 2**20:,.1f} MiB in {len(found)} model folder(s)"
+              + (f"; not shown at this width: {', '.join(left_out)}" if left_out else ""), highlight=False)  # fmt: skip
 
 
 @cache_group.command("clear")
