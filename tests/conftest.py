@@ -170,6 +170,10 @@ FAKE_PLUGINS = textwrap.dedent(
             out = super().encode_corpus(docs, language=language, batch_size=batch_size) * self.scale
             return (out * 0 if self.zero_corpus else out).astype(np.float32)
 
+    class NeedsMissing(HashInt):
+        """Says which modules it imports (``requires``), one of which is not installed."""
+        requires, install_hint = ("numpy", "xlir_test_absent_module"), "pip install xlir-test-extra"
+
     class Random:
         """Seeded random vectors in call order. ``integer``: small integers scored by dot product, so every
         score is exact in float32 and an independent implementation can reproduce ranks bit for bit."""
@@ -198,6 +202,7 @@ exits = xlir_test_plugins:Exits
 bad-meta = xlir_test_plugins:BadMeta
 scaled = xlir_test_plugins:Scaled
 broken-import = xlir_test_no_such_module:Thing
+needs-missing = xlir_test_plugins:NeedsMissing
 """
 
 

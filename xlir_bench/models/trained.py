@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import XlirError
 from ..fileio import read_json
 from ..suites.download import cache_dir
-from .transformers_encoder import MODEL_ARGS, TransformersEncoder
+from .transformers_encoder import MODEL_ARGS, NEURAL, TransformersEncoder, needs
 
 CARD_FIELDS = ("base", "strategy", "alpha", "alpha_schedule", "data", "languages", "seed", "steps",
                "best_validation_loss")  # fmt: skip
@@ -38,6 +38,7 @@ def trained(name_or_path: str | None = None, **options: Any) -> TransformersEnco
 
 
 trained.model_args = MODEL_ARGS
+needs(*NEURAL)(trained)
 
 
 def _named(name: str):
@@ -47,7 +48,7 @@ def _named(name: str):
 
     factory.__doc__ = f"{name}: trained by `xlir-bench train` (see the README)"
     factory.model_args = MODEL_ARGS
-    return factory
+    return needs(*NEURAL)(factory)
 
 
 mono_e5_small, cross_e5_small, hybrid_e5_small = (_named(f"{s}-e5-small") for s in ("mono", "cross", "hybrid"))

@@ -329,7 +329,23 @@ def hf(name_or_path: str | None = None, **options: Any) -> TransformersEncoder:
     return TransformersEncoder(name_or_path, **options)
 
 
+# What `xlir-bench models` checks is installed before calling a built-in "ok", and what it says to install.
+NEURAL = ("torch", "transformers")
+INSTALL_NEURAL = "pip install 'xlir-bench[neural]'"
+
+
+def needs(*modules: str):
+    """Mark a plugin factory with the modules it imports (:func:`xlir_bench.plugins.missing_modules`)."""
+
+    def mark(factory):
+        factory.requires, factory.install_hint = modules, INSTALL_NEURAL
+        return factory
+
+    return mark
+
+
 hf.model_args = MODEL_ARGS
+needs(*NEURAL)(hf)
 
 
 def _named(model_id: str, display: str, **defaults: Any):
@@ -340,7 +356,7 @@ def _named(model_id: str, display: str, **defaults: Any):
     factory.__doc__ = f"{display}: {model_id} ({', '.join(f'{k}={v!r}' for k, v in defaults.items()) or 'defaults'})"
     factory.hub_id = model_id  # `xlir-bench models` says whether the hub's weights are cached here
     factory.model_args = MODEL_ARGS
-    return factory
+    return needs(*NEURAL)(factory)
 
 
 xlmr = _named("FacebookAI/xlm-roberta-base", "xlmr", pooling="mean")
