@@ -122,3 +122,19 @@ def test_results_name_the_source_commit_and_whether_it_was_modified(tmp_path):
     assert provenance.revision_of(tmp_path)["modified"] is False
     (tmp_path / "xlir_bench" / "a.py").write_text("x = 2\n")
     assert provenance.revision_of(tmp_path)["modified"] is True
+
+
+def test_a_source_that_changed_during_the_run_is_recorded_beside_the_start(monkeypatch):
+    """The CLI reads the commit at start; an experiment that runs for hours while the checkout moves on imports some
+    modules later, from the newer code. The result names both rather than only the start."""
+    from xlir_bench import provenance
+
+    start = {"commit": "a" * 40, "modified": False}
+    monkeypatch.setattr(provenance, "source_revision", lambda: start)
+    monkeypatch.setattr(provenance, "revision_of", lambda root: start)
+    assert provenance.source_record() == start
+    later = {"commit": "b" * 40, "modified": True}
+    monkeypatch.setattr(provenance, "revision_of", lambda root: later)
+    assert provenance.source_record() == {**start, "changed_during_run": later}
+    monkeypatch.setattr(provenance, "source_revision", lambda: None)  # an installed copy: nothing
+    assert provenance.source_record() is None

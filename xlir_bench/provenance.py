@@ -47,6 +47,17 @@ def source_revision() -> dict[str, str | bool] | None:
     return revision_of(Path(__file__).resolve().parent.parent)
 
 
+def source_record() -> dict | None:
+    """What a result records as its source: :func:`source_revision` (the code the process started with) and, when
+    the checkout has moved on since (a commit, or edits, during an hours-long experiment), ``changed_during_run``:
+    the state now, since modules the process imported after it started come from that code."""
+    start = source_revision()
+    if start is None:
+        return None
+    now = revision_of(Path(__file__).resolve().parent.parent)
+    return {**start, "changed_during_run": now} if now is not None and now != start else dict(start)
+
+
 def revision_of(root: Path) -> dict[str, str | bool] | None:
     """``{"commit", "modified"}`` of the git checkout at ``root`` (modified: its tracked ``xlir_bench`` files)."""
     if not (root / ".git").exists():

@@ -151,7 +151,7 @@ def provenance_section(device, batch_size, seed, started, clock, encode_s, score
         **extra,
         "seed": seed,
         "packages": provenance.package_versions(),
-        **({"source": source} if (source := provenance.source_revision()) else {}),
+        **({"source": source} if (source := provenance.source_record()) else {}),
         "host": provenance.host(),
         "started": started,
         "finished": provenance.now(),

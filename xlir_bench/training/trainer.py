@@ -73,9 +73,9 @@ class TrainConfig:
 
 
 def _versions() -> dict:
-    from ..provenance import package_versions, source_revision
+    from ..provenance import package_versions, source_record
 
-    source = source_revision()
+    source = source_record()
     return {**package_versions(), **({"xlir-bench source": source} if source else {})}
 
 
