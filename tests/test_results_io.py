@@ -124,17 +124,34 @@ def test_results_name_the_source_commit_and_whether_it_was_modified(tmp_path):
     assert provenance.revision_of(tmp_path)["modified"] is True
 
 
-def test_a_source_that_changed_during_the_run_is_recorded_beside_the_start(monkeypatch):
-    """The CLI reads the commit at start; an experiment that runs for hours while the checkout moves on imports some
-    modules later, from the newer code. The result names both rather than only the start."""
+def test_a_source_that_changed_during_the_run_is_recorded_beside_the_start(tmp_path, monkeypatch):
+    """The CLI reads the commit at start; an experiment that runs for hours while the package's code changes imports
+    some modules later, from the newer code. The result names both; commits of results or docs alone do not count."""
+    import subprocess
+
     from xlir_bench import provenance
 
-    start = {"commit": "a" * 40, "modified": False}
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t", *args], check=True,
+                       capture_output=True)  # fmt: skip
+
+    (tmp_path / "xlir_bench").mkdir()
+    (tmp_path / "xlir_bench" / "a.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    start = provenance.revision_of(tmp_path)
     monkeypatch.setattr(provenance, "source_revision", lambda: start)
-    monkeypatch.setattr(provenance, "revision_of", lambda root: start)
+    monkeypatch.setattr(provenance, "__file__", str(tmp_path / "xlir_bench" / "provenance.py"))
     assert provenance.source_record() == start
-    later = {"commit": "b" * 40, "modified": True}
-    monkeypatch.setattr(provenance, "revision_of", lambda root: later)
-    assert provenance.source_record() == {**start, "changed_during_run": later}
+    (tmp_path / "results.json").write_text("{}")  # a result committed while the run goes on: not a code change
+    git("add", ".")
+    git("commit", "-qm", "a result")
+    assert provenance.source_record() == start
+    (tmp_path / "xlir_bench" / "a.py").write_text("x = 2\n")  # an edit to the package
+    assert provenance.source_record()["changed_during_run"]["modified"] is True
+    git("commit", "-qam", "code")
+    changed = provenance.source_record()["changed_during_run"]
+    assert changed == provenance.revision_of(tmp_path) and changed["commit"] != start["commit"]
     monkeypatch.setattr(provenance, "source_revision", lambda: None)  # an installed copy: nothing
     assert provenance.source_record() is None

@@ -49,13 +49,26 @@ def source_revision() -> dict[str, str | bool] | None:
 
 def source_record() -> dict | None:
     """What a result records as its source: :func:`source_revision` (the code the process started with) and, when
-    the checkout has moved on since (a commit, or edits, during an hours-long experiment), ``changed_during_run``:
-    the state now, since modules the process imported after it started come from that code."""
+    the package's code has changed since (a commit or an edit to ``xlir_bench/`` during an hours-long experiment),
+    ``changed_during_run``: the state now, since modules the process imported after it started come from that code.
+    Commits that touch only results or docs leave it out."""
     start = source_revision()
     if start is None:
         return None
-    now = revision_of(Path(__file__).resolve().parent.parent)
-    return {**start, "changed_during_run": now} if now is not None and now != start else dict(start)
+    root = Path(__file__).resolve().parent.parent
+    now = revision_of(root)
+    if now is None or now == start or not _code_differs(root, str(start["commit"]), now):
+        return dict(start)
+    return {**start, "changed_during_run": now}
+
+
+def _code_differs(root: Path, commit: str, now: dict) -> bool:
+    """Whether the package's files now differ from ``commit`` (an unreadable history counts as different)."""
+    if now["modified"]:
+        return True
+    done = subprocess.run(["git", "-C", str(root), "diff", "--quiet", commit, "HEAD", "--", "xlir_bench"],
+                          capture_output=True, timeout=10)  # fmt: skip
+    return done.returncode != 0
 
 
 def revision_of(root: Path) -> dict[str, str | bool] | None:
