@@ -235,6 +235,9 @@ def test_progress_logs_plain_lines_when_not_on_a_terminal():
         for _ in range(5):
             now[0] += 25.0
             progress.update(stream, advance=1000)
+        runs = progress.add_task("all runs", total=4)  # whole runs, advanced by fractions: "0.4/4", not "0/4 (10%)"
+        progress.update(runs, completed=0.4)
+    assert "all runs: 0.4/4 (10%)" in sink.getvalue()
     lines = [line.split(" ", 1)[1] for line in sink.getvalue().splitlines() if line[:2].isdigit()]
     encode = [line for line in lines if line.startswith("encode:")]
     assert [line.split(": ")[1].split(", ")[0] for line in encode] == (

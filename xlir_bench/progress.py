@@ -85,8 +85,10 @@ class Progress(RichProgress):
         if not force and (tenth == last_tenth if task.total else now - last_time < self.interval):
             return
         self._last[task_id] = (tenth, now)
-        done = f"{task.completed:,.0f}" + (f"/{task.total:,.0f} ({100 * task.completed / task.total:.0f}%)"
-                                           if task.total else "")  # fmt: skip
+        # a few whole units advanced by fractions (runs of a model x suite grid): "0.4/4", not "0/4 (10%)"
+        fraction = task.total is not None and task.total < 100 and task.completed != int(task.completed)
+        count = f"{task.completed:,.1f}" if fraction else f"{task.completed:,.0f}"
+        done = count + (f"/{task.total:,.0f} ({100 * task.completed / task.total:.0f}%)" if task.total else "")
         elapsed = f", {task.elapsed:,.0f} s" if task.elapsed else ""
         speed = task.finished_speed or task.speed
         elapsed += f", {speed:,.1f}/s" if speed and speed >= MIN_RATE else ""
