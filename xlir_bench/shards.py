@@ -86,12 +86,11 @@ def _lock_shared(folder: Path) -> int | None:
     mounted without it), where the run goes on unguarded rather than failing."""
     path = folder / IN_USE
     while True:
+        _make_folder(folder)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise XlirError(f"cannot create {folder} ({exc.strerror or exc}); set XLIR_BENCH_CACHE to a "
-                            "writable folder or pass --no-cache") from None  # fmt: skip
+            raise _unwritable(folder, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a `cache clear` removes this folder
         except OSError:
@@ -141,26 +140,34 @@ def held(folder: Path) -> bool:
 def remove_unless_in_use(folder: Path) -> bool:
     """Remove a model identity's folder unless a run holds it (then False). The exclusive lock is held while the
     files go, so a run starting meanwhile waits and then makes a fresh folder instead of writing into this one."""
-    if fcntl is None:
-        shutil.rmtree(folder, ignore_errors=True)
-        return True
-    try:
-        fd = os.open(folder / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:  # an unwritable folder, which no run can be using
-        shutil.rmtree(folder, ignore_errors=True)
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
-    except OSError:  # no flock on this file system: as before there were locks
-        pass
+    fd = None
+    if fcntl is not None:
+        try:
+            fd = os.open(folder / IN_USE, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError:  # an unwritable folder (no run can use it), or no flock here: as before there were locks
+            pass
     try:
         shutil.rmtree(folder, ignore_errors=True)
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     return True
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
+
+
+def _unwritable(folder: Path, exc: OSError) -> XlirError:
+    return XlirError(f"cannot create {folder} ({exc.strerror or exc}); set XLIR_BENCH_CACHE to a writable folder or "
+                     "pass --no-cache")  # fmt: skip
 
 
 @dataclass
@@ -233,11 +240,7 @@ class ShardStore:
         finished (:meth:`has`) instead of encoding it again."""
         from filelock import FileLock
 
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise XlirError(f"cannot create {self.folder} ({exc.strerror or exc}); set XLIR_BENCH_CACHE to a "
-                            "writable folder or pass --no-cache") from None  # fmt: skip
+        _make_folder(self.folder)
         return FileLock(str(self.folder / f".shard-{i:06d}.lock"))
 
     def write(self, i: int, ids: list[str], vectors: np.ndarray, notes: dict[str, int] | None = None) -> None:
