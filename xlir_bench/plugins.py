@@ -270,16 +270,25 @@ def missing_modules(factory: Any) -> list[str]:
     return missing
 
 
+def install_needed(factory: Any) -> str | None:
+    """ "needs <install hint> (not installed: <modules>)" for a plugin whose modules are missing, else None: what
+    ``models`` lists and what ``run`` refuses with."""
+    missing = missing_modules(factory)
+    if not missing:
+        return None
+    hint = getattr(factory, "install_hint", None) or "the packages that provide them"
+    return f"needs {hint} (not installed: {', '.join(missing)})"
+
+
 def check_installed(name: str) -> None:
     """Refuse, before any work, a model that is not registered or whose modules are not installed (one line)."""
     _require_installed(name, _resolve(name).factory)
 
 
 def _require_installed(name: str, factory: Any) -> None:
-    missing = missing_modules(factory)
-    if missing:  # one line naming the install, not the first ImportError the plugin happens to meet
-        hint = getattr(factory, "install_hint", None) or "the packages that provide them"
-        raise XlirError(f"model {name!r} needs {hint} (not installed: {', '.join(missing)})")
+    needed = install_needed(factory)
+    if needed:  # one line naming the install, not the first ImportError the plugin happens to meet
+        raise XlirError(f"model {name!r} {needed}")
 
 
 def check_model_args(names: list[str] | tuple[str, ...], options: dict[str, Any]) -> None:

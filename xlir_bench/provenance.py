@@ -44,7 +44,7 @@ def source_revision() -> dict[str, str | bool] | None:
     package's tracked files differ from it; None for an installed copy. Why: the version number does not change
     between commits, so without it two results made by different code would say the same thing. Read once per
     process (the CLI reads it at start, so a long run names the code it started with)."""
-    return revision_of(Path(__file__).resolve().parent.parent)
+    return revision_of(_checkout())
 
 
 def source_record() -> dict | None:
@@ -55,38 +55,35 @@ def source_record() -> dict | None:
     start = source_revision()
     if start is None:
         return None
-    root = Path(__file__).resolve().parent.parent
-    now = revision_of(root)
-    if now is None or now == start or not _code_differs(root, str(start["commit"]), now):
+    now = revision_of(_checkout())
+    if now is None or now == start:
         return dict(start)
-    return {**start, "changed_during_run": now}
+    same_code = not now["modified"] and _git(_checkout(), "diff", "--quiet", str(start["commit"]), "HEAD", "--",
+                                             "xlir_bench") == ""  # fmt: skip
+    return dict(start) if same_code else {**start, "changed_during_run": now}
 
 
-def _code_differs(root: Path, commit: str, now: dict) -> bool:
-    """Whether the package's files now differ from ``commit`` (an unreadable history counts as different)."""
-    if now["modified"]:
-        return True
-    done = subprocess.run(["git", "-C", str(root), "diff", "--quiet", commit, "HEAD", "--", "xlir_bench"],
-                          capture_output=True, timeout=10)  # fmt: skip
-    return done.returncode != 0
+def _checkout() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """``git -C root args``'s output when it succeeds (status 0), else None: no git, no checkout, a timeout."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def revision_of(root: Path) -> dict[str, str | bool] | None:
     """``{"commit", "modified"}`` of the git checkout at ``root`` (modified: its tracked ``xlir_bench`` files)."""
     if not (root / ".git").exists():
         return None
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
+    commit = _git(root, "rev-parse", "HEAD")
     if not commit:
         return None
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", "xlir_bench")
+    changed = _git(root, "status", "--porcelain", "--untracked-files=no", "--", "xlir_bench")
     return {"commit": commit, "modified": bool(changed)}
 
 

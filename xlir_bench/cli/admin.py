@@ -28,13 +28,9 @@ def models_cmd() -> None:
 
     for info in infos:
         status = "[green]ok[/]" if info.error is None else f"[red]broken: {escape(info.error)}[/]"
-        missing = plugins.missing_modules(info.factory) if info.error is None else []
-        weights = trained_status(info.name, info.target) if info.error is None else None
-        if weights is None and info.error is None:
-            weights = hub_status(info.factory)
-        if missing:  # before weights: without torch, a cached or trained model cannot run either
-            hint = getattr(info.factory, "install_hint", None) or "pip install the package(s) providing them"
-            weights = f"needs {hint} (not installed: {', '.join(missing)})"
+        weights = plugins.install_needed(info.factory) if info.error is None else None  # first: without torch,
+        if weights is None and info.error is None:  # a trained or cached model cannot run either
+            weights = trained_status(info.name, info.target) or hub_status(info.factory)
         if weights is not None:
             colour = "yellow" if weights.startswith("needs") else "green"
             status = f"[{colour}]{escape(weights)}[/]"
