@@ -317,6 +317,10 @@ def test_cache_clear_of_everything_asks_first_and_a_script_must_say_yes(tmp_path
     answered = CliRunner().invoke(cli, ["cache", "clear"], input="n\n")
     assert answered.exit_code == 0 and "nothing removed" in answered.output and len(cache.entries(tmp_path)) == 2
     assert CliRunner().invoke(cli, ["cache", "clear", "--model", "m"]).exit_code == 0
+    from test_cli import one_line_error
+
+    typo = run_cli("cache", "clear", "--model", "nn", env_extra={"XLIR_BENCH_CACHE": str(tmp_path)})
+    one_line_error(typo, "no stored vectors of 'nn'", "models there: n (")  # it removed nothing, said "removed 0"
     assert [e.model for e in cache.entries(tmp_path)] == ["n"]
     assert CliRunner().invoke(cli, ["cache", "clear"], input="y\n").exit_code == 0 and cache.entries(tmp_path) == []
 

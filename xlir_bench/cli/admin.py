@@ -192,6 +192,11 @@ def cache_clear(model: str | None, broken: bool, yes: bool) -> None:
     """Delete cached embeddings (everything asks first: a MIRACL corpus's vectors can be GPU-hours of work)."""
     from .. import cache
 
+    if model is not None:  # a typo would otherwise remove nothing and say "removed 0"
+        stored = sorted({e.model for e in cache.entries()})
+        if model not in stored:
+            raise XlirError(f"no stored vectors of {model!r} in {cache.store_root()}; models there: "
+                            f"{', '.join(stored) or 'none'} (`xlir-bench cache info`)")  # fmt: skip
     if model is None and not broken and not yes:
         found = cache.entries()
         if found:
