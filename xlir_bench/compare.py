@@ -143,11 +143,15 @@ def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list
 
 def shared_suites(docs: list[dict], names) -> list[str]:
     """The suites on which every one of ``names`` finds a result (as :func:`resolve_models` finds them): what
-    ``compare`` runs on when no suite is named. A name that matches several results on a suite is an error there,
-    as with ``--suite``, not a reason to leave that suite out unsaid."""
+    ``compare`` runs on when no suite is named, the LAReQA suites first. A name that matches several results on a
+    suite is an error there, as with ``--suite``, not a reason to leave that suite out unsaid."""
+    from .suites import SUITES
+
     if len(set(names)) < 2:
         raise XlirError("compare needs at least two different models, e.g. xlir-bench compare e5-small bm25")
-    everywhere = sorted({str(doc["suite"]["name"]) for doc in docs})
+    known = list(SUITES)
+    everywhere = sorted({str(doc["suite"]["name"]) for doc in docs},
+                        key=lambda name: (known.index(name) if name in known else len(known), name))  # fmt: skip
     return [suite for suite in everywhere if None not in _found(docs, suite, names).values()]
 
 

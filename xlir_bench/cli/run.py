@@ -60,14 +60,14 @@ from . import SEED, _measure_columns, _progress, cli, data_dir_option, err, out,
 @click.option(
     "--shard-size",
     type=click.IntRange(1),
-    help="MIRACL: passages per embedding shard (default 100,000); memory is bounded by it, whatever the corpus.",
+    help="Passages per embedding shard, every suite (default 100,000); memory is bounded by it, whatever the corpus.",
 )
 @click.option(
     "--shard-dtype",
     type=click.Choice(["float32", "float16"]),
     default="float32",
     show_default=True,
-    help="MIRACL: how corpus vectors are stored (float16 halves the disk; scores are exact for the stored vectors).",
+    help="How corpus vectors are stored (float16 halves the disk; scores are exact for the stored vectors).",
 )
 @click.option("--measure", "measure_names", multiple=True, metavar="NAME",
               help="Also an ir-measures measure (P@5, ERR@20...) from the saved runs; implies --save-run.")  # fmt: skip
@@ -92,7 +92,8 @@ def run_cmd(
 ) -> None:
     """Evaluate models on suites and write one result JSON per (model, suite).
 
-    Under torchrun (MIRACL) every rank encodes and scores its share of the corpus shards; rank 0 writes the result.
+    Under torchrun every rank encodes and scores its share of the corpus shards (on every suite); rank 0 writes the
+    result.
     """
     from ..distributed import current as current_world
     from ..runner import evaluate, save_runs

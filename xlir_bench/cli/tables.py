@@ -110,7 +110,7 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
     from ..compare import compare, resolve_models
 
     loaded = _load_with_reference(results.results_dir(results_dir), reference, quiet_missing=True)
-    chosen = suites.resolve([suite]) if suite else _shared_suites(loaded.results, models, reference)
+    chosen = suites.resolve([suite]) if suite else _suites_to_compare(loaded.results, models, reference)
     compared = [(name, compare(resolve_models(loaded.results, name, models, reference), setting,
                                resamples=resamples, seed=seed)) for name in chosen]  # fmt: skip
     if fmt == "json":
@@ -157,15 +157,13 @@ def _show_comparison(suite: str, setting: str, rows, resamples: int, seed: int, 
     out.print(note, highlight=False)
 
 
-def _shared_suites(docs: list[dict], models, reference: bool) -> list[str]:
-    """Every suite with results of all the models named (the LAReQA suites first); none is one line saying what
-    there is."""
+def _suites_to_compare(docs: list[dict], models, reference: bool) -> list[str]:
+    """Every suite with results of all the models named; none is one line saying what there is."""
     from ..compare import shared_suites
 
     shared = shared_suites(docs, models)
     if shared:
-        known = list(suites.SUITES)
-        return sorted(shared, key=lambda name: (known.index(name) if name in known else len(known), name))
+        return shared
     hint = "" if reference else " (--reference also searches the project's reference results)"
     there = _what_is_there(docs).removeprefix("; none match the filters: ") or "no results there"
     raise XlirError(f"no suite has results of all of {', '.join(dict.fromkeys(models))}; {there}{hint}")
