@@ -77,6 +77,21 @@ def test_damaged_packed_per_query_is_a_named_problem(tmp_path, packed, problem):
     assert loaded.results == [] and "per_query cannot be unpacked" in loaded.warnings[0]
 
 
+def test_summaries_alone_leave_the_per_query_values_unread(tmp_path):
+    # a leaderboard reads the summaries only: the same document less per_query, and damaged per-query values
+    # (which compare and report skip with a warning) do not hide valid summary measures from it
+    doc = _doc({"query_ids": ["a"], "AP": {"multilingual": [0.25]}})
+    results.write_atomic(tmp_path / "s" / "m.json", results.dumps_result(doc))
+    results.write_atomic(tmp_path / "s" / "bad.json", json.dumps(_doc({results.PACKED: "not base64!"})))
+    summaries = results.load_results(tmp_path, per_query=False)
+    assert summaries.warnings == []
+    assert [{k: v for k, v in d.items() if k != "_path"} for d in summaries.results] == [
+        {k: v for k, v in doc.items() if k != "per_query"}
+    ] * 2
+    full = results.load_results(tmp_path)
+    assert [d["per_query"] for d in full.results] == [doc["per_query"]] and "bad.json" in full.warnings[0]
+
+
 def test_newer_schema_is_refused_by_name(tmp_path):
     path = tmp_path / "s" / "m.json"
     results.write_atomic(path, json.dumps({**_doc({}), "schema_version": 3}))

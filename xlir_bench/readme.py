@@ -37,7 +37,7 @@ def headline_block(results_root: Path) -> str:
     from .report import Report
 
     docs = [
-        d for d in results.load_results(results_root).results
+        d for d in results.load_results(results_root, per_query=False).results
         if not (d["model"].get("metadata") or {}).get("training")
     ]  # fmt: skip
     report = Report.from_results(docs)

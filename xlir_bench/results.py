@@ -176,13 +176,21 @@ def unpack_per_query(member) -> dict:
         raise ValueError(f"per_query cannot be unpacked ({exc})") from None
 
 
-def read_result(path: Path) -> dict:
+def read_result(path: Path, *, per_query: bool = True) -> dict:
     """A result file as a validated, current-version document with a plain ``per_query``: ``OSError`` when it
-    cannot be read, ``ValueError`` naming the first problem when it is not a valid result."""
+    cannot be read, ``ValueError`` naming the first problem when it is not a valid result.
+
+    ``per_query=False`` leaves the per-query values out, unread: they are most of a result's bytes and most of the
+    time spent reading one (inflating and parsing them is 85% of a leaderboard), and tables of the summary
+    measures never look at them. Commands that do (compare, report, the experiments) read them and skip, with a
+    warning, a result whose values cannot be unpacked."""
     data = read_json(path)
     if isinstance(data, dict) and data.get("schema_version") in READABLE_VERSIONS:
         if "per_query" in data:
-            data["per_query"] = unpack_per_query(data["per_query"])
+            if per_query:
+                data["per_query"] = unpack_per_query(data["per_query"])
+            else:
+                del data["per_query"]
         data["schema_version"] = SCHEMA_VERSION
     validate(data)
     return data
@@ -336,9 +344,10 @@ def validate(data) -> None:
         raise ValueError("per_query is not an object")
 
 
-def load_results(root: Path) -> Loaded:
+def load_results(root: Path, *, per_query: bool = True) -> Loaded:
     """Every valid result under ``root``; unreadable, malformed or mistyped files (and FIFOs, devices, files above
-    the size limit) are skipped with a warning each, so one bad file never hides the others."""
+    the size limit) are skipped with a warning each, so one bad file never hides the others. ``per_query``: as in
+    :func:`read_result`."""
     results, warnings = [], []
     if not root.is_dir():
         return Loaded(results, [f"no results directory at {root}; run `xlir-bench run` first"])
@@ -346,7 +355,7 @@ def load_results(root: Path) -> Loaded:
         if path.parent.name in RESERVED_FOLDERS:
             continue
         try:
-            data = read_result(path)
+            data = read_result(path, per_query=per_query)
             data["_path"] = str(path)
             results.append(data)
         except (OSError, ValueError, TypeError, UnicodeDecodeError) as exc:

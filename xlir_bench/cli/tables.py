@@ -41,7 +41,7 @@ def leaderboard_cmd(results_dir, reference, suite, setting, model, by, per_seed,
     suite = suites.resolve([suite])[0] if suite else None
     mine = results.results_dir(results_dir)
     ref = results.reference_dir()
-    loaded = _load_with_reference(mine, reference)
+    loaded = _load_with_reference(mine, reference, per_query=False)  # summaries only: 5x faster
     for warning in loaded.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     from ..metrics import MEASURES
@@ -200,13 +200,14 @@ def _seed_ps(row) -> str:
     return f"{row.seed_p:.4f} / " + ("n/a" if row.seed_t_p is None else f"{row.seed_t_p:.4f}")
 
 
-def _load_with_reference(mine, reference: bool, quiet_missing: bool = False) -> results.Loaded:
+def _load_with_reference(mine, reference: bool, quiet_missing: bool = False, per_query: bool = True) -> results.Loaded:
     """The user's results, plus (``reference``) the project's reference results marked as such. A missing user
     folder is only worth a warning when nothing else is shown."""
-    loaded = results.load_results(mine) if mine.is_dir() or not (reference or quiet_missing) else results.Loaded([], [])
+    read = mine.is_dir() or not (reference or quiet_missing)
+    loaded = results.load_results(mine, per_query=per_query) if read else results.Loaded([], [])
     ref = results.reference_dir()
     if reference and ref is not None and ref.resolve() != mine.resolve():
-        extra = results.load_results(ref)
+        extra = results.load_results(ref, per_query=per_query)
         for doc in extra.results:
             doc["_reference"] = True
         loaded = results.Loaded(loaded.results + extra.results, loaded.warnings + extra.warnings)
