@@ -84,7 +84,7 @@ def test_reduced_precision_stays_close_to_fp32(tiny_bert, dtype, min_cosine):
     assert (fp32 * low).sum(axis=1).min() >= min_cosine
 
 
-def test_auto_precision_is_measured_recorded_and_labelled(tiny_bert, monkeypatch):
+def test_auto_precision_is_measured_recorded_and_labelled(tiny_bert, monkeypatch, tmp_path):
     """dtype=auto: no bf16 instructions -> int8 on ONNX Runtime without probing (fp32 without onnxruntime); with
     them the probe decides between bf16 and int8; the choice and its reason are in the metadata, and a precision
     other than fp32 is in the label (its results never share a file with fp32, the plain name)."""
@@ -109,6 +109,7 @@ def test_auto_precision_is_measured_recorded_and_labelled(tiny_bert, monkeypatch
     monkeypatch.undo()
 
     for gain, expected in ((1.7, "bf16"), (1.1, "int8")):
+        monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path / str(gain)))  # a machine that has not probed yet
         monkeypatch.setattr(precision, "cpu_info", lambda: {"model": "Test CPU", "flags": ["avx512_bf16"]})
         monkeypatch.setattr(precision, "probe_cpu_bf16", lambda gain=gain: gain)
         precision.choose.cache_clear()
@@ -195,6 +196,43 @@ def test_smoothing_is_exact_in_fp32_and_shrinks_the_int8_error_from_outlier_chan
     plain, facts = int8_error("plain")
     assert facts["smoothed_inputs"] == 0
     assert smoothed < plain / 2, (smoothed, plain)
+
+
+def test_bf16_probe_runs_once_per_machine_and_is_kept(monkeypatch, tmp_path):
+    """A busy host's probe swung from 0.6x to 42x, flipping dtype=auto (and the label) between processes: the first
+    figure is kept per CPU, flags and torch version; a damaged file or an unwritable cache means probing again."""
+    from xlir_bench.models import precision
+
+    probes = []
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "probe_cpu_bf16", lambda: probes.append(1) or [1.7, 1.1, 1.2][len(probes) - 1])
+    xeon = {"model": "Test CPU", "flags": ["amx_bf16"]}
+    monkeypatch.setattr(precision, "cpu_info", lambda: xeon)
+
+    def auto() -> tuple[str, str]:
+        precision.choose.cache_clear()
+        return precision.choose("cpu")
+
+    first = auto()
+    assert first[0] == "bf16" and "1.70x fp32 (needs 1.3x) in a probe just now, kept in" in first[1]
+    again = auto()  # a second process: the figure from the file, no probe
+    assert again[0] == "bf16" and "1.70x fp32 (needs 1.3x) in this machine's probe of 20" in again[1]
+    assert len(probes) == 1
+    stored = json.loads((tmp_path / "cache" / precision.STORED).read_text())
+    assert [entry["gain"] for entry in stored.values()] == [1.7]
+
+    xeon["flags"] = ["avx512_bf16"]  # another machine sharing the cache folder probes for itself
+    assert auto()[0] == "int8" and len(probes) == 2
+    assert len(json.loads((tmp_path / "cache" / precision.STORED).read_text())) == 2
+    (tmp_path / "cache" / precision.STORED).write_text("{not json")
+    assert auto()[0] == "int8" and len(probes) == 3  # damaged: probed again (1.2x) and written anew
+    assert len(json.loads((tmp_path / "cache" / precision.STORED).read_text())) == 1
+
+    monkeypatch.setenv("XLIR_BENCH_CACHE", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("a file where the cache folder should be")
+    probes.clear()
+    chosen = auto()  # cannot keep it: decided all the same, and said so
+    assert chosen[0] == "bf16" and "in a probe just now (not kept: the cache cannot be written)" in chosen[1]
 
 
 def test_cpu_probe_times_both_precisions():
