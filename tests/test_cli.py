@@ -191,10 +191,24 @@ def test_models_lists_plugins_and_reports_broken_ones(fake_plugin_path):
     assert "hf:/path/to/a/downloaded/model" in narrow.stdout.replace("\n", "").replace("│", "").replace(" ", "")
 
 
-def test_suites_command():
+def test_suites_command(tmp_path):
     proc = run_cli("suites")
     assert proc.returncode == 0
     assert "13,014" in proc.stdout and "20,534" in proc.stdout and "1,190" in proc.stdout
+    # data that is not here is listed as not counted, below the table, and never fetched by a listing (the error
+    # text once filled the candidates column, cut at every line); a damaged file is named the same way
+    (tmp_path / "mlqa-r").mkdir()
+    for lang in ("ar", "de", "en", "es", "hi", "vi", "zh"):
+        (tmp_path / "mlqa-r" / f"{lang}.json").write_text("{}")
+    env = {"XLIR_BENCH_DATA": "", "XLIR_BENCH_CACHE": str(tmp_path / "cache"), "COLUMNS": "80"}
+    proc = run_cli("suites", "--data-dir", str(tmp_path), env_extra=env)
+    assert proc.returncode == 0 and "13,014" not in proc.stdout and "106,332,152" in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines[1].startswith("┏") and max(len(line) for line in lines) <= 80
+    flat = " ".join(proc.stdout.split())
+    assert "xquad-r: not here yet, so not counted (`xlir-bench data download`" in flat
+    assert "mlqa-r: not counted: checksum mismatch for" in flat and "ar.json" in proc.stdout
+    assert not (tmp_path / "xquad-r").exists() and not (tmp_path / "cache").exists()
 
 
 def test_third_party_plugin_runs(tmp_path):

@@ -162,16 +162,19 @@ def download(remote: RemoteFile, target: Path, timeout: float = 60.0) -> None:
             os.unlink(tmp)
 
 
+def local_path(relpath: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Where a suite file is read from: the configured data folder, else the cache's data folder (where
+    :func:`fetch` downloads it)."""
+    configured = configured_data_dir(data_dir)
+    return (configured if configured is not None else cache_dir() / "data") / relpath
+
+
 def fetch(relpath: str, data_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
     """Return the local path of a pinned suite file and its verified md5, downloading it if allowed."""
     remote = FILES[relpath]
-    configured = configured_data_dir(data_dir)
-    if configured is not None:
-        path = configured / relpath
-        if not path.is_file():
-            raise XlirError(f"missing data file {path}; {_how_to_provide(remote)}")
-        return path, _verify(path, remote)
-    path = cache_dir() / "data" / relpath
+    path = local_path(relpath, data_dir)
     if not path.is_file():
+        if configured_data_dir(data_dir) is not None:
+            raise XlirError(f"missing data file {path}; {_how_to_provide(remote)}")
         download(remote, path)
     return path, _verify(path, remote)
