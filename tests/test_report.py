@@ -194,3 +194,35 @@ def test_the_report_compares_configurations_not_single_seeds():
     assert got[0][0] == "old" and len(got) == 1  # the best is a pre-engine result: only its kind is compared
     got = _best_configurations(docs[:4], 3)
     assert [(name, len(members)) for name, members in got] == [("cross", 2), ("hybrid", 1), ("bm25", 1)]
+
+
+def test_per_model_plots_draw_configurations_and_keep_reference_results_apart():
+    """The page's per-model pictures took the best single results, so three seeds of one configuration filled three
+    of the four slots: they draw each configuration once, its per-pair and per-language mAP averaged over its
+    seeds; and the user's result never pools with a reference result of the same label (nor in the comparison)."""
+    from xlir_bench.report.html import _best_configurations, _ranked, _seed_mean
+
+    def doc(name, pair_map, seed=None, reference=False):
+        training = {"seed": seed, "strategy": "cross"} if seed is not None else None
+        block = {"metrics": {"mAP": pair_map}, "per_pair": {"de-en": {"mAP": pair_map}, "en-de": {"mAP": 0.5}},
+                 "per_language": {"de": {"mAP": pair_map}}}  # fmt: skip
+        out = {"model": {"name": name, "metadata": {"training": training} if training else {}}, "engine": "e",
+               "suite": {"name": "toy"}, "settings": {"multilingual": block, "cross-lingual": block}}  # fmt: skip
+        return {**out, "_reference": True} if reference else out
+
+    docs = [doc("cross-s0", 0.6, 0), doc("cross-s1", 0.5, 1), doc("cross-s2", 0.4, 2), doc("bm25", 0.3),
+            doc("bm25", 0.2, reference=True), doc("nano", 0.1, reference=True)]  # fmt: skip
+    ranked = _ranked(docs)
+    assert [(name, len(members)) for name, members in ranked] == [
+        ("cross", 3),
+        ("bm25", 1),
+        ("bm25 (reference)", 1),
+        ("nano", 1),
+    ]
+    drawn = _seed_mean(*ranked[0])
+    assert drawn["model"]["name"] == "cross (mean of 3 seeds)"
+    pairs = drawn["settings"]["cross-lingual"]["per_pair"]
+    assert pairs == {"de-en": {"mAP": pytest.approx(0.5)}, "en-de": {"mAP": 0.5}}
+    assert drawn["settings"]["multilingual"]["per_language"] == {"de": {"mAP": pytest.approx(0.5)}}
+    assert _seed_mean(*ranked[2])["model"]["name"] == "bm25 (reference)"
+    assert [name for name, _ in _best_configurations(docs, 4)] == ["cross", "bm25", "bm25 (reference)", "nano"]

@@ -65,6 +65,20 @@ def configuration_name(result: dict) -> str:
     return match.group(1) if match else name
 
 
+def configurations(results: list[dict]) -> dict[str, list[dict]]:
+    """Results grouped as the leaderboard groups them, by name: the seeds of one trained configuration together
+    (seeds are replicates), the user's results apart from a reference result of the same label, which is marked
+    ``(reference)``."""
+    groups: dict[tuple[str, bool], list[dict]] = {}
+    for r in results:
+        groups.setdefault((configuration_name(r), bool(r.get("_reference"))), []).append(r)
+    mine = {name for name, reference in groups if not reference}
+    return {
+        f"{name} (reference)" if reference and name in mine else name: members
+        for (name, reference), members in groups.items()
+    }
+
+
 def _identity(result: dict) -> dict:
     """Label, row kind and seed grouping of one result."""
     label = result["model"]["name"]

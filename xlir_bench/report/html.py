@@ -22,10 +22,10 @@ import numpy as np
 from .. import results as results_module
 from ..errors import XlirError
 from ..fileio import replace_dir
-from . import TEXT_COLUMNS, Report, configuration_name, constant_text_columns, plots
+from . import TEXT_COLUMNS, Report, configurations, constant_text_columns, plots
 from .terminal import PRIORITY
 
-MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best models by multilingual mAP
+MAX_MODEL_PLOTS = 4  # per-model pictures (heatmap, bars) for the best configurations by multilingual mAP
 MAX_COMPARED = 3
 
 STYLE = """
@@ -115,30 +115,43 @@ def _figure(png: Path, caption: str) -> str:
     )
 
 
-def _best(results: list[dict], k: int) -> list[dict]:
-    def key(r):
-        return -(r["settings"].get("multilingual", {}).get("metrics", {}).get("mAP") or 0.0)
+def _ranked(results: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Configurations, best mean multilingual mAP over their seeds first (none counts as 0)."""
 
-    return sorted(results, key=key)[:k]
+    def score(members: list[dict]) -> float:
+        return float(np.mean([(m["settings"].get("multilingual") or {}).get("metrics", {}).get("mAP") or 0.0
+                              for m in members]))  # fmt: skip
+
+    return sorted(configurations(results).items(), key=lambda item: -score(item[1]))
 
 
 def _best_configurations(results: list[dict], k: int) -> list[tuple[str, list[dict]]]:
     """The ``k`` best configurations by mean multilingual mAP, as (name, results of its seeds): seeds are
     replicates, so they are compared together (as `compare` and the leaderboard treat them), and only results of
     the best one's engine, whose tie rule they share."""
-    groups: dict[str, list[dict]] = {}
-    for r in results:
-        groups.setdefault(configuration_name(r), []).append(r)
-
-    def score(members: list[dict]) -> float:
-        return float(np.mean([m["settings"]["multilingual"]["metrics"].get("mAP") or 0.0 for m in members]))
-
-    ranked = sorted(groups.items(), key=lambda item: -score(item[1]))
+    ranked = _ranked(results)
     if not ranked:
         return []
     engine = results_module.engine_of(ranked[0][1][0])
     same = [(n, m) for n, m in ranked if all(results_module.engine_of(x) == engine for x in m)]
     return same[:k]
+
+
+def _seed_mean(name: str, members: list[dict]) -> dict:
+    """What the per-model plots draw for a configuration: its result, or for several seeds one result whose
+    per-pair and per-language mAP are the means over the seeds (as the leaderboard's mean), named as such."""
+    if len(members) == 1:
+        return {**members[0], "model": {**members[0]["model"], "name": name}}
+    settings: dict[str, dict] = {}
+    for setting in set.intersection(*(set(m["settings"]) for m in members)):
+        blocks = [m["settings"][setting] for m in members]
+        settings[setting] = {
+            part: {key: {"mAP": float(np.mean([b[part][key]["mAP"] for b in blocks]))} for key in sorted(keys)}
+            for part in ("per_pair", "per_language")
+            if (keys := set.intersection(*(set(b.get(part) or {}) for b in blocks)))
+        }
+    return {"model": {"name": f"{name} (mean of {len(members)} seeds)"}, "suite": members[0]["suite"],
+            "settings": settings}  # fmt: skip
 
 
 def build(results: list[dict], out: Path, title: str = "xlir-bench report", resamples: int = 10000) -> list[str]:
@@ -176,7 +189,8 @@ def build(results: list[dict], out: Path, title: str = "xlir-bench report", resa
                                 "rank distance of parallel answers per model"))  # fmt: skip
                 figures.append((plots.top1_split(multi, work / "plots" / f"{suite}-top1")[0],
                                 "where the top-ranked candidate falls"))  # fmt: skip
-            for result in _best(on_suite, MAX_MODEL_PLOTS):
+            for configuration, members in _ranked(on_suite)[:MAX_MODEL_PLOTS]:
+                result = _seed_mean(configuration, members)
                 name = result["model"]["name"]
                 slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
                 if "cross-lingual" in result["settings"]:

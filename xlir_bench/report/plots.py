@@ -107,18 +107,19 @@ def language_bars(result: dict, stem: Path, formats=FORMATS) -> list[Path]:
 def rank_distance_plot(results: list[dict], stem: Path, formats=FORMATS) -> list[Path]:
     """One box per configuration (its seeds pooled: they are replicates) of the rank distance of parallel answers,
     per query when every result has per-query values, else per query language for all (one kind per picture)."""
-    from . import configuration_name
+    from . import configurations
 
     per_query = all(((r.get("per_query") or {}).get("rank_distance") or {}).get("multilingual") for r in results)
     groups: dict[str, list[float]] = {}
-    for result in results:
-        if per_query:
-            values = [v for v in result["per_query"]["rank_distance"]["multilingual"] if v is not None]
-        else:
-            languages = (_setting(result, "multilingual").get("per_language") or {}).values()
-            values = [v["rank_distance"] for v in languages if v.get("rank_distance") is not None]
-        if values:
-            groups.setdefault(configuration_name(result), []).extend(values)
+    for name, members in configurations(results).items():
+        for result in members:
+            if per_query:
+                values = [v for v in result["per_query"]["rank_distance"]["multilingual"] if v is not None]
+            else:
+                languages = (_setting(result, "multilingual").get("per_language") or {}).values()
+                values = [v["rank_distance"] for v in languages if v.get("rank_distance") is not None]
+            if values:
+                groups.setdefault(name, []).extend(values)
     if not groups:
         raise XlirError("no rank distances to plot (the results have no multilingual setting)")
     plt = _pyplot()
@@ -138,13 +139,14 @@ def top1_split(results: list[dict], stem: Path, formats=FORMATS) -> list[Path]:
     """Where the top-ranked candidate falls, one bar per configuration (the mean share over its seeds), the legend
     beside the bars so that it never covers the labels."""
     from ..metrics.bias import TOP1_CELLS
-    from . import configuration_name
+    from . import configurations
 
     groups: dict[str, list[list[float]]] = {}
-    for result in results:
-        top1 = (_setting(result, "multilingual").get("bias") or {}).get("top1")
-        if top1:
-            groups.setdefault(configuration_name(result), []).append([top1.get(cell, 0.0) for cell in TOP1_CELLS])
+    for name, members in configurations(results).items():
+        for result in members:
+            top1 = (_setting(result, "multilingual").get("bias") or {}).get("top1")
+            if top1:
+                groups.setdefault(name, []).append([top1.get(cell, 0.0) for cell in TOP1_CELLS])
     if not groups:
         raise XlirError("no top-1 split to plot (the results have no multilingual bias block)")
     labels, shares = list(groups), [np.mean(v, axis=0) for v in groups.values()]
