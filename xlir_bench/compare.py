@@ -174,7 +174,8 @@ def _found(docs: list[dict], suite: str, names) -> dict[str, list[dict] | None]:
                 return [pool[name]]
             variants = sorted(label for label in pool if label.startswith(f"{name}["))
             if len(variants) > 1:
-                raise XlirError(f"{name!r} matches several {suite} results: {', '.join(variants)}; name one of them")
+                raise XlirError(f"{name!r} matches several {suite} results: {', '.join(variants)}; name one of them, "
+                                f"quoted for the shell (compare '{variants[0]}' ...)")  # fmt: skip
             if variants:
                 return [pool[variants[0]]]
         return seeds_of(name) or None
