@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from conftest import make_tiny_bert  # noqa: E402
+from conftest import make_tiny_bert, run_cli  # noqa: E402
 
 from xlir_bench.errors import XlirError  # noqa: E402
 from xlir_bench.plugins import load_model  # noqa: E402
@@ -220,6 +220,8 @@ def test_bf16_probe_runs_once_per_machine_and_is_kept(monkeypatch, tmp_path):
     assert len(probes) == 1
     stored = json.loads((tmp_path / "cache" / precision.STORED).read_text())
     assert [entry["gain"] for entry in stored.values()] == [1.7]
+    info = run_cli("cache", "info", env_extra={"XLIR_BENCH_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"})
+    assert info.returncode == 0 and "dtype=auto's bf16 probe: 1.70x fp32 (bf16 from 1.3x) on Test CPU" in info.stdout
 
     xeon["flags"] = ["avx512_bf16"]  # another machine sharing the cache folder probes for itself
     assert auto()[0] == "int8" and len(probes) == 2

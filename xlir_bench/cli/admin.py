@@ -192,6 +192,15 @@ def cache_info() -> None:
     left_out = [c for c in header if c not in shown]
     out.print(f"total: {sum(e.bytes for e in found) / 2**20:,.1f} MiB in {len(found)} model folder(s)"
               + (f"; not shown at this width: {', '.join(left_out)}" if left_out else ""), highlight=False)  # fmt: skip
+    from ..models.precision import MIN_GAIN, STORED, stored_probes
+    from ..suites.download import cache_dir
+
+    probes = stored_probes()  # what dtype=auto decides from on a CPU with bf16 instructions
+    for machine, probe in probes.items():
+        out.print(escape(f"dtype=auto's bf16 probe: {probe['gain']:.2f}x fp32 (bf16 from {MIN_GAIN}x) on {machine}, "
+                         f"{probe.get('probed', '?')}"), highlight=False)  # fmt: skip
+    if probes:
+        out.print(escape(f"(kept in {cache_dir() / STORED}: delete it to probe again)"), highlight=False)
 
 
 @cache_group.command("clear")

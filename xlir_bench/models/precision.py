@@ -97,17 +97,28 @@ def _machine_key(info: dict) -> str:
     return f"{info['model']} | {' '.join(info['flags'])} | torch {torch.__version__}"
 
 
+def stored_probes() -> dict[str, dict]:
+    """The probe figures kept in the cache, by machine key (CPU, flags, torch); {} when there are none or the file
+    is damaged (it is then written anew by the next probe)."""
+    try:
+        stored = read_json(cache_dir() / STORED)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+    return {
+        key: entry for key, entry in stored.items()
+        if isinstance(entry, dict) and isinstance(entry.get("gain"), (int, float)) and entry["gain"] > 0
+    }  # fmt: skip
+
+
 def cpu_bf16_gain(info: dict) -> tuple[float, str]:
     """(bf16 gain over fp32, where the figure comes from): this machine's stored probe, else a probe now, stored
     (a cache that cannot be written only means the next process probes again)."""
     path, key = cache_dir() / STORED, _machine_key(info)
-    try:
-        stored = read_json(path)
-        stored = stored if isinstance(stored, dict) else {}
-    except (OSError, ValueError):
-        stored = {}
+    stored = stored_probes()
     entry = stored.get(key)
-    if isinstance(entry, dict) and isinstance(entry.get("gain"), (int, float)) and entry["gain"] > 0:
+    if entry is not None:
         when = entry.get("probed", "an earlier run")
         return float(entry["gain"]), f"in this machine's probe of {when}, kept in {path}"
     gain = probe_cpu_bf16()
