@@ -192,7 +192,7 @@ def build(results: list[dict], out: Path, title: str = "xlir-bench report", resa
             for configuration, members in _ranked(on_suite)[:MAX_MODEL_PLOTS]:
                 result = _seed_mean(configuration, members)
                 name = result["model"]["name"]
-                slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+                slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in configuration)
                 if "cross-lingual" in result["settings"]:
                     png = plots.pair_heatmap(result, work / "plots" / f"{suite}-{slug}-pairs")[0]
                     figures.append((png, f"{name}: cross-lingual mAP X -> Y"))
