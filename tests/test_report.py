@@ -226,3 +226,24 @@ def test_per_model_plots_draw_configurations_and_keep_reference_results_apart():
     assert drawn["settings"]["multilingual"]["per_language"] == {"de": {"mAP": pytest.approx(0.5)}}
     assert _seed_mean(*ranked[2])["model"]["name"] == "bm25 (reference)"
     assert [name for name, _ in _best_configurations(docs, 4)] == ["cross", "bm25", "bm25 (reference)", "nano"]
+
+
+def test_a_comparison_with_confirmatory_configurations_says_it_is_not_their_registered_analysis():
+    from xlir_bench.report.html import _comparison_markdown, _confirmatory_note
+
+    def doc(command):
+        return {"provenance": {"command": command}}
+
+    confirm = "xlir-bench experiment confirmatory --results-dir results"
+    top = [("hybrid", [doc(confirm), doc(confirm)]), ("bm25", [doc("xlir-bench run --model bm25")])]
+    note = _confirmatory_note(top)
+    assert "hybrid (2 seeds in): of the pre-registered confirmatory run" in note and "bm25" not in note
+    assert "descriptive, not its registered analysis" in note
+    assert _confirmatory_note(top[1:]) == ""
+
+    from xlir_bench.compare import Comparison
+
+    row = Comparison("a|b", "c", 0.5, 0.4, 0.1, (0.05, 0.15), 0.001, 0.002, 0.3, 1190, 13090, (1, 1), None, None)
+    table = _comparison_markdown([row]).splitlines()
+    assert table[0].startswith("| A | B | A - B |")
+    assert table[2].startswith("| a\\|b | c | +0.1000 | [+0.0500, +0.1500]")

@@ -98,13 +98,40 @@ def _table(report: Report) -> str:
 def _comparison_table(rows) -> str:
     header = ["A", "B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters"]
     body = "".join(
-        "<tr>" + "".join(f"<td{' class=text' if k < 2 else ''}>{html.escape(v)}</td>" for k, v in enumerate(
-            [r.a, r.b, f"{r.difference:+.4f}", f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]", f"{r.p_value:.4f}",
-             f"{r.p_holm:.4f}", f"{r.effect_size:+.2f}", f"{r.units:,}"])) + "</tr>"
+        "<tr>" + "".join(f"<td{' class=text' if k < 2 else ''}>{html.escape(v)}</td>"
+                         for k, v in enumerate(_comparison_cells(r))) + "</tr>"
         for r in rows
     )  # fmt: skip
     head = "".join(f"<th{' class=text' if k < 2 else ''}>{h}</th>" for k, h in enumerate(header))
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _comparison_cells(r) -> list[str]:
+    return [r.a, r.b, f"{r.difference:+.4f}", f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]", f"{r.p_value:.4f}",
+            f"{r.p_holm:.4f}", f"{r.effect_size:+.2f}", f"{r.units:,}"]  # fmt: skip
+
+
+def _comparison_markdown(rows) -> str:
+    header = ["A", "B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _comparison_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _confirmatory_note(top: list[tuple[str, list[dict]]]) -> str:
+    """A configuration of the pre-registered confirmatory run, compared here before or after its last seed, is
+    said to be so: this table is descriptive, the registered analysis (and its verdict) is the experiment's own."""
+
+    def confirmatory(doc: dict) -> bool:
+        return "experiment confirmatory" in str((doc.get("provenance") or {}).get("command"))
+
+    runs = [(name, len(members)) for name, members in top if any(confirmatory(m) for m in members)]
+    if not runs:
+        return ""
+    which = ", ".join(f"{name} ({n} seed{'s' * (n != 1)} in)" for name, n in runs)
+    return (f" {which}: of the pre-registered confirmatory run (docs/preregistration.md); this comparison is "
+            "descriptive, not its registered analysis, which is in results/experiments/confirmatory-*.md and gives "
+            "a verdict only once every registered seed is in.")  # fmt: skip
 
 
 def _figure(png: Path, caption: str) -> str:
@@ -175,12 +202,12 @@ def build(results: list[dict], out: Path, title: str = "xlir-bench report", resa
             if len(top) >= 2:
                 try:
                     rows = compare(top, "multilingual", resamples=resamples)
-                    body += [
-                        "<h3>Comparison (multilingual, best configurations; seeds averaged)</h3>",
-                        _comparison_table(rows),
-                        f'<p class="note">Paired per-query AP; a question and its translations are one unit; '
-                        f"{resamples:,} resamples; Holm over {len(rows)} pairs.</p>",
-                    ]
+                    said = (f"Paired per-query AP; a question and its translations are one unit; {resamples:,} "
+                            f"resamples; Holm over {len(rows)} pairs.{_confirmatory_note(top)}")  # fmt: skip
+                    heading = "Comparison (multilingual, best configurations; seeds averaged)"
+                    body += [f"<h3>{heading}</h3>", _comparison_table(rows),
+                             f'<p class="note">{html.escape(said)}</p>']  # fmt: skip
+                    markdown += [f"### {heading}", "", _comparison_markdown(rows), "", said, ""]
                 except XlirError as exc:
                     notes.append(f"{suite}: no comparison ({exc})")
             figures = []
