@@ -144,6 +144,12 @@ def test_rows_per_language_and_the_pair_matrix(seeded):
     assert matrix.columns[-7:] == ["ar", "de", "en", "es", "hi", "vi", "zh"] and "X" in matrix.columns
     row = next(r for r in matrix.records if r["X"] == "de")
     assert row["en"] == per_pair["de-en"]["mAP"] and "de" not in row
+    from xlir_bench.report.terminal import fit
+
+    # one model's matrix in a terminal: its name once, in the title, not on every row (it hid 6 of 11 columns)
+    shown = fit(matrix, 100)
+    assert shown.columns[0] == "X" and "model" not in shown.columns and shown.title.startswith("bm25")
+    assert "model" in fit(Report.from_results(seeded, by="pair"), 200).columns  # several models: the rows' key
 
 
 def test_any_ir_measures_measure_from_saved_runs(tmp_path):

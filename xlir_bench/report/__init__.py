@@ -31,11 +31,15 @@ LOWER_IS_BETTER = ("rank_distance",)
 NOT_RANKED = ("lang_pref@1", "seeds")  # no "better" direction: a preference is not a score
 
 
-def constant_text_columns(columns: list[str], cells: list[list[str]]) -> list[str]:
-    """Label columns (not ``model``) holding one value on every row, e.g. the suite of a filtered table: said once
-    (a title, a section heading) rather than on every row, by the terminal and the HTML tables alike."""
-    return [c for i, c in enumerate(columns)
-            if c in TEXT_COLUMNS and c != "model" and cells and len({row[i] for row in cells}) == 1]  # fmt: skip
+def constant_text_columns(columns: list[str], cells: list[list[str]], model_too: bool = False) -> list[str]:
+    """Label columns holding one value on every row, e.g. the suite of a filtered table: said once (a title, a
+    section heading) rather than on every row, by the terminal and the HTML tables alike. ``model`` too when asked
+    (a table with a title) and a row key still tells the rows apart (``--by pair`` of one model: X), not the set or
+    training alone, which a narrow table folds into the labels."""
+    constant = [c for i, c in enumerate(columns)
+                if c in TEXT_COLUMNS and cells and len({row[i] for row in cells}) == 1]  # fmt: skip
+    varying = [c for c in columns if c in TEXT_COLUMNS and c not in (*constant, "set", "training")]
+    return [c for c in constant if c != "model" or (model_too and varying)]
 
 
 def training_label(training: dict, with_seed: bool = True) -> str:

@@ -34,7 +34,7 @@ def fit(report: Report, width: int, title: str | None = None) -> Fitted:
     cells = report.cells(bold=lambda t: f"\0B{t}\0E")
     columns = list(report.columns)
     table = {c: [row[i] for row in cells] for i, c in enumerate(columns)}
-    constant = constant_text_columns(columns, cells)
+    constant = constant_text_columns(columns, cells, model_too=True)
     title_parts = ([title] if title else []) + [table[c][0] for c in constant if table[c][0]]
     kept = [c for c in columns if c not in constant]
     text = [c for c in kept if c in TEXT_COLUMNS]
