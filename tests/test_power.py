@@ -63,3 +63,24 @@ def test_interim_summaries_carry_no_verdict(tmp_path):
     confirm.summary_path(tmp_path).parent.mkdir(parents=True)
     confirm.summary_path(tmp_path).write_text(json.dumps({"meta": meta}))
     assert confirm.rounds_written(tmp_path) == 3
+
+
+def test_the_run_counts_its_registered_models(tmp_path):
+    """The whole run's progress (it spans sessions): registered models with a result, from the same names the
+    training loop gives them (mono, cross, hybrid per seed; the registered hybrid draw is named -exact)."""
+    from xlir_bench import results
+    from xlir_bench.training.experiment import planned_models
+
+    planned = planned_models(**confirm.REGISTERED)
+    assert [(seed, strategy, name) for seed, strategy, _, name in planned[:3]] == [
+        (0, "mono", "ds-e5-small-mlqa-r-mono-120st-s0"),
+        (0, "cross", "ds-e5-small-mlqa-r-cross-120st-s0"),
+        (0, "hybrid", "ds-e5-small-mlqa-r-hybrid-120st-exact-s0"),
+    ]
+    assert planned[2][2] == (0.5, "constant", "exact") and planned[0][2] == (0.5, "constant", "exact")
+    assert confirm.models_with_results(tmp_path) == (0, 66)
+    for *_, name in planned[:4]:
+        path = results.result_path(tmp_path, f"trained:{name}", "xquad-r")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    assert confirm.models_with_results(tmp_path) == (4, 66)

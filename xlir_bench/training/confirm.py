@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import results
 from ..metrics.hierarchical import MARGIN, ci_key, verdict
-from .experiment import domain_shift, write_summary
+from .experiment import domain_shift, planned_models, write_summary
 
 REGISTERED = {
     "base": "e5-small", "train": "mlqa-r", "evaluate": "xquad-r", "seeds": 22, "max_steps": 120,
@@ -31,12 +32,21 @@ def run_confirmatory(*, results_root: Path, data_dir, progress, command: str, de
     """Train and evaluate round by round (seed-major), rewriting the summary after each round."""
     settings = {k: v for k, v in REGISTERED.items() if k != "seeds"}
     paths: tuple[Path, Path] | None = None
+    have, total = models_with_results(results_root)  # the whole run at a glance: it spans sessions
+    task = None if progress is None else progress.add_task(
+        "confirmatory run: registered models with a result", total=total, completed=have
+    )  # fmt: skip
+
+    def after_model() -> None:
+        if task is not None:
+            progress.update(task, completed=models_with_results(results_root)[0])
+
     # rounds a summary already covers are not summarised again (each summary redoes every bootstrap); the first
     # round after them trains whatever an interrupted run left missing
     for done in range(rounds_written(results_root) + 1, REGISTERED["seeds"] + 1):
         summary, meta, stem = domain_shift(
             seeds=done, allow_overlap=False, data_dir=data_dir, results_root=results_root, progress=progress,
-            command=command, device=device, precision=precision, **settings,
+            command=command, device=device, precision=precision, after_model=after_model, **settings,
         )  # fmt: skip
         meta["registered_seeds"] = REGISTERED["seeds"]
         summary["registered"] = registered_verdict(summary, done)
@@ -46,6 +56,13 @@ def run_confirmatory(*, results_root: Path, data_dir, progress, command: str, de
     if paths is None:  # every round was summarised before
         paths = (summary_path(results_root), summary_path(results_root).with_suffix(".md"))
     return paths
+
+
+def models_with_results(results_root: Path) -> tuple[int, int]:
+    """(registered models that have a result under ``results_root``, registered models): how far the run is."""
+    paths = [results.result_path(results_root, f"trained:{name}", REGISTERED["evaluate"])
+             for *_, name in planned_models(**REGISTERED)]  # fmt: skip
+    return sum(path.is_file() for path in paths), len(paths)
 
 
 def summary_path(results_root: Path) -> Path:

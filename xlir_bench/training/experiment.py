@@ -105,6 +105,24 @@ def model_name(base: str, train: str, strategy: str, seed: int, steps: int, suff
     return results.slug(f"ds-{base}-{train}-{strategy}-{steps}st{suffix}-s{seed}")
 
 
+def planned_models(
+    *, base: str, train: str, seeds: int, max_steps: int, batch_size: int, alpha: float, max_length: int,
+    hard_negatives: bool, freeze_embeddings: bool, alpha_schedule: str = "constant", alpha_draw: str = "exact",
+    **_,
+) -> list[tuple[int, str, tuple[float, str, str], str]]:  # fmt: skip
+    """(seed, strategy, (alpha, schedule, draw), model name) of every model an experiment trains, seed-major.
+    Alpha and its schedule only shape hybrid batches: mono and cross models are the reference ones, so an alpha
+    sweep trains hybrid models only and compares them with the same mono and cross models."""
+    out = []
+    for seed in range(seeds):
+        for strategy in STRATEGIES:
+            hybrid = strategy == "hybrid"
+            own = (alpha, alpha_schedule, alpha_draw) if hybrid else (REFERENCE["alpha"], "constant", "exact")
+            suffix = variant(batch_size, freeze_embeddings, own[0], max_length, hard_negatives, own[1], own[2] * hybrid)
+            out.append((seed, strategy, own, model_name(base, train, strategy, seed, max_steps, suffix)))
+    return out
+
+
 CARD_FIELDS = ("base", "strategy", "seed", "data", "max_steps", "batch_size", "alpha", "alpha_schedule",
                "max_length", "lr", "hard_negatives", "freeze_embeddings")  # fmt: skip
 
@@ -382,9 +400,10 @@ def domain_shift(
     *, base: str, train: str, evaluate: str, seeds: int, max_steps: int, batch_size: int, alpha: float,
     max_length: int, hard_negatives: bool, freeze_embeddings: bool, allow_overlap: bool, data_dir,
     results_root: Path, progress, command: str, device: str = "cpu", precision: str = "auto",
-    alpha_schedule: str = "constant", alpha_draw: str = "exact",
+    alpha_schedule: str = "constant", alpha_draw: str = "exact", after_model=None,
 ) -> tuple[dict, dict, str]:  # fmt: skip
-    """(summary, meta, file stem) of the experiment, training and evaluating what is not committed yet."""
+    """(summary, meta, file stem) of the experiment, training and evaluating what is not committed yet;
+    ``after_model()``, when given, is called once each trained model has its result."""
     from ..models.trained import models_dir
     from . import bases
     from .data import from_suite
@@ -414,33 +433,31 @@ def domain_shift(
 
     evaluate_one(base, "base", 0)
     suffix = variant(batch_size, freeze_embeddings, alpha, max_length, hard_negatives, alpha_schedule, alpha_draw)
-    for seed in range(seeds):
-        for strategy in STRATEGIES:
-            # alpha and its schedule only shape hybrid batches: mono and cross models are the reference ones, so an
-            # alpha sweep trains hybrid models only and compares them with the same mono and cross models
-            hybrid = strategy == "hybrid"
-            own = (alpha, alpha_schedule, alpha_draw) if hybrid else (REFERENCE["alpha"], "constant", "exact")
-            name = model_name(
-                base, train, strategy, seed, max_steps,
-                variant(batch_size, freeze_embeddings, own[0], max_length, hard_negatives, own[1], own[2] * hybrid),
-            )  # fmt: skip
-            config = TrainConfig(
-                base=base, base_path=chosen.path, strategy=strategy, alpha=own[0], alpha_schedule=own[1],
-                alpha_draw=own[2],
-                batch_size=batch_size,
-                max_steps=max_steps, max_length=max_length, hard_negatives=hard_negatives,
-                freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix,
-                passage_prefix=chosen.passage_prefix, seed=seed,
-                eval_every=max(1, max_steps // 8), checkpoint_every=max(1, max_steps // 8), patience=4,
-                data=train, languages=train_data.languages, device=device, precision=precision,
-            )  # fmt: skip
-            folder = models_dir() / name
-            if committed_result(results_root, f"trained:{name}", eval_suite, config) is None:
-                if (folder / "card.json").is_file():
-                    check_reusable(folder, config)
-                else:
-                    Trainer(config, train_data, folder, progress=progress).train()
-            evaluate_one(f"trained:{name}", strategy, seed, config)
+    planned = planned_models(
+        base=base, train=train, seeds=seeds, max_steps=max_steps, batch_size=batch_size, alpha=alpha,
+        max_length=max_length, hard_negatives=hard_negatives, freeze_embeddings=freeze_embeddings,
+        alpha_schedule=alpha_schedule, alpha_draw=alpha_draw,
+    )  # fmt: skip
+    for seed, strategy, own, name in planned:
+        config = TrainConfig(
+            base=base, base_path=chosen.path, strategy=strategy, alpha=own[0], alpha_schedule=own[1],
+            alpha_draw=own[2],
+            batch_size=batch_size,
+            max_steps=max_steps, max_length=max_length, hard_negatives=hard_negatives,
+            freeze_embeddings=freeze_embeddings, query_prefix=chosen.query_prefix,
+            passage_prefix=chosen.passage_prefix, seed=seed,
+            eval_every=max(1, max_steps // 8), checkpoint_every=max(1, max_steps // 8), patience=4,
+            data=train, languages=train_data.languages, device=device, precision=precision,
+        )  # fmt: skip
+        folder = models_dir() / name
+        if committed_result(results_root, f"trained:{name}", eval_suite, config) is None:
+            if (folder / "card.json").is_file():
+                check_reusable(folder, config)
+            else:
+                Trainer(config, train_data, folder, progress=progress).train()
+        evaluate_one(f"trained:{name}", strategy, seed, config)
+        if after_model is not None:
+            after_model()
     meta = {
         "base": base, "train": train, "eval": evaluate, "seeds": seeds, "max_steps": max_steps,
         "batch_size": batch_size, "alpha": alpha, "max_length": max_length, "hard_negatives": hard_negatives,
