@@ -186,3 +186,49 @@ def fixed_scores(table: dict[str, dict[str, list[float]]]):
             return Index(docs)
 
     return from_object(Fixed(), "fixed", "tests:Fixed")
+
+
+@pytest.mark.parametrize("setting", ["monolingual", "cross-lingual", "multilingual"])
+def test_compare_takes_per_query_measures_from_saved_runs_exactly(bm25_slice, setting, tmp_path):
+    """`compare --metric nDCG@10`: per-query values from the saved run, aligned with the result's units (NaN where
+    its AP is), aggregating to the engine's exact full-pool values; a cutoff deeper than the run is refused, and so
+    is a measure without one, since neither would be exact."""
+    from xlir_bench.compare import per_query_values
+    from xlir_bench.errors import XlirError
+
+    data, result, folder = bm25_slice
+    root = folder.parents[2]  # <root>/runs/xquad-r/bm25
+    ids, ap = per_query_values(result, setting)
+    got_ids, ndcg = per_query_values(result, setting, "nDCG@10", root)
+    assert got_ids == ids and np.array_equal(np.isnan(ndcg), np.isnan(ap))
+    by_id = dict(zip(ids, ndcg))
+    ours = result["settings"][setting]
+    if setting == "multilingual":
+        assert ours["metrics"]["nDCG@10"] == pytest.approx(np.nanmean(ndcg), abs=1e-12)
+    elif setting == "monolingual":
+        for lang in data.languages:
+            mean = np.nanmean([v for q, v in by_id.items() if q.startswith(lang + "-")])
+            assert ours["per_language"][lang]["nDCG@10"] == pytest.approx(mean, abs=1e-12)
+    else:
+        for pair, block in ours["per_pair"].items():
+            source, target = pair.split("-")
+            mean = np.nanmean([v for q, v in by_id.items() if q.startswith(source + "-") and q.endswith("@" + target)])
+            assert block["nDCG@10"] == pytest.approx(mean, abs=1e-12), pair
+
+    short = tmp_path / "runs" / "xquad-r" / "bm25"  # the same run cut at depth 5
+    short.mkdir(parents=True)
+    kept: dict[str, int] = {}
+    with open(short / f"{setting}.run", "w") as out:
+        for line in (folder / f"{setting}.run").read_text().splitlines():
+            qid = line.split(" ", 1)[0]
+            kept[qid] = kept.get(qid, 0) + 1
+            if kept[qid] <= 5:
+                out.write(line + "\n")
+    (short / f"{setting}.qrels").write_text((folder / f"{setting}.qrels").read_text())
+    assert per_query_values(result, setting, "P@5", tmp_path)[0] == ids
+    for metric in ("nDCG@10", "RR"):
+        deeper = f"--metric {metric}: needs a cutoff no deeper than the saved run .*\\(5\\)"
+        with pytest.raises(XlirError, match=deeper):
+            per_query_values(result, setting, metric, tmp_path)
+    with pytest.raises(XlirError, match="no saved .* run of 'bm25' on xquad-r .* --save-run"):
+        per_query_values(result, setting, "nDCG@10", tmp_path / "nothing")

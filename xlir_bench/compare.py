@@ -1,6 +1,7 @@
 """``xlir-bench compare``: is model A really better than B, and by how much? Paired, question-level statistics.
 
-Per-query AP of each model (stored in every result) is paired query by query. A question and all its translations
+Per-query AP of each model (stored in every result), or a measure with a cutoff computed per query from the runs
+saved beside the results (``--metric nDCG@10``), is paired query by query. A question and all its translations
 form one cluster (LAReQA query ids are ``<lang>-<question id>``); in MIRACL every query is its own cluster. For
 each pair of models: the mean difference, a cluster bootstrap 95% interval, a cluster sign-flip randomization
 test, Holm's correction over all pairs shown, and an effect size (mean difference over the standard deviation of
@@ -57,8 +58,11 @@ def clusters_of(suite: str, query_ids: list[str]) -> list[str]:
     return list(query_ids)
 
 
-def per_query_values(result: dict, setting: str) -> tuple[list[str], np.ndarray]:
-    """(unit ids, AP values) of one setting; cross-lingual values are flattened over target pools."""
+def per_query_values(result: dict, setting: str, metric: str = "AP", runs_root=None) -> tuple[list[str], np.ndarray]:
+    """(unit ids, values) of one setting; cross-lingual values are flattened over target pools. AP comes from the
+    result itself; any other measure from the run saved beside it (:func:`run_values`)."""
+    if metric not in ("AP", "mAP"):
+        return run_values(result, setting, metric, runs_root)
     label = result["model"]["name"]
     per_query = result.get("per_query") or {}
     values = (per_query.get("AP") or {}).get(setting)
@@ -70,6 +74,37 @@ def per_query_values(result: dict, setting: str) -> tuple[list[str], np.ndarray]
         flat = [v for pool in sorted(values) for v in values[pool]]
         return flat_ids, np.array([np.nan if v is None else v for v in flat], dtype=np.float64)
     return list(ids), np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def run_values(result: dict, setting: str, metric: str, runs_root) -> tuple[list[str], np.ndarray]:
+    """Per-query values of an ir-measures measure with a cutoff (``nDCG@10``, ``R@100``, ``P@5``), computed from the
+    run saved with ``--save-run``, aligned with the result's own per-query AP. Exact, not an approximation: such a
+    measure needs only the top k of a ranking and the qrels, and the run holds the engine's ranking (its tie rule)
+    to its depth, so a cutoff no deeper than the run is required."""
+    import ir_measures
+
+    from .measures import parse, run_depth
+    from .results import runs_folder
+
+    ids, ap = per_query_values(result, setting)  # the units, and which of them the setting holds
+    label, suite = result["model"]["name"], result["suite"]["name"]
+    measure = parse([metric], "--metric")[0]
+    folder = runs_folder(runs_root, label, suite) if runs_root is not None else None
+    run, qrels = (folder / f"{setting}.run", folder / f"{setting}.qrels") if folder else (None, None)
+    if run is None or not (run.is_file() and qrels.is_file()):
+        raise XlirError(f"--metric {metric}: no saved {setting} run of {label!r} on {suite} (per-query values other "
+                        "than AP come from it); re-run that model with --save-run")  # fmt: skip
+    cutoff, depth = measure.params.get("cutoff"), run_depth(run)
+    if cutoff is None or cutoff > depth:
+        raise XlirError(f"--metric {metric}: needs a cutoff no deeper than the saved run of {label!r} ({depth}), "
+                        f"so that it is exact (nDCG@10, R@{depth}, ...); AP is paired from the results")  # fmt: skip
+    got = {m.query_id: float(m.value) for m in ir_measures.iter_calc(
+        [measure], ir_measures.read_trec_qrels(str(qrels)), ir_measures.read_trec_run(str(run)))}  # fmt: skip
+    missing = [q for q, a in zip(ids, ap) if not np.isnan(a) and q not in got]
+    if missing:
+        raise XlirError(f"the saved {setting} run of {label!r} on {suite} lacks {len(missing):,} of its queries "
+                        f"({missing[0]}, ...); re-run it with --save-run")  # fmt: skip
+    return ids, np.array([np.nan if np.isnan(a) else got[q] for q, a in zip(ids, ap)], dtype=np.float64)
 
 
 def _check_pairable(results: list[dict], setting: str) -> None:
@@ -94,10 +129,13 @@ def _seed_of(result: dict):
     return ((result["model"].get("metadata") or {}).get("training") or {}).get("seed")
 
 
-def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list[Comparison]:
+def compare(
+    groups, setting: str, resamples: int = 10000, seed: int = 0, metric: str = "AP", runs_root=None
+) -> list[Comparison]:
     """``groups``: results, or (name, [results of the seeds of one configuration]) pairs. Per-query values of a
     configuration are averaged over its seeds; with several seeds on both sides, a sign-flip test over the seeds
-    they share is added (seeds are the unit of training randomness)."""
+    they share is added (seeds are the unit of training randomness). ``metric``: AP (from the results), or a
+    measure with a cutoff computed per query from the saved runs under ``runs_root`` (:func:`run_values`)."""
     groups = [g if isinstance(g, tuple) else (g["model"]["name"], [g]) for g in groups]
     if len(groups) < 2:
         raise XlirError("compare needs at least two models")
@@ -106,10 +144,14 @@ def compare(groups, setting: str, resamples: int = 10000, seed: int = 0) -> list
     suite = everything[0]["suite"]["name"]
     ids, _ = per_query_values(everything[0], setting)
     clusters = clusters_of(suite, [i.split("@", 1)[0] for i in ids])
-    values = {name: np.mean([per_query_values(r, setting)[1] for r in members], axis=0) for name, members in groups}
+    each = {name: [per_query_values(r, setting, metric, runs_root)[1] for r in members] for name, members in groups}
+    values = {name: np.mean(seeds, axis=0) for name, seeds in each.items()}
+    ap = metric in ("AP", "mAP")  # a seed's AP is its result's mAP; another measure's, the mean of its values
     per_seed = {
-        name: {_seed_of(r): r["settings"][setting]["metrics"]["mAP"] for r in members} for name, members in groups
-    }
+        name: {_seed_of(r): r["settings"][setting]["metrics"]["mAP"] if ap else float(np.nanmean(v))
+               for r, v in zip(members, each[name])}
+        for name, members in groups
+    }  # fmt: skip
     out = []
     for a, b in combinations(values, 2):
         test = paired_randomization(values[a], values[b], permutations=resamples, seed=seed, clusters=clusters)

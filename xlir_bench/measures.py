@@ -18,8 +18,8 @@ EXACT = {"AP": "mAP", "R@1": "R@1", "R@10": "R@10", "R@100": "R@100", "nDCG@10":
 RUN_LIMIT = 4 * 2**30
 
 
-def parse(names) -> list:
-    """ir-measures measure objects for ``names``; an unknown or malformed name is one error line."""
+def parse(names, option: str = "--measure") -> list:
+    """ir-measures measure objects for ``names``; an unknown or malformed name is one error line naming ``option``."""
     import ir_measures
 
     out = []
@@ -28,7 +28,7 @@ def parse(names) -> list:
             out.append(ir_measures.parse_measure(name))
         except (NameError, ValueError, TypeError, SyntaxError) as exc:
             raise XlirError(
-                f"--measure {name!r}: not an ir-measures measure ({exc}); e.g. P@5, Judged@10, ERR@20"
+                f"{option} {name!r}: not an ir-measures measure ({exc}); e.g. P@5, Judged@10, ERR@20"
             ) from None
     return out
 

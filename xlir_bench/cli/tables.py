@@ -94,8 +94,10 @@ def report_cmd(results_dir, reference, suite_names, out_dir, title) -> None:
               "results of all the models, each its own table and Holm family.")  # fmt: skip
 @click.option("--setting", type=click.Choice(SETTINGS), default="multilingual", show_default=True,
               help="Which setting's per-query values to pair.")  # fmt: skip
-@click.option("--metric", type=click.Choice(["mAP", "AP"]), default="mAP", show_default=True,
-              help="The per-query measure (results store per-query AP).")  # fmt: skip
+@click.option("--metric", default="AP", show_default=True, metavar="NAME",
+              help="The per-query measure: AP (stored in every result), or any ir-measures measure with a cutoff "
+                   "(nDCG@10, R@100, P@5), computed per query from the runs saved with --save-run (exact up to "
+                   "their depth).")  # fmt: skip
 @results_dir_option
 @click.option("--reference", is_flag=True, help="Also look in the project's reference results.")
 @click.option("--resamples", default=10000, show_default=True, type=click.IntRange(100, 1_000_000),
@@ -107,28 +109,37 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
     """Paired, question-level significance of differences between models (every pair, Holm-corrected)."""
     import json as json_module
 
+    from .. import measures
     from ..compare import compare, resolve_models
 
-    loaded = _load_with_reference(results.results_dir(results_dir), reference, quiet_missing=True)
+    metric = "AP" if metric in ("AP", "mAP") else str(measures.parse([metric], "--metric")[0])  # bad: one line
+    mine = results.results_dir(results_dir)
+    loaded = _load_with_reference(mine, reference, quiet_missing=True)
     chosen = suites.resolve([suite]) if suite else _suites_to_compare(loaded.results, models, reference)
-    compared = [(name, compare(resolve_models(loaded.results, name, models, reference), setting,
-                               resamples=resamples, seed=seed)) for name in chosen]  # fmt: skip
+    compared = [
+        (name, compare(resolve_models(loaded.results, name, models, reference), setting, resamples=resamples,
+                       seed=seed, metric=metric, runs_root=mine))
+        for name in chosen
+    ]  # fmt: skip
     if fmt == "json":
-        rows = [{"suite": name, "setting": setting, **r.as_dict()} for name, found in compared for r in found]
+        rows = [{"suite": name, "setting": setting, "metric": metric, **r.as_dict()}
+                for name, found in compared for r in found]  # fmt: skip
         click.echo(json_module.dumps(rows, indent=1, allow_nan=False))
         return
     for i, (name, found) in enumerate(compared):
         if i:
             click.echo("") if fmt == "markdown" else out.print()
-        _show_comparison(name, setting, found, resamples, seed, fmt, several=len(compared) > 1)
+        _show_comparison(name, setting, found, resamples, seed, fmt, several=len(compared) > 1, metric=metric)
 
 
-def _show_comparison(suite: str, setting: str, rows, resamples: int, seed: int, fmt: str, several: bool) -> None:
+def _show_comparison(suite: str, setting: str, rows, resamples: int, seed: int, fmt: str, several: bool,
+                     metric: str = "AP") -> None:  # fmt: skip
     """One suite's comparisons as a table (terminal or Markdown) with the note that says how they were made."""
     from tabulate import tabulate
 
     header = ["A", "B", "mAP A", "mAP B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters", "seeds",
               "p (seeds: sign-flip / t)"]  # fmt: skip
+    shown_as = {} if metric == "AP" else {"mAP A": f"{metric} A", "mAP B": f"{metric} B"}
     body = [
         [r.a, r.b, f"{r.mean_a:.4f}", f"{r.mean_b:.4f}", f"{r.difference:+.4f}",
          f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]", f"{r.p_value:.4f}", f"{r.p_holm:.4f}", f"{r.effect_size:+.2f}",
@@ -136,20 +147,24 @@ def _show_comparison(suite: str, setting: str, rows, resamples: int, seed: int, 
         for r in rows
     ]  # fmt: skip
     unit = "question (a question and its translations)" if suite in ("xquad-r", "mlqa-r") else "query"
+    source = "" if metric == "AP" else " (from the saved runs)"
     note = (
-        f"{suite} {setting}, per-query AP paired over {rows[0].queries:,} values; unit: {unit}; "
+        f"{suite} {setting}, per-query {metric}{source} paired over {rows[0].queries:,} values; unit: {unit}; "
         f"{resamples:,} sign flips and bootstrap resamples, seed {seed}; Holm over {len(rows)} comparison(s)"
         f"{' on this suite' if several else ''}."
     )
     if fmt == "markdown":
-        click.echo(tabulate(body, headers=header, tablefmt="github", disable_numparse=True) + "\n\n" + note)
+        headers = [shown_as.get(c, c) for c in header]
+        click.echo(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + "\n\n" + note)
         return
     shown = _fit_columns(header, body, out.width)
     if len(shown) < len(header):
-        note += f" Not shown at this width: {', '.join(c for c in header if c not in shown)} (--format markdown)."
+        left = ", ".join(shown_as.get(c, c) for c in header if c not in shown)
+        note += f" Not shown at this width: {left} (--format markdown)."
     table = Table(title=f"compare on {suite} / {setting}")
     for col in shown:  # never cut: a number with an ellipsis is worse than a column left out and named
-        table.add_column(col, justify="left" if col in ("A", "B") else "right", no_wrap=col not in ("A", "B"),
+        table.add_column(shown_as.get(col, col), justify="left" if col in ("A", "B") else "right",
+                         no_wrap=col not in ("A", "B"),
                          overflow="fold" if col in ("A", "B") else "ignore")  # fmt: skip
     for row in body:
         table.add_row(*(escape(cell) for cell, col in zip(row, header) if col in shown))
