@@ -7,7 +7,7 @@ Machines differ from one day to the next (the same benchmark gave bf16 autocast 
 * CPU with bf16 instructions (``avx512_bf16`` / ``amx_bf16``): a probe of about 0.2 s times encoder-shaped matrix
   products in fp32 and under bf16 autocast; bf16 is chosen if it is at least ``MIN_GAIN`` times faster. The probe
   runs once per machine (CPU, its flags and the torch version) and its figure is kept in the cache
-  (``<cache>/precision.json``; delete it to probe again): on a busy host one probe gave anything from 0.6x to 42x,
+  (``<cache>/precision.json``; delete it to probe again): on a busy host one probe gave anything from 0.3x to 42x,
   and a precision decided afresh by every process put the same model under two labels on one machine.
 * Any other CPU (no bf16 instructions, so bf16 would be emulated, or a probe that found no gain): int8 on ONNX
   Runtime (:mod:`.onnx_runtime`), which meets the accuracy bar (``ACCURACY_BAR``, the largest change of
