@@ -123,3 +123,35 @@ def test_canonical_scores_are_sequential_float64_sums_of_the_two_vectors_alone(m
     alone = [stream.canonical_scores(q[i : i + 1], v[i : i + 1])[0] for i in range(len(q))]
     assert np.array_equal(alone, got)
     assert np.array_equal(stream.canonical_scores(q[:0], v[:0]), np.empty(0))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_query_vectors_take_a_shorter_sum_with_the_same_bits(seed, monkeypatch):
+    """Mostly-zero query vectors (hashed n-grams, vocabulary-sized sparse encoders) are summed only where they are
+    non-zero: the same bits as the full ordered sum, on vectors with negative zeros, subnormals, huge and tiny
+    magnitudes and exact cancellations, whatever the chunking; and that path is the one taken."""
+    from xlir_bench.metrics import stream
+
+    rng = np.random.default_rng(seed)
+    d, n_q, n_v = int(rng.integers(8, 300)), 9, 40
+    q = np.where(rng.random((n_q, d)) < 0.08, rng.standard_normal((n_q, d)), -0.0).astype(np.float32)
+    v = np.where(rng.random((n_v, d)) < 0.3, rng.standard_normal((n_v, d)), -0.0).astype(np.float32)
+    v *= np.float32(10.0) ** rng.integers(-38, 30, size=(n_v, 1)).astype(np.float32)  # 1e-38 is subnormal-close
+    v[0] = -v[1]  # pairs that cancel to exactly zero against the same query
+    q[0] = -0.0  # a query vector of negative zeros only: +0.0 everywhere
+    q[1, : d // 2] = np.float32(1e-45)  # subnormal entries
+    q_rows = rng.integers(0, n_q, size=500)
+    v_rows = rng.integers(0, n_v, size=500)
+    expected = []
+    for i, j in zip(q_rows, v_rows):
+        acc = 0.0
+        for x, y in zip(q[i].astype(np.float64), v[j].astype(np.float64)):
+            acc += x * y
+        expected.append(np.float32(acc + 0.0))
+    taken = []
+    monkeypatch.setattr(stream, "_sparse_pairs", lambda *a, f=stream._sparse_pairs: taken.append(1) or f(*a))
+    monkeypatch.setattr(stream, "CANONICAL_ELEMENTS", 3 * d)  # several chunks per query
+    got = stream.canonical_pairs(q, q_rows, v, v_rows)
+    assert taken and got.tobytes() == np.array(expected, dtype=np.float32).astype(np.float64).tobytes()
+    monkeypatch.setattr(stream, "SPARSE_SHARE", 0.0)  # the full sum, for the same pairs: the same bits
+    assert stream.canonical_pairs(q, q_rows, v, v_rows).tobytes() == got.tobytes() and len(taken) == 1
