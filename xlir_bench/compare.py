@@ -28,6 +28,7 @@ from .metrics.significance import (
 from .results import engine_of as results_engine
 
 LAREQA = ("xquad-r", "mlqa-r")
+AP_NAMES = ("AP", "mAP")  # the per-query measure every result stores; any other comes from the saved runs
 
 
 @dataclass
@@ -61,7 +62,7 @@ def clusters_of(suite: str, query_ids: list[str]) -> list[str]:
 def per_query_values(result: dict, setting: str, metric: str = "AP", runs_root=None) -> tuple[list[str], np.ndarray]:
     """(unit ids, values) of one setting; cross-lingual values are flattened over target pools. AP comes from the
     result itself; any other measure from the run saved beside it (:func:`run_values`)."""
-    if metric not in ("AP", "mAP"):
+    if metric not in AP_NAMES:
         return run_values(result, setting, metric, runs_root)
     label = result["model"]["name"]
     per_query = result.get("per_query") or {}
@@ -146,7 +147,7 @@ def compare(
     clusters = clusters_of(suite, [i.split("@", 1)[0] for i in ids])
     each = {name: [per_query_values(r, setting, metric, runs_root)[1] for r in members] for name, members in groups}
     values = {name: np.mean(seeds, axis=0) for name, seeds in each.items()}
-    ap = metric in ("AP", "mAP")  # a seed's AP is its result's mAP; another measure's, the mean of its values
+    ap = metric in AP_NAMES  # a seed's AP is its result's mAP; another measure's, the mean of its values
     per_seed = {
         name: {_seed_of(r): r["settings"][setting]["metrics"]["mAP"] if ap else float(np.nanmean(v))
                for r, v in zip(members, each[name])}

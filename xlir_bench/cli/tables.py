@@ -110,9 +110,9 @@ def compare_cmd(models, suite, setting, metric, results_dir, reference, resample
     import json as json_module
 
     from .. import measures
-    from ..compare import compare, resolve_models
+    from ..compare import AP_NAMES, compare, resolve_models
 
-    metric = "AP" if metric in ("AP", "mAP") else str(measures.parse([metric], "--metric")[0])  # bad: one line
+    metric = "AP" if metric in AP_NAMES else str(measures.parse([metric], "--metric")[0])  # a bad name: one line
     mine = results.results_dir(results_dir)
     loaded = _load_with_reference(mine, reference, quiet_missing=True)
     chosen = suites.resolve([suite]) if suite else _suites_to_compare(loaded.results, models, reference)

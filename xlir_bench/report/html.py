@@ -95,14 +95,16 @@ def _table(report: Report) -> str:
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{note}'
 
 
+COMPARISON_HEADER = ("A", "B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters")
+
+
 def _comparison_table(rows) -> str:
-    header = ["A", "B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters"]
     body = "".join(
         "<tr>" + "".join(f"<td{' class=text' if k < 2 else ''}>{html.escape(v)}</td>"
                          for k, v in enumerate(_comparison_cells(r))) + "</tr>"
         for r in rows
     )  # fmt: skip
-    head = "".join(f"<th{' class=text' if k < 2 else ''}>{h}</th>" for k, h in enumerate(header))
+    head = "".join(f"<th{' class=text' if k < 2 else ''}>{h}</th>" for k, h in enumerate(COMPARISON_HEADER))
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -112,10 +114,10 @@ def _comparison_cells(r) -> list[str]:
 
 
 def _comparison_markdown(rows) -> str:
-    header = ["A", "B", "A - B", "95% CI", "p", "p (Holm)", "effect size", "clusters"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _comparison_cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
+    from tabulate import tabulate
+
+    body = [[cell.replace("|", "\\|") for cell in _comparison_cells(r)] for r in rows]  # a label's | splits no cell
+    return tabulate(body, headers=COMPARISON_HEADER, tablefmt="github", disable_numparse=True)
 
 
 def _confirmatory_note(top: list[tuple[str, list[dict]]]) -> str:
