@@ -17,7 +17,7 @@ ORDER = [
     "suites", "plugins", "shards", "metrics",  # the data, the plugin protocols, the store, the measures
     "models",  # encoders: see suites and plugins' protocols, never the engine
     "engine",  # the one evaluation engine: sees models only through plugins
-    "results", "cache", "compare", "measures", "runner",  # result documents and what reads them
+    "results", "cache", "measures", "compare", "runner",  # result documents and what reads them
     "report", "readme",  # renderings
     "api", "__init__", "training", "cli",  # entry points
 ]  # fmt: skip
